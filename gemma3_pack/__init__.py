@@ -1,0 +1,114 @@
+"""gemma3-pack: run and ship Google's Gemma 3 on Ollama and llama.cpp.
+
+The front door. Names resolve lazily so ``import gemma3_pack`` stays fast: numpy, gguf, ollama and
+llama_cpp are imported only when the name that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    CheckpointError,
+    Gemma3PackError,
+    InputError,
+    InputNotFound,
+    InsufficientDisk,
+    MissingDependency,
+    ModelfileError,
+    ModelNotFound,
+    NotGemma3,
+    NotGGUF,
+    OllamaError,
+    OllamaNotRunning,
+    OllamaResponseError,
+    OutputError,
+    QuantizeError,
+    UsageError,
+    VisionNotSupported,
+)
+from ._family import SAMPLING, SIZES, VARIANTS, Size, Variant, get_variant
+from ._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._chat import OFFICIAL_TEMPLATE, OLLAMA_TEMPLATE, render_chat
+    from ._client import AsyncClient, Client, Conversation
+    from ._gguf import GGUFReport, PatchResult, inspect_gguf, patch_gguf
+    from ._modelfile import ModelfileSpec, check_modelfile, parse_modelfile, render_modelfile
+    from ._export import ExportResult, export
+
+__all__ = [
+    "OFFICIAL_TEMPLATE",
+    "OLLAMA_TEMPLATE",
+    "SAMPLING",
+    "SIZES",
+    "VARIANTS",
+    "AsyncClient",
+    "CheckpointError",
+    "Client",
+    "Conversation",
+    "ExportResult",
+    "GGUFReport",
+    "Gemma3PackError",
+    "InputError",
+    "InputNotFound",
+    "InsufficientDisk",
+    "MissingDependency",
+    "ModelNotFound",
+    "ModelfileError",
+    "ModelfileSpec",
+    "NotGGUF",
+    "NotGemma3",
+    "OllamaError",
+    "OllamaNotRunning",
+    "OllamaResponseError",
+    "OutputError",
+    "PatchResult",
+    "QuantizeError",
+    "Size",
+    "UsageError",
+    "Variant",
+    "VisionNotSupported",
+    "__version__",
+    "check_modelfile",
+    "export",
+    "get_variant",
+    "inspect_gguf",
+    "parse_modelfile",
+    "patch_gguf",
+    "render_chat",
+    "render_modelfile",
+]
+
+_LAZY = {
+    "OFFICIAL_TEMPLATE": "._chat",
+    "OLLAMA_TEMPLATE": "._chat",
+    "render_chat": "._chat",
+    "Client": "._client",
+    "AsyncClient": "._client",
+    "Conversation": "._client",
+    "GGUFReport": "._gguf",
+    "PatchResult": "._gguf",
+    "inspect_gguf": "._gguf",
+    "patch_gguf": "._gguf",
+    "ModelfileSpec": "._modelfile",
+    "check_modelfile": "._modelfile",
+    "parse_modelfile": "._modelfile",
+    "render_modelfile": "._modelfile",
+    "ExportResult": "._export",
+    "export": "._export",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gemma3_pack' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,58 @@
+"""``gemma3-pack variants``: the family table, for people and for scripts."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .._family import VARIANTS, Variant
+
+
+def variant_row(v: Variant) -> dict[str, object]:
+    s = v.size
+    return {
+        "variant": v.name,
+        "hf_repo": v.hf_repo,
+        "ollama_tag": v.ollama_tag,
+        "params": s.params,
+        "layers": s.num_layers,
+        "hidden": s.hidden_size,
+        "heads": s.num_heads,
+        "kv_heads": s.num_kv_heads,
+        "head_dim": s.head_dim,
+        "ffn": s.intermediate_size,
+        "vocab": s.vocab_size,
+        "context": s.context_length,
+        "sliding_window": s.sliding_window,
+        "rope_scaling": s.rope_scaling_factor,
+        "vision": s.multimodal,
+        "default_quants": list(v.default_quants),
+        "quant_by_target": dict(v.quant_by_target),
+        "bf16_gb": s.bf16_gb,
+        "q4_k_m_gb": s.q4_k_m_gb,
+    }
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+def variants(as_json: bool) -> None:
+    """List the Gemma 3 variants gemma3-pack knows.
+
+    \b
+    Examples:
+      gemma3-pack variants
+      gemma3-pack variants --json | jq '.[] | select(.vision) | .variant'
+    """
+    rows = [variant_row(v) for v in VARIANTS.values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    header = f"{'variant':<20} {'params':>6} {'ctx':>7} {'swa':>5} {'vision':>6}  {'ollama tag':<20} default quants"
+    click.echo(header)
+    for r in rows:
+        click.echo(
+            f"{r['variant']:<20} {r['params']:>6} {r['context']:>7} {r['sliding_window']:>5} "
+            f"{'yes' if r['vision'] else 'no':>6}  {r['ollama_tag'] or '-':<20} "
+            f"{','.join(r['default_quants'])}"  # type: ignore[arg-type]
+        )
