@@ -15,7 +15,11 @@ from typing import Literal
 from ._errors import UsageError
 
 __all__ = [
+    "EOT_TOKEN_ID",
     "FAMILY",
+    "GGUF_SAMPLING",
+    "STOP",
+    "TOKENS",
     "SAMPLING",
     "SIZES",
     "VARIANTS",
@@ -218,3 +222,27 @@ def size_for_layers(num_layers: int) -> Size | None:
         if s.num_layers == num_layers:
             return s
     return None
+
+# The same settings under llama.cpp's GGUF key names (llama.cpp PR #17120), with their GGUF types.
+GGUF_SAMPLING: dict[str, tuple[float | int, str]] = {
+    "general.sampling.temp": (1.0, "f32"),
+    "general.sampling.top_k": (64, "i32"),
+    "general.sampling.top_p": (0.95, "f32"),
+    "general.sampling.min_p": (0.0, "f32"),
+    "general.sampling.penalty_repeat": (1.0, "f32"),
+}
+
+# Token ids every Gemma 3 vocabulary shares.
+TOKENS: dict[str, int] = {
+    "<pad>": 0,
+    "<eos>": 1,
+    "<bos>": 2,
+    "<unk>": 3,
+    "<mask>": 4,
+    "<start_of_turn>": 105,
+    "<end_of_turn>": 106,
+    "<start_of_image>": 255999,
+    "<end_of_image>": 256000,
+}
+EOT_TOKEN_ID = TOKENS["<end_of_turn>"]
+IMAGE_SOFT_TOKEN_ID = 262144  # 4B+ only
