@@ -34,9 +34,9 @@ from ._version import __version__
 if TYPE_CHECKING:  # pragma: no cover
     from ._chat import OFFICIAL_TEMPLATE, OLLAMA_TEMPLATE, render_chat
     from ._client import AsyncClient, Client, Conversation
+    from ._export import ExportResult, export
     from ._gguf import GGUFReport, PatchResult, inspect_gguf, patch_gguf
     from ._modelfile import ModelfileSpec, check_modelfile, parse_modelfile, render_modelfile
-    from ._export import ExportResult, export
 
 __all__ = [
     "OFFICIAL_TEMPLATE",

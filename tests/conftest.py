@@ -6,9 +6,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 import _assets  # tests/ is on sys.path (rootdir conftest)
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
