@@ -34,19 +34,44 @@ def variant_row(v: Variant) -> dict[str, object]:
     }
 
 
+def markdown_table() -> str:
+    """The README's variants table (a test keeps README.md equal to this)."""
+    lines = [
+        "| variant | params | layers | hidden | heads/kv | ctx | window | vision | HF repo "
+        "| Ollama tag | default quants | Android / iOS | ~BF16 / Q4_K_M GB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in VARIANTS.values():
+        s = v.size
+        lines.append(
+            f"| `{v.name}` | {s.params} | {s.num_layers} | {s.hidden_size} | "
+            f"{s.num_heads}/{s.num_kv_heads} | {s.context_length // 1024}K | {s.sliding_window} | "
+            f"{'SigLIP 896px, 256 tok' if s.multimodal else '-'} | `{v.hf_repo}` | "
+            f"{'`' + v.ollama_tag + '`' if v.ollama_tag else '-'} | {', '.join(v.default_quants)} | "
+            f"{v.quant_by_target['android']} / {v.quant_by_target['ios']} | "
+            f"{s.bf16_gb:g} / {s.q4_k_m_gb:g} |"
+        )
+    return "\n".join(lines)
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-def variants(as_json: bool) -> None:
+@click.option("--markdown", is_flag=True, help="Print the README's markdown table.")
+def variants(as_json: bool, markdown: bool) -> None:
     """List the Gemma 3 variants gemma3-pack knows.
 
     \b
     Examples:
       gemma3-pack variants
       gemma3-pack variants --json | jq '.[] | select(.vision) | .variant'
+      gemma3-pack variants --markdown
     """
     rows = [variant_row(v) for v in VARIANTS.values()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
+        return
+    if markdown:
+        click.echo(markdown_table())
         return
     header = f"{'variant':<20} {'params':>6} {'ctx':>7} {'swa':>5} {'vision':>6}  {'ollama tag':<20} default quants"
     click.echo(header)
