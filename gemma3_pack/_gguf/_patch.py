@@ -1,0 +1,397 @@
+"""Write Gemma 3's chat template and sampling settings into a GGUF without touching its tensors.
+
+A GGUF's metadata sits in front of its tensor data, and tensor offsets are relative to the start
+of the data section. So a metadata edit only needs a new header (magic, counts, key/values, the
+*unchanged* tensor-info block, alignment padding) followed by the old data region copied as is —
+which the kernel can do without the bytes passing through Python (``copy_file_range``, else
+``sendfile``, else a 16 MiB buffered copy). Memory stays flat in the file size; the header of a
+Gemma 3 GGUF is ~6.5 MB (the 262k-token vocabulary), its data hundreds of MB to tens of GB.
+
+Records we do not change are copied byte for byte, in their original order; changed records are
+re-encoded in place; new records are appended after them. The output is written to a temp file
+beside the destination, re-parsed, and renamed over it, so a failure never leaves a half file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import struct
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gguf.constants import GGUFValueType, Keys, TokenType
+
+from .._chat import OFFICIAL_TEMPLATE
+from .._errors import (
+    InputError,
+    InsufficientDisk,
+    NotGemma3,
+    OutputError,
+    UsageError,
+)
+from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS
+from ._reader import KV, SCALAR_FORMAT, GGUFHeader, open_gguf
+
+__all__ = ["Change", "PatchResult", "default_output", "gemma3_kind", "patch_gguf"]
+
+_TYPE_BY_NAME = {"f32": GGUFValueType.FLOAT32, "i32": GGUFValueType.INT32,
+                 "u32": GGUFValueType.UINT32, "str": GGUFValueType.STRING}
+TURN_TOKENS = {TOKENS["<start_of_turn>"]: "<start_of_turn>", TOKENS["<end_of_turn>"]: "<end_of_turn>"}
+COPY_CHUNK = 64 << 20  # bytes per copy_file_range call (progress granularity)
+BUFFER = 16 << 20
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metadata edit: ``action`` is ``added``, ``replaced`` or ``repaired``."""
+
+    key: str
+    action: str
+    old: Any
+    new: Any
+
+    def describe(self) -> str:
+        def short(v: Any) -> str:
+            text = repr(v)
+            return text if len(text) <= 60 else f"{text[:40]}... ({len(str(v))} chars)"
+
+        if self.action == "added":
+            return f"added    {self.key} = {short(self.new)}"
+        return f"{self.action:<8} {self.key}: {short(self.old)} -> {short(self.new)}"
+
+
+@dataclass
+class PatchResult:
+    """What :func:`patch_gguf` did. ``changed`` is False when the input was already patched."""
+
+    src: Path
+    dst: Path
+    kind: str  # "model" or "mmproj"
+    changes: list[Change] = field(default_factory=list)
+    in_place: bool = False
+    bytes_written: int = 0
+    copy_method: str = ""
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["src"], d["dst"], d["changed"] = str(self.src), str(self.dst), self.changed
+        return d
+
+
+def default_output(src: Path) -> Path:
+    """``model.gguf`` -> ``model.gemma3.gguf`` beside it (mmproj names keep matching apps' regex)."""
+    stem = src.name[:-5] if src.name.lower().endswith(".gguf") else src.name
+    return src.with_name(f"{stem}.gemma3.gguf")
+
+
+def gemma3_kind(h: GGUFHeader) -> str:
+    """``model`` or ``mmproj``; anything that is not Gemma 3 raises NotGemma3 naming what it is."""
+    arch = h.architecture
+    if arch == "gemma3":
+        return "model"
+    if arch == "clip":
+        proj = h.get("clip.projector_type")
+        if proj == "gemma3":
+            return "mmproj"
+        raise NotGemma3(f"{h.path} is a {proj or 'unknown'!s} vision projector (clip), not Gemma 3's: "
+                        "pass a Gemma 3 mmproj (clip.projector_type gemma3)")
+    if arch in ("gemma3n", "gemma2", "gemma", "gemma4"):
+        raise NotGemma3(f"{h.path} is a {arch} model, not Gemma 3: its chat format and settings "
+                        "differ, so gemma3-pack leaves it alone")
+    raise NotGemma3(f"{h.path} is a {arch or 'model without general.architecture'} model, not "
+                    "Gemma 3: pass a Gemma 3 GGUF (general.architecture gemma3)")
+
+
+# --- encoding -------------------------------------------------------------------------------
+
+def _string(text: str | bytes, e: str) -> bytes:
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    return struct.pack(e + "Q", len(raw)) + raw
+
+
+def encode_kv(key: str, value: Any, vtype: GGUFValueType, e: str = "<") -> bytes:
+    """One key/value record as GGUF stores it (scalars and strings only)."""
+    head = _string(key, e) + struct.pack(e + "I", int(vtype))
+    if vtype == GGUFValueType.STRING:
+        return head + _string(value, e)
+    return head + struct.pack(e + SCALAR_FORMAT[vtype], value)
+
+
+def _same(kv: KV, value: Any, vtype: GGUFValueType) -> bool:
+    if kv.vtype != vtype:
+        return False
+    if vtype == GGUFValueType.FLOAT32:  # compare as stored (f32), not as a Python float
+        return struct.pack("<f", kv.value) == struct.pack("<f", value)
+    return bool(kv.value == value)
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    """Edits to make: new records for keys (replace in place or append) and token-type fixes."""
+
+    records: dict[str, bytes] = field(default_factory=dict)
+    token_types: dict[int, int] = field(default_factory=dict)  # token id -> new type
+    changes: list[Change] = field(default_factory=list)
+
+
+def plan_patch(h: GGUFHeader, kind: str, *, name: str | None = None,
+               description: str | None = None) -> Plan:
+    """Work out what :func:`patch_gguf` would change, without writing anything."""
+    plan = Plan()
+    e = h.endian
+
+    def want(key: str, value: Any, vtype: GGUFValueType, *, only_if_missing: bool = False) -> None:
+        kv = h.kvs.get(key)
+        if kv is not None and (only_if_missing or _same(kv, value, vtype)):
+            return
+        plan.records[key] = encode_kv(key, value, vtype, e)
+        if kv is None:
+            plan.changes.append(Change(key, "added", None, value))
+        else:
+            old = kv.value if kv.value is not None else f"<{kv.type_name}>"
+            plan.changes.append(Change(key, "replaced", old, value))
+
+    if name is not None:
+        want(Keys.General.NAME, name, GGUFValueType.STRING)
+    if description is not None:
+        want(Keys.General.DESCRIPTION, description, GGUFValueType.STRING)
+    if kind == "mmproj":
+        return plan
+
+    tokens_key, types_key = Keys.Tokenizer.LIST, Keys.Tokenizer.TOKEN_TYPE
+    if tokens_key not in h.kvs:
+        raise NotGemma3(f"{h.path} has no tokenizer ({tokens_key}): it cannot chat; re-convert "
+                        "it from a checkpoint that has tokenizer.model")
+    texts = h.strings(tokens_key, TURN_TOKENS)
+    for tid, text in TURN_TOKENS.items():
+        if texts.get(tid) != text:
+            raise NotGemma3(f"{h.path}: token {tid} is {texts.get(tid)!r}, not {text!r}; this is "
+                            "not a Gemma 3 vocabulary: re-convert it with the Gemma 3 tokenizer")
+    want(Keys.Tokenizer.CHAT_TEMPLATE, OFFICIAL_TEMPLATE, GGUFValueType.STRING)
+    for key, (value, tname) in GGUF_SAMPLING.items():
+        want(key, value, _TYPE_BY_NAME[tname])
+    want(Keys.Tokenizer.EOT_ID, EOT_TOKEN_ID, GGUFValueType.UINT32, only_if_missing=True)
+
+    kv = h.kvs.get(types_key)
+    if kv is not None and kv.sub_type in (GGUFValueType.INT32, GGUFValueType.UINT32):
+        for tid, text in TURN_TOKENS.items():
+            if tid < kv.count:
+                old = int(h.array_item(types_key, tid))
+                if old != TokenType.CONTROL:
+                    plan.token_types[tid] = int(TokenType.CONTROL)
+                    plan.changes.append(Change(f"{types_key}[{tid}] {text}", "repaired",
+                                               _type_name(old), "CONTROL"))
+    return plan
+
+
+def _type_name(value: int) -> str:
+    try:
+        return TokenType(value).name
+    except ValueError:
+        return str(value)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def build_header(h: GGUFHeader, plan: Plan) -> bytes:
+    """The new header: counts, records (kept/re-encoded/appended), tensor infos, padding."""
+    e, buf = h.endian, h.buf
+    parts: list[bytes] = []
+    n_kv = 0
+    for key, kv in h.kvs.items():
+        n_kv += 1
+        if key in plan.records:
+            parts.append(plan.records[key])
+        elif key == Keys.Tokenizer.TOKEN_TYPE and plan.token_types:
+            record = bytearray(buf[kv.start:kv.end])
+            fmt = e + SCALAR_FORMAT[kv.sub_type]  # type: ignore[index]
+            for tid, value in plan.token_types.items():
+                struct.pack_into(fmt, record, h.item_offset(key, tid) - kv.start, value)
+            parts.append(bytes(record))
+        else:
+            parts.append(buf[kv.start:kv.end])
+    for key, record in plan.records.items():
+        if key not in h.kvs:
+            parts.append(record)
+            n_kv += 1
+    head = bytes(buf[0:8]) + struct.pack(e + "QQ", len(h.tensors), n_kv)
+    body = b"".join([head, *parts, buf[h.ti_start:h.ti_end]])
+    pad = -len(body) % h.alignment
+    return body + b"\0" * pad
+
+
+def _copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, count: int,
+                bar: Any) -> str:
+    """Copy ``count`` bytes; returns the method that did it (zero-copy first)."""
+    done = 0
+    method = "copy_file_range"
+    if hasattr(os, "copy_file_range"):
+        try:
+            while done < count:
+                n = os.copy_file_range(src_fd, dst_fd, min(COPY_CHUNK, count - done),
+                                       src_off + done, dst_off + done)
+                if n == 0:
+                    break
+                done += n
+                bar.update(n)
+        except OSError as err:
+            if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
+                                 errno.EPERM, errno.EBADF):
+                raise
+    if done < count and hasattr(os, "sendfile"):
+        method = "sendfile"
+        os.lseek(dst_fd, dst_off + done, os.SEEK_SET)
+        try:
+            while done < count:
+                n = os.sendfile(dst_fd, src_fd, src_off + done, min(COPY_CHUNK, count - done))
+                if n == 0:
+                    break
+                done += n
+                bar.update(n)
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+    if done < count:
+        method = "buffered"
+        block = bytearray(BUFFER)
+        view = memoryview(block)
+        while done < count:
+            n = os.preadv(src_fd, [view[: min(BUFFER, count - done)]], src_off + done)
+            if n == 0:
+                break
+            os.pwrite(dst_fd, view[:n], dst_off + done)
+            done += n
+            bar.update(n)
+    if done != count:
+        raise InputError(f"the input shrank while it was copied ({done:,} of {count:,} bytes): "
+                         "do not modify it during the patch")
+    return method
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _check_output(src: Path, dst: Path, *, in_place: bool, force: bool, need: int) -> None:
+    folder = dst.parent
+    if not folder.is_dir():
+        raise OutputError(f"output folder {folder} does not exist: create it first "
+                          f"(mkdir -p {folder}) or choose another output path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {folder} (permission denied): choose another output path")
+    if dst.is_dir():
+        raise OutputError(f"{dst} is a folder: give a file name such as {dst / src.name}")
+    if not in_place and dst.exists() and not force:
+        raise OutputError(f"{dst} already exists: pass --force to overwrite it, or choose "
+                          "another output path")
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise InsufficientDisk(f"{folder} has {free / 1e9:.2f} GB free but the output needs "
+                               f"{need / 1e9:.2f} GB: free some space or write elsewhere")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def patch_gguf(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str] | None = None,
+    *,
+    in_place: bool = False,
+    name: str | None = None,
+    description: str | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> PatchResult:
+    """Write Google's chat template and the Gemma team's sampling settings into a Gemma 3 GGUF.
+
+    Adds or corrects ``tokenizer.chat_template`` (the official template, byte for byte),
+    ``general.sampling.{temp,top_k,top_p,min_p,penalty_repeat}`` (llama.cpp's keys and types),
+    ``tokenizer.ggml.eot_token_id`` = 106 when missing, and sets ``<start_of_turn>`` /
+    ``<end_of_turn>`` back to CONTROL when a bad export typed them otherwise. For a Gemma 3
+    mmproj (``clip``) only ``name``/``description`` apply. Every other record and every tensor
+    byte is kept. Patching a patched file changes nothing (``result.changed`` is False).
+
+    ``dst`` defaults to ``<stem>.gemma3.gguf`` beside ``src``; ``in_place=True`` replaces ``src``
+    atomically instead. An existing ``dst`` is only overwritten with ``force=True``.
+    """
+    t0 = time.perf_counter()
+    src_path = Path(src)
+    if in_place and dst is not None and not _same_file(src_path, Path(dst)):
+        raise UsageError("--in-place and an output path were both given: use one of them")
+    if dst is None:
+        dst_path = src_path if in_place else default_output(src_path)
+    else:
+        dst_path = Path(dst)
+        if not in_place and src_path.exists() and dst_path.exists() and _same_file(src_path, dst_path):
+            raise UsageError(f"the output {dst_path} is the input: pass --in-place to patch it in "
+                             "place, or choose another output path")
+    with open_gguf(src_path) as h:
+        kind = gemma3_kind(h)
+        plan = plan_patch(h, kind, name=name, description=description)
+        result = PatchResult(src_path, dst_path, kind, plan.changes, in_place)
+        if in_place and not plan.changes:
+            result.seconds = time.perf_counter() - t0
+            return result
+        header = build_header(h, plan)
+        data_len = h.size - h.data_start
+        _check_output(src_path, dst_path, in_place=in_place, force=force,
+                      need=len(header) + data_len)
+        fd, tmp_name = tempfile.mkstemp(dir=dst_path.parent, prefix=f".{dst_path.name}.",
+                                        suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            from tqdm import tqdm
+
+            with tqdm(total=data_len, unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=f"patch {dst_path.name}", disable=not progress, leave=False) as bar:
+                _write_all(fd, header)
+                with open(src_path, "rb") as fin:
+                    result.copy_method = _copy_range(fin.fileno(), fd, h.data_start,
+                                                     len(header), data_len, bar)
+            os.fchmod(fd, os.stat(src_path).st_mode & 0o777)
+            os.close(fd)
+            fd = -1
+            _verify(tmp, h, header, data_len)
+            os.replace(tmp, dst_path)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+    result.bytes_written = len(header) + data_len
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _verify(path: Path, src: GGUFHeader, header: bytes, data_len: int) -> None:
+    """Re-parse the written header: same tensors, same data size, the records we meant."""
+    with open_gguf(path) as out:
+        ok = (
+            out.size == len(header) + data_len
+            and out.data_start == len(header)
+            and [(t.name, t.shape, t.ggml_type, t.offset) for t in out.tensors]
+            == [(t.name, t.shape, t.ggml_type, t.offset) for t in src.tensors]
+            and list(out.kvs)[: len(src.kvs)] == list(src.kvs)
+        )
+    if not ok:  # pragma: no cover - a bug, not a user error
+        raise OutputError(f"the patched file {path} did not verify; nothing was replaced "
+                          "(please report this)")
