@@ -37,7 +37,8 @@ from .._errors import (
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS
 from ._reader import KV, SCALAR_FORMAT, GGUFHeader, open_gguf
 
-__all__ = ["Change", "PatchResult", "default_output", "gemma3_kind", "patch_gguf"]
+__all__ = ["Change", "PatchResult", "Plan", "default_output", "gemma3_kind", "patch_gguf",
+           "plan_patch", "write_plan"]
 
 _TYPE_BY_NAME = {"f32": GGUFValueType.FLOAT32, "i32": GGUFValueType.INT32,
                  "u32": GGUFValueType.UINT32, "str": GGUFValueType.STRING}
@@ -351,46 +352,56 @@ def patch_gguf(
         if in_place and not plan.changes:
             result.seconds = time.perf_counter() - t0
             return result
-        header = build_header(h, plan)
-        data_len = h.size - h.data_start
         _check_output(src_path, dst_path, in_place=in_place, force=force,
-                      need=len(header) + data_len)
-        fd, tmp_name = tempfile.mkstemp(dir=dst_path.parent, prefix=f".{dst_path.name}.",
-                                        suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            from tqdm import tqdm
-
-            with tqdm(total=data_len, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=f"patch {dst_path.name}", disable=not progress, leave=False) as bar:
-                _write_all(fd, header)
-                with open(src_path, "rb") as fin:
-                    result.copy_method = _copy_range(fin.fileno(), fd, h.data_start,
-                                                     len(header), data_len, bar)
-            os.fchmod(fd, os.stat(src_path).st_mode & 0o777)
-            os.close(fd)
-            fd = -1
-            _verify(tmp, h, header, data_len)
-            os.replace(tmp, dst_path)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-    result.bytes_written = len(header) + data_len
+                      need=h.size + 2 * len(OFFICIAL_TEMPLATE))
+        result.bytes_written, result.copy_method = write_plan(h, plan, dst_path,
+                                                              progress=progress)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _verify(path: Path, src: GGUFHeader, header: bytes, data_len: int) -> None:
-    """Re-parse the written header: same tensors, same data size, the records we meant."""
+def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) -> tuple[int, str]:
+    """Write ``h``'s file with ``plan`` applied to ``dst`` atomically; returns (bytes, copy method).
+
+    The caller has checked ``dst``; ``dst`` may be ``h.path`` itself (in place): the data is read
+    from the open input while the temp file is written, and only then renamed over it.
+    """
+    header = build_header(h, plan)
+    data_len = max(0, h.size - h.data_start)
+    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        from tqdm import tqdm
+
+        with tqdm(total=data_len, unit="B", unit_scale=True, unit_divisor=1024,
+                  desc=f"patch {dst.name}", disable=not progress, leave=False) as bar:
+            _write_all(fd, header)
+            with open(h.path, "rb") as fin:
+                method = _copy_range(fin.fileno(), fd, h.data_start, len(header), data_len, bar)
+        os.fchmod(fd, os.stat(h.path).st_mode & 0o777)
+        os.close(fd)
+        fd = -1
+        _verify(tmp, h, plan, header, data_len)
+        os.replace(tmp, dst)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    return len(header) + data_len, method
+
+
+def _verify(path: Path, src: GGUFHeader, plan: Plan, header: bytes, data_len: int) -> None:
+    """Re-parse the written header: same tensors and data size, kept keys in order, new records."""
     with open_gguf(path) as out:
         ok = (
             out.size == len(header) + data_len
-            and out.data_start == len(header)
+            and (out.data_start == len(header) or not src.tensors)
             and [(t.name, t.shape, t.ggml_type, t.offset) for t in out.tensors]
             == [(t.name, t.shape, t.ggml_type, t.offset) for t in src.tensors]
             and list(out.kvs)[: len(src.kvs)] == list(src.kvs)
+            and all(out.buf[out.kvs[k].start:out.kvs[k].end] == rec
+                    for k, rec in plan.records.items())
         )
     if not ok:  # pragma: no cover - a bug, not a user error
         raise OutputError(f"the patched file {path} did not verify; nothing was replaced "

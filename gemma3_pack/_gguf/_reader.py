@@ -318,7 +318,7 @@ def _parse(buf: mmap.mmap, size: int, path: Path) -> GGUFHeader:
         tensors.append(TensorInfo(name, tuple(shape), ggml_type, offset, nbytes))
     ti_end = pos
     data_start = -(-ti_end // alignment) * alignment
-    data_end = data_start
+    data_end = data_start if tensors else ti_end  # a metadata-only file may end unpadded
     for t in tensors:
         if t.offset % alignment:
             raise p.fail(f"tensor {t.name} offset {t.offset} is not aligned to {alignment}")
