@@ -1,0 +1,323 @@
+"""Open a Hugging Face checkpoint folder read-only, validate it, and read tensors from mmaps.
+
+Every refusal the exporter makes about its *input* happens here, before anything is written:
+not Gemma 3, pre-quantized weights (bitsandbytes / GPTQ / AWQ), pickle-only ``.bin`` files (never
+unpickled), corrupt or truncated safetensors, index entries that escape the folder, an attention
+softcap llama.cpp cannot run, dtypes we do not read. Tensors are never loaded whole unless asked:
+``raw`` is a zero-copy read-only memmap, ``read_rows`` converts only the rows requested.
+
+The safetensors header is parsed here rather than with ``gguf.utility.SafetensorsLocal`` because
+that helper trusts the header: it checks neither that each tensor's byte range lies inside the
+file nor that the range matches its shape and dtype, so a truncated download would only fail (or
+read garbage) halfway through an export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._errors import CheckpointError, InputNotFound, MissingDependency, NotGemma3, UsageError
+
+__all__ = ["Checkpoint", "TensorInfo", "fetch", "open_checkpoint"]
+
+# safetensors dtype -> (numpy dtype of the raw bytes, bytes per element)
+_DTYPES: dict[str, tuple[str, int]] = {"BF16": ("<u2", 2), "F16": ("<f2", 2), "F32": ("<f4", 4)}
+_MAX_HEADER = 100 * 1024 * 1024  # the safetensors spec's own limit
+GEMMA3_ARCHS = ("Gemma3ForCausalLM", "Gemma3ForConditionalGeneration")
+GEMMA3_TYPES = ("gemma3", "gemma3_text")
+# Files a snapshot download needs (weights, configs, tokenizer, LoRA adapter, vision preprocessor).
+ALLOW_PATTERNS = [
+    "*.json", "*.safetensors", "tokenizer.model", "*.jinja", "*.txt", "*.md",
+]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lives: file, byte offset and length, dtype and shape."""
+
+    file: Path
+    offset: int
+    nbytes: int
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def _bf16_to_f32(u16: np.ndarray) -> np.ndarray:
+    """bfloat16 is the top half of a float32: widening is a 16-bit shift, exact."""
+    return (u16.astype(np.uint32) << 16).view(np.float32)
+
+
+def _parse_safetensors(file: Path, root: Path) -> dict[str, TensorInfo]:
+    """Read and check one safetensors header; raise CheckpointError on anything inconsistent."""
+    rel = file.relative_to(root) if file.is_relative_to(root) else file
+    size = file.stat().st_size
+    bad = f"{rel} is corrupt or truncated"
+    fix = "re-download or re-save the checkpoint"
+    with open(file, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{bad} ({size} bytes, no safetensors header): {fix}")
+        n = int.from_bytes(head, "little")
+        if n > _MAX_HEADER or 8 + n > size:
+            raise CheckpointError(f"{bad} (header claims {n} bytes, file has {size}): {fix}")
+        try:
+            header = json.loads(fh.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{bad} (header is not JSON: {err}): {fix}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{bad} (header is not a JSON object): {fix}")
+    data_start = 8 + n
+    out: dict[str, TensorInfo] = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = str(meta["dtype"])
+            shape = tuple(int(d) for d in meta["shape"])
+            begin, end = (int(x) for x in meta["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{bad} (malformed entry for {name!r}): {fix}") from None
+        if dtype not in _DTYPES:
+            raise CheckpointError(
+                f"{rel}: tensor {name!r} is {dtype}; only BF16, F16 and F32 weights can be exported "
+                "(merge or de-quantize to 16-bit first)"
+            )
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if min(shape, default=1) < 0 or end - begin != count * _DTYPES[dtype][1] or begin < 0:
+            raise CheckpointError(f"{bad} ({name!r}: byte range does not match its shape): {fix}")
+        if data_start + end > size:
+            raise CheckpointError(
+                f"{bad} ({name!r} ends at byte {data_start + end}, file has {size}): {fix}"
+            )
+        out[name] = TensorInfo(file, data_start + begin, end - begin, dtype, shape)
+    return out
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path.name} cannot be read as JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path.name} is not a JSON object")
+    return data
+
+
+def _check_config(config: dict[str, Any], text: dict[str, Any]) -> None:
+    archs = config.get("architectures") or []
+    model_type = config.get("model_type")
+    if not (set(archs) & set(GEMMA3_ARCHS) or model_type in GEMMA3_TYPES):
+        what = ", ".join(archs) or (f"model_type {model_type!r}" if model_type else "unknown")
+        raise NotGemma3(
+            f"this checkpoint is {what}, not Gemma 3 (expected {' or '.join(GEMMA3_ARCHS)}); "
+            "gemma3-pack exports only Gemma 3 models"
+        )
+    qc = config.get("quantization_config") or text.get("quantization_config")
+    if qc:
+        method = qc.get("quant_method", "quantized") if isinstance(qc, dict) else "quantized"
+        raise CheckpointError(
+            f"the weights are already {method}-quantized (config.json has quantization_config): "
+            "merge to 16-bit first (e.g. PEFT merge_and_unload on a bf16 base, then save_pretrained)"
+        )
+    if text.get("attn_logit_softcapping") is not None:
+        raise CheckpointError(
+            f"config sets attn_logit_softcapping={text['attn_logit_softcapping']}, which llama.cpp's "
+            "Gemma 3 cannot run (it has no attention softcap): set it to null in config.json if the "
+            "model was trained without it"
+        )
+
+
+class Checkpoint:
+    """An opened, validated HF checkpoint folder. Read-only: nothing in it is ever modified.
+
+    ``names()`` are the tensor names exactly as stored (prefixes such as ``language_model.`` are
+    kept; the text and vision mappers strip what they need).
+    """
+
+    def __init__(self, root: Path, config: dict[str, Any], tensors: dict[str, TensorInfo]) -> None:
+        self.root = root
+        self.config = config
+        self.text_config: dict[str, Any] = {**config, **(config.get("text_config") or {})}
+        self._tensors = tensors
+        self._maps: dict[Path, np.memmap] = {}
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({str(self.root)!r}, {len(self._tensors)} tensors)"
+
+    @property
+    def architecture(self) -> str:
+        archs = self.config.get("architectures") or []
+        return str(archs[0]) if archs else "Gemma3ForCausalLM"
+
+    def names(self) -> list[str]:
+        return list(self._tensors)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tensors
+
+    def info(self, name: str) -> TensorInfo:
+        try:
+            return self._tensors[name]
+        except KeyError:
+            raise CheckpointError(f"tensor {name!r} is not in the checkpoint at {self.root}") from None
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.info(name).shape
+
+    def dtype(self, name: str) -> str:
+        """``"BF16"``, ``"F16"`` or ``"F32"`` (the only dtypes a checkpoint may hold)."""
+        return self.info(name).dtype
+
+    def nbytes(self, name: str) -> int:
+        return self.info(name).nbytes
+
+    def total_bytes(self) -> int:
+        return sum(t.nbytes for t in self._tensors.values())
+
+    def _map(self, file: Path) -> np.memmap:
+        mm = self._maps.get(file)
+        if mm is None:
+            mm = self._maps[file] = np.memmap(file, dtype=np.uint8, mode="r")
+        return mm
+
+    def raw(self, name: str) -> np.ndarray:
+        """The stored array, zero-copy and read-only (``uint16`` bits for BF16)."""
+        t = self.info(name)
+        buf = self._map(t.file)[t.offset : t.offset + t.nbytes]
+        return buf.view(_DTYPES[t.dtype][0]).reshape(t.shape)
+
+    @staticmethod
+    def _to_f32(raw: np.ndarray, dtype: str) -> np.ndarray:
+        if dtype == "BF16":
+            return _bf16_to_f32(raw)
+        return np.asarray(raw, dtype=np.float32).copy() if dtype == "F32" else raw.astype(np.float32)
+
+    def read(self, name: str) -> np.ndarray:
+        """The whole tensor as a new float32 array (exact for all three source dtypes)."""
+        return self._to_f32(self.raw(name), self.dtype(name))
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of a tensor as float32: touches only those pages of the file."""
+        return self._to_f32(self.raw(name)[start:stop], self.dtype(name))
+
+    def file(self, name: str) -> Path | None:
+        """A non-weight file of the checkpoint (tokenizer.model, ...) if present."""
+        p = self.root / name
+        return p if p.is_file() else None
+
+    def close(self) -> None:
+        self._maps.clear()
+
+
+def _weight_files(root: Path) -> list[Path]:
+    """The safetensors files to read: from the index if there is one, else every *.safetensors."""
+    index = root / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = _load_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{index.name} has no weight_map: re-save the checkpoint")
+        files: list[Path] = []
+        real_root = root.resolve()
+        for entry in dict.fromkeys(weight_map.values()):
+            p = (root / str(entry)).resolve()
+            if not p.is_relative_to(real_root) or os.path.isabs(str(entry)):
+                raise CheckpointError(
+                    f"{index.name} points outside the checkpoint folder ({entry!r}); refusing to "
+                    "read it: fix the index so every shard is a file inside the folder"
+                )
+            if not p.is_file():
+                raise CheckpointError(
+                    f"{index.name} lists {entry!r} but the file is missing: finish the download"
+                )
+            files.append(p)
+        return files
+    return sorted(p for p in root.glob("*.safetensors") if not p.name.startswith("adapter_"))
+
+
+def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Open and validate a checkpoint folder; every input refusal is raised here."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise InputNotFound(f"checkpoint folder not found: {root}")
+    if root.is_file():
+        raise UsageError(
+            f"{root} is a file: pass the checkpoint folder (with config.json and *.safetensors)"
+        )
+    if (root / "adapter_config.json").is_file() and not (root / "config.json").is_file():
+        raise CheckpointError(
+            f"{root} is a LoRA adapter, not a full checkpoint: export it with `gemma3-pack export "
+            f"{root}` (merged onto its base) or pass --base"
+        )
+    cfg_path = root / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{root} has no config.json: not a Hugging Face checkpoint folder")
+    config = _load_json(cfg_path)
+    text = {**config, **(config.get("text_config") or {})}
+    _check_config(config, text)
+    files = _weight_files(root)
+    if not files:
+        pickles = sorted(p.name for p in root.glob("*.bin")) + sorted(p.name for p in root.glob("*.pt"))
+        if pickles:
+            raise CheckpointError(
+                f"only pickle weights found ({pickles[0]}); gemma3-pack never unpickles files: "
+                "re-save with safetensors (model.save_pretrained(dir, safe_serialization=True))"
+            )
+        raise CheckpointError(f"no *.safetensors weights in {root}")
+    tensors: dict[str, TensorInfo] = {}
+    for f in files:
+        for name, info in _parse_safetensors(f, root.resolve()).items():
+            if name in tensors:
+                raise CheckpointError(f"tensor {name!r} appears in two files ({f.name}): re-save")
+            tensors[name] = info
+    return Checkpoint(root, config, tensors)
+
+
+def fetch(source: str, *, what: str = "checkpoint", allow_patterns: list[str] | None = None,
+          quiet: bool = False) -> Path:
+    """A local folder as is, or a Hugging Face repo id downloaded (only the files needed).
+
+    HF_TOKEN and HF_HOME are honoured by huggingface_hub itself. Hub errors are translated to one
+    actionable line (gated repos: accept the licence, then log in).
+    """
+    local = Path(source).expanduser()
+    if local.exists():
+        return local
+    looks_like_repo = source.count("/") == 1 and not source.startswith((".", "/", "~"))
+    if not looks_like_repo:
+        raise InputNotFound(f"{what} not found: {source} (neither a folder nor an HF repo id)")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
+    except ImportError as err:  # pragma: no cover - a core dependency
+        raise MissingDependency(f"huggingface_hub is needed to download {source}: "
+                                "pip install huggingface_hub") from err
+    try:
+        return Path(snapshot_download(source, allow_patterns=allow_patterns or ALLOW_PATTERNS))
+    except GatedRepoError:
+        raise CheckpointError(
+            f"{source} is gated: accept the Gemma licence on https://huggingface.co/{source}, "
+            "then `hf auth login` (or set HF_TOKEN)"
+        ) from None
+    except RepositoryNotFoundError:
+        raise InputNotFound(
+            f"{what} not found: {source} is neither a local folder nor a Hugging Face repo you can "
+            "access (check the name; private repos need `hf auth login`)"
+        ) from None
+    except LocalEntryNotFoundError:
+        raise InputNotFound(
+            f"cannot download {source}: offline (HF_HUB_OFFLINE) or no network, and it is not in "
+            "the Hugging Face cache"
+        ) from None
+    except HfHubHTTPError as err:
+        raise CheckpointError(f"downloading {source} failed: {str(err).splitlines()[0]}") from None
