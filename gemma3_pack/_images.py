@@ -95,8 +95,29 @@ def _read_bytes(image: ImageLike) -> tuple[bytes, str]:
                      "a PIL image or a data: URL")
 
 
+def _already_base64(text: str) -> bool:
+    """True for a base64 string that decodes to a known image (e.g. history from Ollama)."""
+    if len(text) < 12 or os.sep in text or "." in text[-5:]:
+        return False
+    try:
+        head = base64.b64decode(text[:16], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return sniff_format(head) is not None
+
+
 def encode_image(image: ImageLike) -> str:
-    """Base64 of one image after checking it is a PNG/JPEG/WebP/GIF/BMP image."""
+    """Base64 of one image after checking it is a PNG/JPEG/WebP/GIF/BMP image.
+
+    A string that is base64 of an image already (as in message history Ollama returns) is
+    passed through; a string that is neither that, a ``data:`` URL nor an existing file fails.
+    """
+    if isinstance(image, str) and not image.startswith("data:") and _already_base64(image):
+        try:
+            base64.b64decode(image, validate=True)
+        except (binascii.Error, ValueError):
+            raise UsageError("image string looks like base64 but does not decode") from None
+        return image
     data, label = _read_bytes(image)
     if not data:
         raise InputError(f"image {label} is empty")
