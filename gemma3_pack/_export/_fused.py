@@ -1,0 +1,168 @@
+"""One GGUF with text and vision together, in the layout Ollama's own converter writes for Gemma 3.
+
+Ollama 0.6–0.29 run Gemma 3 vision only from such a fused file (its Go engine ignores a separate
+llama.cpp projector), and Ollama ≥ 0.30 still loads it through its compatibility shim. The file is
+the exported text GGUF, copied tensor for tensor and key for key, plus:
+
+* keys as ``gemma3Model.KV`` writes them for Gemma3ForConditionalGeneration
+  (ollama/ollama ``convert/convert_gemma3.go``): ``gemma3.vision.{block_count, embedding_length,
+  feed_forward_length, image_size, patch_size, num_channels, attention.head_count,
+  attention.layer_norm_epsilon}`` (uint32 / float32) and ``gemma3.mm.tokens_per_image``;
+* tensors named by the same converter's ``Replacements`` (see ``_vision_names.ollama_name``), which
+  are the names the Go model binds (``model/models/gemma3/model_vision.go``: ``patch_embedding``,
+  ``position_embedding``, ``post_layernorm``, ``blk.N.{layer_norm1, layer_norm2, attn_q, attn_k,
+  attn_v, attn_output, mlp.fc1, mlp.fc2}``; ``model.go``: ``mm.mm_input_projection``,
+  ``mm.mm_soft_emb_norm``);
+* storage as ``convert/reader.go tensorBase.Kind``: biases and 1-D tensors F32, the rest F16; and
+  ``+1`` on ``mm_soft_emb_norm`` only (``gemmaModel.Tensors``: names ending ``_norm.weight`` outside
+  ``v.``), added in float32 as Ollama's repacker does.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gemma3_pack._errors import CheckpointError, NotGemma3, NotGGUF, OutputError
+from gemma3_pack._export._mmproj import _bar, _open, vision_plan
+from gemma3_pack._export._vision_names import ollama_name
+
+__all__ = ["ollama_vision_keys", "write_fused"]
+
+
+def ollama_vision_keys(ck: Any) -> dict[str, tuple[Any, str]]:
+    """The extra keys of a fused file: ``{key: (value, "u32" | "f32")}`` as Ollama writes them."""
+    plan = vision_plan(ck)
+    v = plan.vision
+    keys: dict[str, tuple[Any, str]] = {
+        "gemma3.vision.block_count": (v["num_hidden_layers"], "u32"),
+        "gemma3.vision.embedding_length": (v["hidden_size"], "u32"),
+        "gemma3.vision.feed_forward_length": (v["intermediate_size"], "u32"),
+        "gemma3.vision.image_size": (v["image_size"], "u32"),
+        "gemma3.vision.patch_size": (v["patch_size"], "u32"),
+        "gemma3.vision.num_channels": (v.get("num_channels") or 3, "u32"),
+        "gemma3.vision.attention.head_count": (v["num_attention_heads"], "u32"),
+        "gemma3.vision.attention.layer_norm_epsilon": (v.get("layer_norm_eps") or 1e-6, "f32"),
+    }
+    tokens = ck.config.get("mm_tokens_per_image")
+    if tokens:  # Ollama writes it only when the config sets it
+        keys["gemma3.mm.tokens_per_image"] = (int(tokens), "u32")
+    return keys
+
+
+def _vision_entries(plan: Any) -> list[tuple[str, Any, bool]]:
+    """(Ollama name, VisionTensor, stored as F32?) for every vision tensor, in plan order."""
+    out = []
+    for vt in plan.tensors:
+        name = ollama_name(vt.canonical)
+        out.append((name, vt, len(vt.shape) == 1 or name.endswith(".bias")))
+    return out
+
+
+def _ti_record(name: str, shape: tuple[int, ...], ggml_type: int, offset: int) -> bytes:
+    raw = name.encode("utf-8")
+    dims = tuple(reversed(shape))  # GGUF stores the fastest-varying dimension first
+    return (struct.pack("<Q", len(raw)) + raw + struct.pack("<I", len(dims))
+            + struct.pack(f"<{len(dims)}Q", *dims) + struct.pack("<IQ", ggml_type, offset))
+
+
+def _kv_record(key: str, value: Any, kind: str) -> bytes:
+    from gguf import GGUFValueType
+
+    raw = key.encode("utf-8")
+    head = struct.pack("<Q", len(raw)) + raw
+    if kind == "u32":
+        return head + struct.pack("<II", int(GGUFValueType.UINT32), int(value))
+    return head + struct.pack("<If", int(GGUFValueType.FLOAT32), float(value))
+
+
+def write_fused(text_gguf: str | os.PathLike[str], ckpt: Any, out_path: str | os.PathLike[str],
+                *, progress: bool = False) -> Path:
+    """Write Ollama's fused Gemma 3 vision GGUF: ``text_gguf`` + the checkpoint's vision tower.
+
+    ``ckpt`` is the Gemma3ForConditionalGeneration checkpoint (folder or open checkpoint) the text
+    GGUF was exported from. The text GGUF's key/value records, tensor records and tensor bytes are
+    copied verbatim (so its tensor offsets do not change); the vision keys, tensor records and data
+    are appended after them. The text GGUF is never modified; nothing is written on error.
+    """
+    from gguf import GGMLQuantizationType as Q
+
+    from gemma3_pack._gguf._reader import open_gguf
+
+    text_gguf = Path(text_gguf)
+    ck = _open(ckpt)
+    plan = vision_plan(ck)
+    extra = ollama_vision_keys(ck)
+    entries = _vision_entries(plan)
+    out_path = Path(out_path)
+    if not out_path.parent.is_dir():
+        raise OutputError(f"output folder {out_path.parent} does not exist; create it first")
+
+    with open_gguf(text_gguf) as h:
+        if h.architecture != "gemma3":
+            raise NotGemma3(f"{text_gguf} is a {h.architecture or 'unknown'} model, not gemma3: "
+                            "fuse the Gemma 3 text GGUF exported from the same checkpoint")
+        if h.endian != "<":
+            raise NotGGUF(f"{text_gguf} is a big-endian GGUF; fuse a little-endian one")
+        if any(t.name.startswith(("v.", "mm.")) for t in h.tensors):
+            raise NotGGUF(f"{text_gguf} already has vision tensors: pass the text-only GGUF")
+        clash = sorted(set(extra) & set(h.kvs))
+        if clash:
+            raise NotGGUF(f"{text_gguf} already has {clash[0]}: pass the text-only GGUF")
+        width = h.get("gemma3.embedding_length")
+        if width != plan.text_hidden:
+            raise CheckpointError(
+                f"{text_gguf.name} is {width} wide but the checkpoint's projector maps onto "
+                f"{plan.text_hidden}: fuse the text GGUF exported from this same checkpoint")
+        align = h.alignment
+        pad = lambda n: -n % align  # noqa: E731
+
+        # Vision data goes after the text data, each tensor aligned as gguf requires.
+        text_data = h.data_end - h.data_start
+        offset = text_data + pad(text_data)
+        records, layout = [], []
+        for name, vt, f32 in entries:
+            nbytes = int(np.prod(vt.shape)) * (4 if f32 else 2)
+            records.append(_ti_record(name, vt.shape, int(Q.F32 if f32 else Q.F16), offset))
+            layout.append((offset, nbytes))
+            offset += nbytes + pad(nbytes)
+
+        kv_bytes = h.buf[h.kv_start:h.ti_start] + b"".join(
+            _kv_record(k, v, kind) for k, (v, kind) in extra.items())
+        head = (h.buf[0:8] + struct.pack("<QQ", len(h.tensors) + len(entries),
+                                          len(h.kvs) + len(extra))
+                + kv_bytes + h.buf[h.ti_start:h.ti_end] + b"".join(records))
+        head += b"\0" * pad(len(head))
+
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part",
+                                        dir=out_path.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, _bar(len(h.tensors) + len(entries), "fused",
+                                                  progress) as bar:
+                out.write(head)
+                step = 64 << 20
+                for pos in range(h.data_start, h.data_end, step):
+                    out.write(h.buf[pos:min(pos + step, h.data_end)])
+                bar.update(len(h.tensors))
+                written = text_data
+                for (name, vt, f32), (at, _n) in zip(entries, layout, strict=True):
+                    out.write(b"\0" * (at - written))
+                    data = np.ascontiguousarray(ck.read(vt.source), dtype=np.float32)
+                    if name.endswith("_norm.weight") and not name.startswith("v."):
+                        data = data + np.float32(1.0)  # Gemma's (1 + w) RMSNorm, as Ollama's addOne
+                    blob = (data if f32 else data.astype(np.float16)).tobytes()
+                    out.write(blob)
+                    written = at + len(blob)
+                    bar.update(1)
+                out.write(b"\0" * pad(written))
+            os.replace(tmp, out_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return out_path
