@@ -403,3 +403,33 @@ def test_encoded_records_match_gguf_writer(tmp_path: Path) -> None:
             kv = h.kvs[key]
             assert h.buf[kv.start:kv.end] == encode_kv(key, value, vtype)
     assert struct.pack("<f", 0.95) == encode_kv("k", 0.95, gguf.GGUFValueType.FLOAT32)[-4:]
+
+
+@pytest.mark.parametrize("odd", ["tok1234", "", "x" * 300, "\0" * 9])
+def test_header_parser_fast_path_and_exact_loop_agree(odd: str, tmp_path: Path) -> None:
+    """The numpy shortcut for skipping 262k token strings must land where the loop lands, and
+    must hand over to the loop for empty, long (>= 256 bytes) or zero-filled strings."""
+    import gguf
+
+    from gemma3_pack._gguf._reader import _Parser
+
+    path = tmp_path / "v.gguf"
+    w = gguf.GGUFWriter(str(path), "gemma3")
+    tokens = [f"tok{i}" for i in range(5000)]
+    tokens[1234] = odd
+    w.add_token_list(tokens)
+    w.add_token_types([1] * 5000)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+    with open_gguf(path) as h:
+        kv = h.kvs["tokenizer.ggml.tokens"]
+        parser = _Parser(h.buf, h.size, h.path, "<")
+        fast = parser.skip_strings_fast(kv.items_start, kv.count)
+        assert h.strings("tokenizer.ggml.tokens", [1233, 1234, 4999]) == {
+            1233: "tok1233", 1234: odd, 4999: "tok4999"}
+        assert kv.end == h.kvs["tokenizer.ggml.token_type"].start
+    if odd == "tok1234":
+        assert fast == kv.end  # the shortcut proved its chain
+    else:
+        assert fast is None  # could not prove it: the exact loop parsed the header

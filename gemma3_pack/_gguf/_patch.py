@@ -281,6 +281,26 @@ def _copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, count: int
     return method
 
 
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def _progress_bar(total: int, desc: str, show: bool) -> Any:
+    """A tqdm byte bar on stderr, or a no-op one (tqdm is not even imported then)."""
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -371,10 +391,7 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        from tqdm import tqdm
-
-        with tqdm(total=data_len, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=f"patch {dst.name}", disable=not progress, leave=False) as bar:
+        with _progress_bar(data_len, f"patch {dst.name}", progress) as bar:
             _write_all(fd, header)
             with open(h.path, "rb") as fin:
                 method = _copy_range(fin.fileno(), fd, h.data_start, len(header), data_len, bar)
