@@ -1,0 +1,97 @@
+"""``gemma3-pack modelfile``: write an Ollama Modelfile for a variant or a GGUF, or lint one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def _is_path(target: str) -> bool:
+    return target.lower().endswith(".gguf") or "/" in target or "\\" in target or \
+        Path(target).is_file()
+
+
+@click.command()
+@click.argument("target", required=False)
+@click.argument("mmproj", required=False, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the Modelfile here (atomically) instead of printing it.")
+@click.option("--system", default=None, help="A default system prompt (SYSTEM).")
+@click.option("--num-ctx", type=int, default=None, help="Context length in tokens (num_ctx).")
+@click.option("--check", "check", type=click.Path(path_type=Path), default=None,
+              help="Lint this Modelfile instead; exit 1 when it has errors.")
+@click.option("--all", "all_dir", type=click.Path(path_type=Path), default=None,
+              help="(Re)generate one Modelfile per published variant in this folder.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def modelfile(target: str | None, mmproj: Path | None, output: Path | None, system: str | None,
+              num_ctx: int | None, check: Path | None, all_dir: Path | None,
+              as_json: bool) -> None:
+    """Write an Ollama Modelfile for a Gemma 3 variant or GGUF, or lint one.
+
+    TARGET is a variant (gemma3-4b-it, gemma3:12b, gemma3-1b-it-qat) or a local GGUF; give the
+    vision projector (mmproj) as a second path. The Modelfile carries our Gemma 3 TEMPLATE
+    (renders exactly what Google's chat template renders), the Gemma team's sampling settings,
+    stop "<end_of_turn>" and the license. Relative GGUF paths are written relative to -o's
+    folder, so Ollama finds them.
+
+    \b
+    Examples:
+      gemma3-pack modelfile gemma3-4b-it -o Modelfile && ollama create my-gemma -f Modelfile
+      gemma3-pack modelfile model.gguf mmproj-model-F16.gguf -o Modelfile --num-ctx 8192
+      gemma3-pack modelfile gemma3:1b --system "Answer in French."
+      gemma3-pack modelfile --check Modelfile            # exit 1 on errors
+      gemma3-pack modelfile --check Modelfile --json
+      gemma3-pack modelfile --all modelfiles             # regenerate modelfiles/
+    """
+    from .. import _modelfile as mf
+    from .._errors import UsageError
+
+    modes = sum(x is not None for x in (target, check, all_dir))
+    if modes != 1:
+        raise UsageError("give exactly one of TARGET (a variant or GGUF path), --check FILE or "
+                         "--all DIR (see gemma3-pack modelfile --help)")
+
+    if check is not None:
+        findings = mf.check_modelfile(check)
+        errors = sum(f.level == "error" for f in findings)
+        if as_json:
+            click.echo(json.dumps({"path": str(check), "errors": errors,
+                                   "warnings": len(findings) - errors,
+                                   "findings": [vars(f) for f in findings]}, indent=2))
+        else:
+            for f in findings:
+                click.echo(f"{check}:{f.line or ''}: {f.level}: {f.message} [{f.code}]")
+            if not findings:
+                click.echo(f"{check}: OK (no findings)")
+        if errors:
+            click.get_current_context().exit(1)
+        return
+
+    if all_dir is not None:
+        paths = mf.write_variant_modelfiles(all_dir)
+        if as_json:
+            click.echo(json.dumps([str(p) for p in paths], indent=2))
+        else:
+            for p in paths:
+                click.echo(f"wrote {p}")
+        return
+
+    assert target is not None
+    if _is_path(target) or mmproj is not None:
+        relative_to = output.parent if output is not None else None
+        spec = mf.spec_for_gguf(target, mmproj, system=system, num_ctx=num_ctx,
+                                relative_to=relative_to)
+    else:
+        spec = mf.spec_for_variant(target, system=system, num_ctx=num_ctx)
+    text = mf.render_modelfile(spec)
+    if output is not None:
+        mf.write_modelfile(spec, output)
+    if as_json:
+        click.echo(json.dumps({"path": str(output) if output else None, "modelfile": text,
+                               "spec": spec.to_dict()}, indent=2))
+    elif output is not None:
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
