@@ -32,11 +32,12 @@ from ._family import SAMPLING, SIZES, VARIANTS, Size, Variant, get_variant
 from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._chat import OFFICIAL_TEMPLATE, OLLAMA_TEMPLATE, render_chat
+    from ._chat import OFFICIAL_TEMPLATE, OLLAMA_TEMPLATE, render_chat, render_ollama
     from ._client import AsyncClient, Client, Conversation
     from ._export import ExportResult, export
     from ._gguf import GGUFReport, PatchResult, inspect_gguf, patch_gguf
     from ._modelfile import ModelfileSpec, check_modelfile, parse_modelfile, render_modelfile
+    from ._modelfile import create_kwargs, spec_for_gguf, spec_for_variant, write_modelfile
 
 __all__ = [
     "OFFICIAL_TEMPLATE",
@@ -79,6 +80,11 @@ __all__ = [
     "patch_gguf",
     "render_chat",
     "render_modelfile",
+    "render_ollama",
+    "create_kwargs",
+    "spec_for_gguf",
+    "spec_for_variant",
+    "write_modelfile",
 ]
 
 _LAZY = {
@@ -96,6 +102,11 @@ _LAZY = {
     "check_modelfile": "._modelfile",
     "parse_modelfile": "._modelfile",
     "render_modelfile": "._modelfile",
+    "render_ollama": "._chat",
+    "create_kwargs": "._modelfile",
+    "spec_for_gguf": "._modelfile",
+    "spec_for_variant": "._modelfile",
+    "write_modelfile": "._modelfile",
     "ExportResult": "._export",
     "export": "._export",
 }
