@@ -14,7 +14,9 @@ read garbage) halfway through an export.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +181,23 @@ class Checkpoint:
 
     def total_bytes(self) -> int:
         return sum(t.nbytes for t in self._tensors.values())
+
+    def release(self, name: str) -> None:
+        """Drop the tensor's pages from this process (they stay in the page cache).
+
+        Touched pages of a file mmap count towards RSS; releasing them after a tensor is written
+        keeps peak memory flat in model size rather than growing to the checkpoint's size.
+        """
+        t = self.info(name)
+        mm = self._maps.get(t.file)
+        raw_map = getattr(mm, "_mmap", None)
+        if raw_map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        page = mmap.PAGESIZE
+        start = (t.offset // page) * page
+        stop = min(len(raw_map), -(-(t.offset + t.nbytes) // page) * page)
+        with contextlib.suppress(OSError, ValueError):
+            raw_map.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
     def _map(self, file: Path) -> np.memmap:
         mm = self._maps.get(file)

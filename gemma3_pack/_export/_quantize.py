@@ -1,0 +1,169 @@
+"""K-quants and the other llama.cpp-only types, through llama.cpp's own quantizer.
+
+gguf-py's numpy quantizer has no K-quants, so every type outside :data:`PYTHON_TYPES` goes through
+``llama_cpp.llama_model_quantize`` (the optional ``[quantize]`` extra) from one BF16 intermediate.
+llama.cpp copies every metadata key of its input, so the template and sampling keys written into
+the intermediate carry over. QAT checkpoints get ggml-org's recipe: Q4_0 with Q8_0 embedding/output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .._errors import MissingDependency, NotGGUF, OutputError, QuantizeError, UsageError
+
+__all__ = ["LLAMA_TYPES", "PYTHON_TYPES", "VALID_TYPES", "check_quants", "load_imatrix", "native_stderr_captured",
+           "quantize"]
+
+PYTHON_TYPES = ("F32", "F16", "BF16", "Q8_0")
+# LLAMA_FTYPE_* (llama.h)
+LLAMA_TYPES: dict[str, int] = {
+    "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12,
+    "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18,
+    "IQ4_NL": 25, "IQ4_XS": 30,
+}
+VALID_TYPES = (*PYTHON_TYPES, *LLAMA_TYPES)
+GGML_TYPE_Q8_0 = 8
+INSTALL = "pip install 'gemma3-pack[quantize]'"
+
+
+def check_quants(quants: Sequence[str]) -> list[str]:
+    """Normalise names (case-insensitive, de-duplicated); unknown ones are a UsageError."""
+    out: list[str] = []
+    for q in quants:
+        name = q.strip().upper()
+        if name not in VALID_TYPES:
+            raise UsageError(f"unknown quant type {q!r}: choose from {', '.join(VALID_TYPES)}")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise UsageError(f"no quant type given: choose from {', '.join(VALID_TYPES)}")
+    return out
+
+
+def _llama() -> object:
+    try:
+        import llama_cpp
+    except ImportError as err:
+        raise MissingDependency(
+            f"K-quants and Q4_0/Q5_x need llama.cpp's quantizer: {INSTALL} "
+            f"(F32, F16, BF16 and Q8_0 work without it)"
+        ) from err
+    return llama_cpp
+
+
+@contextlib.contextmanager
+def native_stderr_captured() -> Iterator[Path]:
+    """Send C-level stderr (llama.cpp prints a line per tensor) to a temp file meanwhile.
+
+    Python-level writes to ``sys.stderr`` are flushed first; callers print their own summary after.
+    The file's tail is what a QuantizeError quotes.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd, name = tempfile.mkstemp(prefix="gemma3-pack-quantize-", suffix=".log")
+    try:
+        os.dup2(fd, 2)
+        yield Path(name)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+        Path(name).unlink(missing_ok=True)
+
+
+def _last_error(log: Path | None) -> str:
+    if log is None or not log.is_file():
+        return ""
+    lines = [ln.strip() for ln in log.read_text("utf-8", "replace").splitlines() if ln.strip()]
+    errs = [ln for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
+    return (errs or lines or [""])[-1][:200]
+
+
+def load_imatrix(path: Path) -> dict[str, list[float]]:
+    """A GGUF imatrix (``llama-imatrix`` output) as normalised per-tensor vectors.
+
+    Like ``tools/quantize/quantize.cpp``: value = ``in_sum2 / count`` per expert slice, 1 where the
+    count is zero; NaN or Inf is refused.
+    """
+    import gguf
+    import numpy as np
+
+    try:
+        reader = gguf.GGUFReader(path)
+    except (ValueError, OSError) as err:
+        raise NotGGUF(f"{path} is not a GGUF imatrix (produce one with llama-imatrix): {err}") from None
+    tensors = {t.name: t for t in reader.tensors}
+    out: dict[str, list[float]] = {}
+    for name, t in tensors.items():
+        if not name.endswith(".in_sum2"):
+            continue
+        base = name[: -len(".in_sum2")]
+        counts = tensors.get(base + ".counts")
+        if counts is None:
+            raise NotGGUF(f"{path}: {base} has in_sum2 but no counts; not an imatrix file")
+        sums = np.asarray(t.data, dtype=np.float32).reshape(-1)
+        cnt = np.asarray(counts.data, dtype=np.float32).reshape(-1)
+        per = sums.size // max(1, cnt.size)
+        values = np.ones_like(sums)
+        for e in range(cnt.size):
+            if cnt[e] > 0:
+                values[e * per : (e + 1) * per] = sums[e * per : (e + 1) * per] / cnt[e]
+        if not np.all(np.isfinite(values)):
+            raise NotGGUF(f"{path}: imatrix entry {base} has NaN or Inf values")
+        out[base] = values.tolist()
+    if not out:
+        raise NotGGUF(f"{path} holds no imatrix data (no *.in_sum2 tensors)")
+    return out
+
+
+def quantize(src: Path, dst: Path, quant: str, *, qat: bool = False,
+             imatrix: dict[str, list[float]] | None = None, nthread: int = 0,
+             log: Path | None = None) -> int:
+    """Quantize ``src`` (F32/F16/BF16 GGUF) to ``dst`` atomically; returns the output size."""
+    if quant not in LLAMA_TYPES:
+        raise UsageError(f"{quant} is not a llama.cpp quant type: choose from {', '.join(LLAMA_TYPES)}")
+    lc = _llama()
+    params = lc.llama_model_quantize_default_params()  # type: ignore[attr-defined]
+    params.ftype = LLAMA_TYPES[quant]
+    params.nthread = nthread
+    if qat:  # ggml-org's recipe for QAT checkpoints (llama.cpp PR #15588)
+        params.token_embedding_type = GGML_TYPE_Q8_0
+        params.output_tensor_type = GGML_TYPE_Q8_0
+    keep = []
+    if imatrix:
+        arr_t = lc.llama_model_imatrix_data * (len(imatrix) + 1)  # type: ignore[attr-defined]
+        entries = arr_t()
+        for i, (name, vals) in enumerate(imatrix.items()):
+            buf = (ctypes.c_float * len(vals))(*vals)
+            keep.append(buf)
+            entries[i].name = name.encode()
+            entries[i].data = ctypes.cast(buf, ctypes.POINTER(ctypes.c_float))
+            entries[i].size = len(vals)
+        entries[len(imatrix)].name = None
+        keep.append(entries)
+        params.imatrix = ctypes.cast(entries, type(params.imatrix))
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    from ._writer import _chmod_default
+
+    _chmod_default(tmp)
+    try:
+        rc = lc.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))  # type: ignore[attr-defined]
+        if rc != 0:
+            detail = _last_error(log)
+            raise QuantizeError(f"llama.cpp's quantizer failed on {src.name} -> {quant} (code {rc})"
+                                + (f": {detail}" if detail else ""))
+        os.replace(tmp, dst)
+    except OSError as err:
+        raise OutputError(f"cannot write {dst}: {err.strerror or err}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst.stat().st_size

@@ -1,0 +1,113 @@
+"""The Gemma 3 vocabulary, built from SentencePiece exactly as llama.cpp's converter builds it.
+
+``TextModel._create_vocab_sentencepiece``: start with ``vocab_size`` ``[PADn]`` slots (score -10000,
+UNUSED), fill them from ``tokenizer.model`` (UNKNOWN / CONTROL / UNUSED / BYTE / NORMAL), then apply
+``added_tokens.json`` (USER_DEFINED, -1000) and ``tokenizer_config.json``'s ``added_tokens_decoder``
+(CONTROL if special or special-looking, else USER_DEFINED with ``▁`` turned into a space; -1000).
+Special ids and add_bos/add_eos come from gguf-py's own ``SpecialVocab``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._errors import CheckpointError, MissingDependency
+
+__all__ = ["Vocab", "load_vocab"]
+
+# gguf.TokenType values (kept as ints so this module imports nothing heavy at top)
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+
+@dataclass
+class Vocab:
+    tokens: list[bytes]
+    scores: list[float]
+    types: list[int]
+    special: Any = None  # gguf.SpecialVocab
+    source: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _looks_special(text: str) -> bool:
+    """llama.cpp's ``does_token_look_special`` for the token shapes Gemma uses."""
+    return (
+        text in ("<pad>", "<mask>", "<2mass>", "[@BOS@]")
+        or (text.startswith("<|") and text.endswith("|>"))
+        or (text.startswith("<｜") and text.endswith("｜>"))
+        or (text.startswith("<unused") and text.endswith(">"))
+    )
+
+
+def load_vocab(tok_dir: Path, vocab_size: int | None) -> Vocab:
+    """Build the token list from ``tok_dir`` (a checkpoint or --tokenizer-from folder)."""
+    model = tok_dir / "tokenizer.model"
+    if not model.is_file():
+        raise CheckpointError(
+            f"{tok_dir} has no tokenizer.model (SentencePiece), which the GGUF vocabulary is built "
+            "from: copy it from the base model, or pass --tokenizer-from google/gemma-3-270m "
+            "(a repo id or folder holding it)"
+        )
+    try:
+        from sentencepiece import SentencePieceProcessor
+    except ImportError as err:  # pragma: no cover - a core dependency
+        raise MissingDependency("sentencepiece is needed to read tokenizer.model: "
+                                "pip install sentencepiece") from err
+    import gguf
+
+    sp = SentencePieceProcessor()
+    try:
+        sp.LoadFromFile(str(model))
+    except (OSError, RuntimeError) as err:
+        raise CheckpointError(f"{model} is not a SentencePiece model: {err}") from None
+    n = int(vocab_size or sp.vocab_size())
+    tokens = [f"[PAD{i}]".encode() for i in range(n)]
+    scores = [-10000.0] * n
+    types = [UNUSED] * n
+    for i in range(min(n, sp.vocab_size())):
+        if sp.IsUnknown(i):
+            kind = UNKNOWN
+        elif sp.IsControl(i):
+            kind = CONTROL
+        elif sp.IsUnused(i):
+            kind = UNUSED
+        elif sp.IsByte(i):
+            kind = BYTE
+        else:
+            kind = NORMAL
+        tokens[i] = sp.IdToPiece(i).encode("utf-8")
+        scores[i] = sp.GetScore(i)
+        types[i] = kind
+    added = tok_dir / "added_tokens.json"
+    if added.is_file():
+        for text, tid in json.loads(added.read_text(encoding="utf-8")).items():
+            if int(tid) < n:
+                tokens[int(tid)], scores[int(tid)], types[int(tid)] = text.encode(), -1000.0, USER_DEFINED
+    cfg = tok_dir / "tokenizer_config.json"
+    if cfg.is_file():
+        decoder = json.loads(cfg.read_text(encoding="utf-8")).get("added_tokens_decoder", {})
+        for key, data in decoder.items():
+            tid = int(key)
+            if tid >= n:
+                continue
+            text = data["content"]
+            if data.get("special") or _looks_special(text):
+                types[tid] = CONTROL
+                tokens[tid] = text.encode("utf-8")
+            else:
+                types[tid] = USER_DEFINED
+                tokens[tid] = text.encode("utf-8").replace(b"\xe2\x96\x81", b" ")
+            scores[tid] = -1000.0
+    # gguf-py logs a harmless warning about Gemma's TemplateProcessing; keep stderr to our output.
+    log = logging.getLogger("gguf.vocab")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        special = gguf.SpecialVocab(tok_dir, load_merges=False, n_vocab=n)
+    finally:
+        log.setLevel(level)
+    return Vocab(tokens, scores, types, special, tok_dir)
