@@ -670,11 +670,12 @@ class Client:
         for p in paths:
             if not p.is_file():
                 raise InputNotFound(f"{p} does not exist")
+        # The spec first: it checks both files are GGUFs before anything is uploaded.
+        spec = mf.spec_for_gguf(paths[0], paths[1] if mmproj is not None else None,
+                                system=system, num_ctx=num_ctx)
         sums = dict(sha256 or {})
         files = {p.name: self.upload_blob(p, sha256=sums.get(str(p)), progress=progress)
                  for p in paths}
-        spec = mf.spec_for_gguf(paths[0], paths[1] if mmproj is not None else None,
-                                system=system, num_ctx=num_ctx)
         return self._create(name, mf.create_kwargs(spec, files), quantize, progress)
 
     def create_from_export(self, export_dir: str | os.PathLike[str], name: str, *,
@@ -1006,12 +1007,12 @@ class AsyncClient:
         for p in paths:
             if not p.is_file():
                 raise InputNotFound(f"{p} does not exist")
+        spec = mf.spec_for_gguf(paths[0], paths[1] if mmproj is not None else None,
+                                system=system, num_ctx=num_ctx)
         sums = dict(sha256 or {})
         files = {}
         for p in paths:
             files[p.name] = await self.upload_blob(p, sha256=sums.get(str(p)), progress=progress)
-        spec = mf.spec_for_gguf(paths[0], paths[1] if mmproj is not None else None,
-                                system=system, num_ctx=num_ctx)
         return await self._create(name, mf.create_kwargs(spec, files), quantize, progress)
 
     async def create_from_export(self, export_dir: str | os.PathLike[str], name: str, *,

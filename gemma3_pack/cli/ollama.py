@@ -49,7 +49,7 @@ def chat(words: tuple[str, ...], images: tuple[Path, ...], system: str | None, n
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--option {item!r} is not KEY=VALUE (e.g. -o temperature=0.2)")
-        parsed[key.strip()] = json.loads(value) if _is_json_scalar(value) else value
+        parsed[key.strip()] = _json_or_text(value)
     client = Client(host, model=model)
     if as_json or no_stream:
         reply = client.chat(prompt, images=list(images) or None, system=system, options=parsed)
@@ -65,11 +65,12 @@ def chat(words: tuple[str, ...], images: tuple[Path, ...], system: str | None, n
     sys.stdout.write("\n")
 
 
-def _is_json_scalar(value: str) -> bool:
+def _json_or_text(value: str) -> object:
+    """``0.2`` -> 0.2, ``["a","b"]`` -> a list, ``true`` -> True; anything else stays text."""
     try:
-        return not isinstance(json.loads(value), (dict, list))
+        return json.loads(value)
     except ValueError:
-        return False
+        return value
 
 
 @click.command()
