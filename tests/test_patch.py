@@ -252,7 +252,7 @@ def test_llama_cpp_picks_the_template_and_evaluates_the_official_render_with_one
         patched: dict[str, Any]) -> None:
     from llama_cpp import Llama
 
-    llm = Llama(str(patched["out"]), n_ctx=512, n_threads=2, verbose=False, seed=0)
+    llm = Llama(str(patched["out"]), n_ctx=512, n_threads=1, verbose=False, seed=0)
     assert llm.chat_format == "chat_template.default"
     llm.create_chat_completion(messages=CONVERSATION, max_tokens=1, temperature=0.0, seed=0)
     evaluated = [int(t) for t in llm._input_ids]  # what llama.cpp decoded for the prompt
