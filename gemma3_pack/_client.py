@@ -264,8 +264,10 @@ def _export_file(folder: Path, entry: Any, what: str) -> ExportFile:
     if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
         raise InputError(f"{folder / 'export.json'}: {what} entry has no \"path\"; re-export the folder")
     rel = Path(entry["path"])
-    path = (folder / rel).resolve()
-    if rel.is_absolute() or not path.is_relative_to(folder.resolve()):
+    # normpath, not resolve(): a symlink inside the folder to a big file elsewhere is fine,
+    # a path that climbs out of the folder is not.
+    path = Path(os.path.normpath(folder.absolute() / rel))
+    if rel.is_absolute() or not path.is_relative_to(folder.absolute()):
         raise InputError(f"{folder / 'export.json'}: {what} path {entry['path']!r} points outside "
                          "the export folder")
     if not path.is_file():
