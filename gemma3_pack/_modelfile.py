@@ -506,9 +506,9 @@ def spec_for_gguf(model: str | os.PathLike[str], mmproj: str | os.PathLike[str] 
     refs = []
     for p in paths:
         if relative_to is None:
-            refs.append(str(p.resolve()))
+            refs.append(os.path.abspath(p))
         else:
-            rel = Path(os.path.relpath(p.resolve(), Path(relative_to).resolve()))
+            rel = Path(os.path.relpath(os.path.abspath(p), os.path.abspath(relative_to)))
             refs.append(rel.as_posix() if rel.as_posix().startswith("../") else
                         f"./{rel.as_posix()}")
     return _base_spec(refs, system, num_ctx)

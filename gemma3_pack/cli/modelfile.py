@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -62,11 +63,12 @@ def modelfile(target: str | None, mmproj: Path | None, output: Path | None, syst
                                    "findings": [vars(f) for f in findings]}, indent=2))
         else:
             for f in findings:
-                click.echo(f"{check}:{f.line or ''}: {f.level}: {f.message} [{f.code}]")
+                where = f"{check}:{f.line}" if f.line else str(check)
+                click.echo(f"{where}: {f.level}: {f.message} [{f.code}]")
             if not findings:
                 click.echo(f"{check}: OK (no findings)")
         if errors:
-            click.get_current_context().exit(1)
+            sys.exit(1)
         return
 
     if all_dir is not None:
