@@ -358,7 +358,7 @@ def _check_quantize(quantize: str | None, source_quant: str | None) -> str | Non
 
 def sha256_file(path: Path, *, progress: bool = False) -> str:
     """sha256 hex digest of a file read in 1 MiB chunks (constant memory)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     digest = hashlib.sha256()
     size = path.stat().st_size
@@ -371,10 +371,30 @@ def sha256_file(path: Path, *, progress: bool = False) -> str:
     return digest.hexdigest()
 
 
-def _file_chunks(path: Path, bar: Any) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            bar.update(len(chunk))
+class _ProgressReader:
+    """A read-only file that ticks a progress bar.
+
+    httpx sees ``read`` and ``fileno`` and so sends a ``Content-Length`` body, read in its own
+    64 KiB chunks: streamed (flat memory) and measurably faster than a chunked generator body.
+    """
+
+    def __init__(self, fh: Any, bar: Any) -> None:
+        self._fh = fh
+        self._bar = bar
+
+    def fileno(self) -> int:
+        return int(self._fh.fileno())
+
+    def tell(self) -> int:
+        return int(self._fh.tell())
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._fh.read(size)
+        self._bar.update(len(data))
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(CHUNK):
             yield chunk
 
 
@@ -388,7 +408,7 @@ async def _afile_chunks(path: Path, bar: Any) -> AsyncIterator[bytes]:
 
 
 def _upload_bar(path: Path, progress: bool) -> Any:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=f"upload {path.name}", file=sys.stderr, disable=None if progress else True)
@@ -405,7 +425,7 @@ class _ProgressPrinter:
     def __call__(self, part: ProgressResponse) -> None:
         if not self.enabled:
             return
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         if part.digest and part.total:
             if part.digest != self.digest:
@@ -634,7 +654,7 @@ class Client:
                     progress: bool = True) -> str:
         """Upload a file as a blob unless the daemon has it; returns ``"sha256:<hex>"``.
 
-        The body is streamed in 1 MiB chunks (a generator), so memory stays flat for any size.
+        The body is streamed from the open file (never read whole), so memory stays flat.
         """
         path = Path(path)
         if not path.is_file():
@@ -642,8 +662,9 @@ class Client:
         digest = f"sha256:{sha256 or sha256_file(path, progress=progress)}"
         if self.has_blob(digest):
             return digest
-        with _upload_bar(path, progress) as bar, self._t():
-            self._ollama._request_raw("POST", f"/api/blobs/{digest}", content=_file_chunks(path, bar))
+        with _upload_bar(path, progress) as bar, open(path, "rb") as fh, self._t():
+            self._ollama._request_raw("POST", f"/api/blobs/{digest}",
+                                      content=_ProgressReader(fh, bar))
         return digest
 
     def _create(self, name: str, kwargs: dict[str, Any], quantize: str | None,

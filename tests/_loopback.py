@@ -97,6 +97,7 @@ class _QuietServer(ThreadingHTTPServer):
 def _make_handler(state: LoopbackOllama) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in separate writes
 
         def log_message(self, *args: Any) -> None:  # keep pytest output clean
             pass
