@@ -55,7 +55,7 @@ __all__ = [
 @cache
 def data_text(name: str) -> str:
     """A text file shipped in ``gemma3_pack/data``, byte for byte (no newline translation)."""
-    return resources.files("gemma3_pack").joinpath("data", name).read_bytes().decode("utf-8")
+    return resources.files("gemma3_pack").joinpath("data").joinpath(name).read_bytes().decode("utf-8")
 
 
 OFFICIAL_TEMPLATE: str = data_text("gemma3.jinja")

@@ -178,7 +178,8 @@ def _commands(text: str) -> list[_Command]:
     """Ollama's ParseFile state machine, returning commands with their line numbers."""
     text = text.removeprefix("\ufeff")
     out: list[_Command] = []
-    state, buf = _NIL, []
+    state = _NIL
+    buf: list[str] = []
     name = kind = role = ""
     line, start = 1, 1
     prev = ""
@@ -410,11 +411,11 @@ def render_modelfile(spec: ModelfileSpec, *, header: str | None = None) -> str:
         lines.append(f"MESSAGE {role} {_quote(f'MESSAGE {role}', content, style='ollama')}")
     if spec.license is not None:
         lines.append(f"LICENSE {_quote('LICENSE', spec.license, style='triple')}")
-    for command, value in spec.extra:
+    for command, arg in spec.extra:
         if command.lower() not in COMMANDS or command.lower() in ("parameter", "message"):
             raise UsageError(f"extra command {command!r} is not a Modelfile command")
         word = command.upper()
-        lines.append(f"{word} {_quote(word, value, style='ollama')}")
+        lines.append(f"{word} {_quote(word, arg, style='ollama')}")
     return "\n".join(lines) + "\n"
 
 

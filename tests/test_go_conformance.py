@@ -276,3 +276,20 @@ def test_ollama_launch_template_differs_on_system(go_binary, go_cache) -> None:
 def test_broken_template_is_a_usage_error(go_binary, go_cache) -> None:
     with pytest.raises(UsageError, match="does not parse"):
         render_ollama_batch([[user("x")]], template="{{ if }", go_binary=go_binary, cache_dir=go_cache)
+
+
+def test_ollama_library_templates_on_the_same_corpus(go_binary, go_cache) -> None:
+    """Why we ship our own TEMPLATE: on this corpus ollama.com's 4b19ac7dd2fb (gemma3:270m)
+    differs from Jinja for an empty system prompt (no "\\n\\n" prefix) and a system-only
+    conversation (no generation prompt), and e0a42594d802 (gemma3:1b/4b) differs on every
+    conversation with a system prompt (it becomes its own user turn)."""
+    from gemma3_pack._modelfile import LIBRARY_TEMPLATE_4B19, LIBRARY_TEMPLATE_E0A4
+
+    convs = [m for _, m in CORPUS]
+    for template, expected_misses in ((LIBRARY_TEMPLATE_4B19, 2), (LIBRARY_TEMPLATE_E0A4, 16)):
+        outs = render_ollama_batch(convs, template=template, go_binary=go_binary,
+                                   cache_dir=go_cache)
+        misses = [name for (name, m), out in zip(CORPUS, outs, strict=True)
+                  if out != _reference(m)]
+        assert len(misses) == expected_misses, misses
+        assert "system only" in misses and "single user" not in misses
