@@ -1,0 +1,82 @@
+"""``gemma3-pack export``: a thin shell over :func:`gemma3_pack.export`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("source")
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for the outputs [default: ./<name>-gguf].")
+@click.option("-q", "--quant", "quants", default=None, metavar="QUANT[,QUANT...]",
+              help="Types to write: F32 F16 BF16 Q8_0 (built in), Q4_0 Q4_K_M Q5_K_M Q6_K "
+                   "Q4_K_S Q5_K_S Q3_K_M ... (llama.cpp). [default: from the family table]")
+@click.option("--name", default=None, help="File-name stem and general.name [default: SOURCE's name].")
+@click.option("--base", default=None, metavar="PATH|REPO",
+              help="Base model for a LoRA adapter [default: the adapter's base_model_name_or_path].")
+@click.option("--qat/--no-qat", default=None,
+              help="Treat as a QAT checkpoint: Q4_0 with Q8_0 embeddings [default: from the name].")
+@click.option("--tokenizer-from", default=None, metavar="PATH|REPO",
+              help="Take tokenizer.model (+ tokenizer files) from here when the checkpoint lacks it.")
+@click.option("--imatrix", type=click.Path(path_type=Path), default=None,
+              help="Importance matrix (GGUF from llama-imatrix) for the llama.cpp quant types.")
+@click.option("--keep-bf16", is_flag=True, help="Keep the BF16 intermediate the K-quants come from.")
+@click.option("--mmproj-type", type=click.Choice(["f16", "bf16", "f32", "q8_0"]), default="f16",
+              show_default=True, help="Storage of the vision projector (multimodal checkpoints).")
+@click.option("--ollama-format", type=click.Choice(["auto", "pair", "fused"]), default="auto",
+              show_default=True,
+              help="Vision models: Modelfile with GGUF + mmproj (pair) or one fused Ollama GGUF.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bars and no summary (errors still print).")
+def export(source: str, output_dir: Path | None, quants: str | None, name: str | None,
+           base: str | None, qat: bool | None, tokenizer_from: str | None, imatrix: Path | None,
+           keep_bf16: bool, mmproj_type: str, ollama_format: str, as_json: bool,
+           quiet: bool) -> None:
+    """Turn a fine-tuned Gemma 3 checkpoint or LoRA adapter into verified GGUFs.
+
+    SOURCE is a Hugging Face checkpoint folder, a PEFT LoRA adapter folder (merged onto its base
+    in float32) or an HF repo id (only the needed files are downloaded; gated Gemma repos need
+    the licence accepted and `hf auth login`). The output folder gets <name>-<QUANT>.gguf per
+    type (tensors byte-identical to llama.cpp's converter for F32/F16/BF16/Q8_0, with Google's
+    chat template and sampling settings inside), a Modelfile, export.json, SHA256SUMS and a
+    README.md model card. F32/F16/BF16/Q8_0 need no compiler; other types use llama.cpp's
+    quantizer: pip install 'gemma3-pack[quantize]'.
+
+    \b
+    Examples:
+      gemma3-pack export ./my-gemma-finetune                  # default types for its size
+      gemma3-pack export ./checkpoint -q Q4_K_M,Q8_0 -o out/ --name my-gemma
+      gemma3-pack export ./lora-adapter --base google/gemma-3-1b-it -q Q8_0
+      gemma3-pack export google/gemma-3-270m-it -q BF16 --json | jq '.models[].path'
+      gemma3-pack export ./ft --tokenizer-from google/gemma-3-4b-it   # fine-tune lost tokenizer.model
+      ollama create my-gemma -f my-gemma-finetune-gguf/Modelfile
+    """
+    from .. import export as run_export
+
+    progress = not quiet and not as_json and sys.stderr.isatty()
+    result = run_export(
+        source, output_dir=output_dir, quants=quants, name=name, base=base, qat=qat,
+        tokenizer_from=tokenizer_from, imatrix=imatrix, keep_bf16=keep_bf16,
+        mmproj_type=mmproj_type, ollama_format=ollama_format,  # type: ignore[arg-type]
+        progress=progress,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    if quiet:
+        return
+    rows = [(m.path.name, m.quant, m.size, m.seconds) for m in result.models]
+    for extra in (result.mmproj, result.fused):
+        if extra is not None:
+            rows.append((extra.path.name, extra.quant, extra.size, extra.seconds))
+    width = max(len(r[0]) for r in rows)
+    click.echo(f"exported {result.name} ({result.variant or 'Gemma 3'}) -> {result.output_dir}")
+    click.echo(f"{'file':<{width}}  {'type':<7} {'size':>10}  {'time':>7}")
+    for fname, quant, size, secs in rows:
+        click.echo(f"{fname:<{width}}  {quant:<7} {size / 1e6:>7,.1f} MB  {secs:>6.1f}s")
+    click.echo(f"next: ollama create {result.name} -f {result.modelfile}")
