@@ -268,7 +268,8 @@ def go_renderer(go_binary: str | os.PathLike[str] | None = None, *,
         src = Path(tmp) / "render.go"
         src.write_text(source, encoding="utf-8")
         env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GO111MODULE="off")
-        env.setdefault("GOCACHE", str(root / "go-build-cache"))
+        if not (env.get("GOCACHE") or env.get("XDG_CACHE_HOME") or env.get("HOME")):
+            env["GOCACHE"] = str(root / "go-build-cache")  # Go's default cache needs a home
         proc = subprocess.run([str(go), "build", "-o", str(Path(tmp) / exe.name), str(src)],
                               capture_output=True, text=True, env=env, cwd=tmp)
         if proc.returncode != 0:

@@ -19,6 +19,10 @@ import pytest
 from gemma3_pack._chat import OLLAMA_TEMPLATE, ollama_data, render_chat, render_ollama_batch
 from gemma3_pack._errors import UsageError
 
+# The first run compiles the Go renderer (~20 s of CPU with a cold Go build cache); later runs
+# reuse the binary cached in the test cache folder and take about a second.
+pytestmark = pytest.mark.slow
+
 
 def sys_(text: str) -> dict[str, Any]:
     return {"role": "system", "content": text}
