@@ -36,8 +36,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._client import AsyncClient, Client, Conversation
     from ._export import ExportResult, export
     from ._gguf import GGUFReport, PatchResult, inspect_gguf, patch_gguf
-    from ._modelfile import ModelfileSpec, check_modelfile, parse_modelfile, render_modelfile
-    from ._modelfile import create_kwargs, spec_for_gguf, spec_for_variant, write_modelfile
+    from ._modelfile import (
+        ModelfileSpec,
+        check_modelfile,
+        create_kwargs,
+        parse_modelfile,
+        render_modelfile,
+        spec_for_gguf,
+        spec_for_variant,
+        write_modelfile,
+    )
 
 __all__ = [
     "OFFICIAL_TEMPLATE",
@@ -73,6 +81,7 @@ __all__ = [
     "VisionNotSupported",
     "__version__",
     "check_modelfile",
+    "create_kwargs",
     "export",
     "get_variant",
     "inspect_gguf",
@@ -81,7 +90,6 @@ __all__ = [
     "render_chat",
     "render_modelfile",
     "render_ollama",
-    "create_kwargs",
     "spec_for_gguf",
     "spec_for_variant",
     "write_modelfile",
