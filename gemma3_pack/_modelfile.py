@@ -99,6 +99,18 @@ LIBRARY_TEMPLATE_4B19 = (
 
 REGENERATE = "gemma3-pack modelfile --all modelfiles"
 
+# Ollama's defaults where they differ from the Gemma team's (repeat_penalty was 1.1 until
+# v0.20; min_p's default 0 already matches). A model FROM a library gemma3 tag inherits
+# ollama.com's params instead, so only other FROMs get these.
+OLLAMA_DEFAULTS = {"temperature": "0.8", "top_k": "40", "top_p": "0.9",
+                   "repeat_penalty": "1.1 (before v0.20) / 1.0"}
+
+
+def _library_gemma3(ref: str) -> bool:
+    """``gemma3:4b``, ``gemma3``, ``library/gemma3:12b``... (not hf.co/, not a path)."""
+    name = ref.strip().lower().removeprefix("registry.ollama.ai/").removeprefix("library/")
+    return name == "gemma3" or name.startswith("gemma3:")
+
 
 def _default_parameters() -> dict[str, float | int | bool]:
     return dict(SAMPLING)
@@ -604,11 +616,13 @@ def check_modelfile(source: str | os.PathLike[str]) -> list[Finding]:
     Grammar errors become one ``syntax`` finding (with the line); otherwise every issue found.
     Codes: ``no-from``, ``no-template``, ``template-*``, ``template-trailing-newline``,
     ``template-bos``, ``template-image-token``, ``no-stop``, ``off-spec-parameter``,
+    ``unset-parameter`` (a non-library FROM falls back to Ollama's defaults),
     ``unknown-parameter``, ``deprecated-parameter``, ``bad-parameter-value``,
     ``mmproj-as-adapter``.
     """
-    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
-                                           and len(source) < 4096 and Path(source).is_file()):
+    looks_like_path = isinstance(source, str) and source.strip() and not any(
+        ch in source for ch in " \t\r\n") and len(source) < 4096
+    if isinstance(source, os.PathLike) or looks_like_path:
         path = Path(source)
         if not path.is_file():
             raise InputNotFound(f"Modelfile {path} does not exist: check the path")
@@ -685,6 +699,15 @@ def check_modelfile(source: str | os.PathLike[str]) -> list[Finding]:
         if want is not None and float(value) != float(want):
             add(Finding("warning", "off-spec-parameter",
                         f"{c.name} {c.args} differs from the Gemma team's {_number(want)}", c.line))
+    set_params = {c.name for c in commands if c.kind == "parameter"}
+    inherits = froms and all(_library_gemma3(c.args) for c in froms)
+    if froms and not inherits:
+        for name, ollama_default in OLLAMA_DEFAULTS.items():
+            if name not in set_params:
+                add(Finding("warning", "unset-parameter",
+                            f"{name} is not set: Ollama's default {ollama_default} applies, the "
+                            f"Gemma team's is {_number(SAMPLING[name])}; add PARAMETER {name} "
+                            f"{_number(SAMPLING[name])}"))
     for c in commands:
         if c.kind == "adapter" and ("mmproj" in c.args.lower() or "projector" in c.args.lower()):
             add(Finding("error", "mmproj-as-adapter",

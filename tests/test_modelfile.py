@@ -369,6 +369,12 @@ LINTS = [
     ("mmproj as ADAPTER", GOOD + "ADAPTER ./mmproj-gemma-3-4b-F16.gguf\n",
      [("error", "mmproj-as-adapter")]),
     ("unknown command", GOOD + "SAMPLER greedy\n", [("error", "syntax")]),
+    ("local GGUF without sampling settings",
+     f'FROM ./model.gguf\nTEMPLATE """{OLLAMA_TEMPLATE}"""\nPARAMETER stop <end_of_turn>\n'
+     "PARAMETER top_k 64\n",
+     [("warning", "unset-parameter")] * 3),
+    ("library tag inherits ollama.com's settings",
+     f'FROM gemma3:4b\nTEMPLATE """{OLLAMA_TEMPLATE}"""\nPARAMETER stop <end_of_turn>\n', []),
 ]
 
 
@@ -378,6 +384,19 @@ def test_lint(case: str, text: str, expected: list[tuple[str, str]]) -> None:
     assert [(f.level, f.code) for f in findings] == expected
     for f in findings:
         assert f.message and "\n" not in f.message
+
+
+def test_unset_parameters_name_ollama_defaults() -> None:
+    findings = check_modelfile("FROM hf.co/someone/gemma-3-4b-it-GGUF:Q4_K_M\n"
+                               "PARAMETER stop <end_of_turn>\nPARAMETER temperature 1\n"
+                               "PARAMETER repeat_penalty 1\n")
+    unset = [f.message for f in findings if f.code == "unset-parameter"]
+    assert unset == [
+        "top_k is not set: Ollama's default 40 applies, the Gemma team's is 64; "
+        "add PARAMETER top_k 64",
+        "top_p is not set: Ollama's default 0.9 applies, the Gemma team's is 0.95; "
+        "add PARAMETER top_p 0.95",
+    ]
 
 
 def test_lint_reports_line_numbers() -> None:
@@ -434,6 +453,13 @@ def test_cli_variant_to_stdout(cli) -> None:
         spec_for_variant("gemma3-1b-it", system="Answer in French.", num_ctx=4096))
 
 
+@pytest.mark.parametrize("target", ["google/gemma-3-4b-it", "gemma3-4b-it", "gemma3:4b"])
+def test_cli_variant_spellings(cli, target: str) -> None:
+    result = cli("modelfile", target)
+    assert result.code == 0, result.stderr
+    assert result.stdout == render_modelfile(spec_for_variant("gemma3-4b-it"))
+
+
 def test_cli_gguf_pair_to_file_json_and_check(cli, fake_gguf: Path, tmp_path: Path) -> None:
     mmproj = fake_gguf.with_name("mmproj-F16.gguf")
     mmproj.write_bytes(fake_gguf.read_bytes())
@@ -455,7 +481,7 @@ def test_cli_gguf_pair_to_file_json_and_check(cli, fake_gguf: Path, tmp_path: Pa
     assert f"{bad}:2: warning: temperature 0.1 differs from the Gemma team's 1" in lint.stdout
     assert "[no-stop]" in lint.stdout and "[off-spec-parameter]" in lint.stdout
     as_json = json.loads(cli("modelfile", "--check", str(bad), "--json").stdout)
-    assert (as_json["errors"], as_json["warnings"]) == (1, 2)
+    assert (as_json["errors"], as_json["warnings"]) == (1, 2)  # gemma3:1b inherits params
     assert [f["code"] for f in as_json["findings"]] == ["no-template", "no-stop",
                                                         "off-spec-parameter"]
 

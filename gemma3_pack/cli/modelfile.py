@@ -10,8 +10,8 @@ import click
 
 
 def _is_path(target: str) -> bool:
-    return target.lower().endswith(".gguf") or "/" in target or "\\" in target or \
-        Path(target).is_file()
+    """A GGUF path rather than a variant (variants may contain "/", e.g. google/gemma-3-4b-it)."""
+    return target.lower().endswith(".gguf") or Path(target).exists()
 
 
 @click.command()
