@@ -47,6 +47,7 @@ def test_metadata_is_llama_cpp_clip_gemma3(release_f16: Path) -> None:
         "general.type": "mmproj",
         "general.name": "Tiny Vision",
         "general.basename": "tiny-vision",
+        "general.size_label": "918K",
         "general.file_type": 1,
         "general.quantization_version": 2,
         "clip.has_vision_encoder": True,
@@ -97,11 +98,9 @@ def test_tensor_names_types_and_shapes(release_f16: Path) -> None:
 def test_values_plus_one_only_on_soft_emb_norm(release_f16: Path) -> None:
     src = vision_tensors()
     t = _tensors(release_f16)
-    norm = src["multi_modal_projector.mm_soft_emb_norm.weight"]
-    # bf16 source: the reference adds 1 in bf16 (torch), so (1 + w) is rounded to bf16
-    want = ((norm + 1).astype(np.float32).view(np.uint32) + 0x7FFF
-            + (((norm + 1).astype(np.float32).view(np.uint32) >> 16) & 1)) & 0xFFFF0000
-    np.testing.assert_array_equal(t["mm.soft_emb_norm.weight"].data, want.view(np.float32))
+    # (1 + w) in float32, as the reference converter writes it
+    np.testing.assert_array_equal(t["mm.soft_emb_norm.weight"].data,
+                                  src["multi_modal_projector.mm_soft_emb_norm.weight"] + 1)
     # SigLIP LayerNorms are plain LayerNorms: stored as is
     np.testing.assert_array_equal(t["v.blk.0.ln1.weight"].data,
                                   src["vision_tower.vision_model.encoder.layers.0.layer_norm1.weight"])
@@ -117,6 +116,40 @@ def test_values_plus_one_only_on_soft_emb_norm(release_f16: Path) -> None:
     np.testing.assert_array_equal(
         t["v.patch_embd.weight"].data,
         src["vision_tower.vision_model.embeddings.patch_embedding.weight"])
+
+
+@pytest.mark.slow
+def test_tensor_for_tensor_equal_to_llama_cpp_reference(release_f16: Path) -> None:
+    """llama.cpp's convert_hf_to_gguf.py --mmproj (llama-cpp-python's vendored copy), release
+    layout: same tensors, same order, same types and shapes, same bytes; same metadata except
+    the names we choose (general.name / basename)."""
+    from _oracle import compare_gguf, reference_convert
+
+    ref = reference_convert(hf_checkpoint_vision("release", text=False), outtype="f16",
+                            mmproj=True)
+    diff = compare_gguf(ref, release_f16)
+    assert diff["tensors_differ"] == {}
+    assert diff["tensors_only_a"] == diff["tensors_only_b"] == []
+    assert diff["tensor_order_same"]
+    assert diff["keys_only_a"] == []
+    assert diff["keys_only_b"] == ["general.basename"]
+    assert diff["keys_differ"] == {"general.name": ("Vision v1 Release Notext", "Tiny Vision")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["new", "tf5"])
+def test_reference_converter_loses_vision_on_other_layouts(layout: str) -> None:
+    """The bug we beat: llama.cpp's converter writes an mmproj with no tensors for
+    model.vision_tower.* checkpoints and crashes on transformers 5.x's vision_tower.*."""
+    from _oracle import gguf_summary, reference_convert
+
+    ck = hf_checkpoint_vision(layout, text=False)
+    if layout == "new":
+        _keys, tensors = gguf_summary(reference_convert(ck, outtype="f16", mmproj=True))
+        assert tensors == {}
+    else:
+        with pytest.raises(RuntimeError, match="Can not map tensor"):
+            reference_convert(ck, outtype="f16", mmproj=True)
 
 
 def test_every_layout_gives_the_same_bytes(release_f16: Path, tmp_path: Path) -> None:

@@ -172,18 +172,12 @@ def vision_plan(ck: Any) -> VisionPlan:
 def read_vision_tensor(ck: Any, t: VisionTensor) -> np.ndarray:
     """The tensor as float32, with Gemma's ``(1 + w)`` folded into the soft-embedding RMSNorm.
 
-    The reference adds 1 in the checkpoint's own precision (``data_torch + 1`` on a bf16 tensor
-    stays bf16), so a bf16/f16 source is rounded the same way to stay tensor-identical.
+    Added in float32, as the reference converter does (verified: its output is exactly
+    ``w + 1`` for a bf16 source, no rounding back to bf16).
     """
     data = np.ascontiguousarray(ck.read(t.source), dtype=np.float32).reshape(t.shape)
     if t.canonical.endswith("mm_soft_emb_norm.weight"):
         data = data + np.float32(1.0)
-        if t.source_kind == "BF16":
-            bits = data.view(np.uint32)
-            bits = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & 1))) & np.uint32(0xFFFF0000)
-            data = bits.view(np.float32)
-        elif t.source_kind == "F16":
-            data = data.astype(np.float16).astype(np.float32)
     return data
 
 
@@ -313,6 +307,9 @@ def write_mmproj(ckpt: Any, out_path: str | os.PathLike[str], *, dtype: MmprojDt
             w.add_name(name)
         if basename:
             w.add_basename(basename)
+        # as the reference: the parameter count of this file (e.g. "417M" for Gemma 3's SigLIP)
+        w.add_size_label(gguf.size_label(sum(int(np.prod(t.shape)) for t in plan.tensors),
+                                         0, 0, 0))
         w.add_file_type(ftype)
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         # MmprojModel.set_gguf_parameters
