@@ -92,6 +92,8 @@ def test_bad_export_is_flagged(gguf_270m: Path, tmp_path: Path) -> None:
      {"template-not-official": "warning"}),
     ({"tokenizer.chat_template": OFFICIAL_TEMPLATE.replace("model\n", "assistant\n")},
      {"template-not-official": "warning"}),
+    ({"tokenizer.chat_template": OFFICIAL_TEMPLATE.removeprefix("{{ bos_token }}")},
+     {"template-no-bos": "info"}),
     ({"tokenizer.chat_template": "<bos>{% for m in messages %}<start_of_turn>{% endfor %}"},
      {"template-not-official": "warning", "double-bos": "warning"}),
     ({"general.sampling.temp": 0.7}, {"sampling-off-spec": "warning"}),

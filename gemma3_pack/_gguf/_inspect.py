@@ -17,11 +17,11 @@ from typing import Any, Literal
 
 from gguf.constants import Keys, LlamaFileType, TokenType
 
-from .._chat import OFFICIAL_TEMPLATE
+from .._chat import template_kind
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS, size_for_layers
 from ._reader import GGUFHeader, open_gguf
 
-__all__ = ["MMPROJ_NAME", "Finding", "GGUFReport", "inspect_gguf", "template_kind"]
+__all__ = ["MMPROJ_NAME", "Finding", "GGUFReport", "inspect_gguf"]
 
 # How phone apps (PocketPal, and llama.cpp's own -hf download) recognise a projector file.
 MMPROJ_NAME = re.compile(r"[-_.]*mmproj[-_.].+\.gguf", re.IGNORECASE)
@@ -60,7 +60,8 @@ class GGUFReport:
     block_count: int | None = None
     vocab_size: int | None = None
     template_present: bool = False
-    template_kind: str | None = None  # "official", "gemma", "other" or None
+    # _chat.template_kind: "official", "official-no-bos", "ollama-launch", "other" or None
+    template_kind: str | None = None
     template_length: int = 0
     sampling: dict[str, float | int] = field(default_factory=dict)
     add_bos_token: bool | None = None
@@ -124,24 +125,6 @@ class GGUFReport:
 
 def _fmt(v: object) -> str:
     return "-" if v is None else str(v)
-
-
-def template_kind(text: str | None) -> str | None:
-    """``official`` (Google's, byte for byte), ``gemma`` (other Gemma turn format), ``other``."""
-    if text is None:
-        return None
-    try:  # Brief A's shared helper, when it exists, is the one source of truth
-        from .. import _chat
-
-        shared = getattr(_chat, "template_kind", None)
-        if shared is not None:
-            kind = shared(text)
-            return None if kind is None else str(kind)
-    except Exception:  # pragma: no cover - fall back to the local rule below
-        pass
-    if text == OFFICIAL_TEMPLATE:
-        return "official"
-    return "gemma" if "<start_of_turn>" in text else "other"
 
 
 def _float32(v: float) -> float:
@@ -230,6 +213,13 @@ def _lint_model(h: GGUFHeader, r: GGUFReport) -> None:
         add(Finding("template-missing", "error", "no tokenizer.chat_template: llama-cpp-python "
                     "falls back to llama-2 and llama.cpp to ChatML, so chat is garbled; "
                     + PATCH_HINT))
+    elif r.template_kind == "official-no-bos":
+        add(Finding("template-no-bos", "info", "Google's template without its leading "
+                    "{{ bos_token }}: llama.cpp adds BOS itself, but tools that recognise the "
+                    f"official text (Hugging Face's Ollama mapper) will not; {PATCH_HINT}"))
+    elif r.template_kind == "ollama-launch":
+        add(Finding("template-launch-era", "warning", "the launch-era Gemma 3 template: it "
+                    f"breaks on list-content system prompts; {PATCH_HINT} to update it"))
     elif r.template_kind != "official":
         add(Finding("template-not-official", "warning", f"the chat template is not Google's "
                     f"official one (kind: {r.template_kind}); {PATCH_HINT} to replace it"))

@@ -209,23 +209,23 @@ def _type_name(value: int) -> str:
 def build_header(h: GGUFHeader, plan: Plan) -> bytes:
     """The new header: counts, records (kept/re-encoded/appended), tensor infos, padding."""
     e, buf = h.endian, h.buf
-    parts: list[bytes] = []
+    parts: list[bytes | bytearray] = []
     n_kv = 0
     for key, kv in h.kvs.items():
         n_kv += 1
         if key in plan.records:
             parts.append(plan.records[key])
         elif key == Keys.Tokenizer.TOKEN_TYPE and plan.token_types:
-            record = bytearray(buf[kv.start:kv.end])
+            types = bytearray(buf[kv.start:kv.end])  # only the changed items differ
             fmt = e + SCALAR_FORMAT[kv.sub_type]  # type: ignore[index]
             for tid, value in plan.token_types.items():
-                struct.pack_into(fmt, record, h.item_offset(key, tid) - kv.start, value)
-            parts.append(bytes(record))
+                struct.pack_into(fmt, types, h.item_offset(key, tid) - kv.start, value)
+            parts.append(types)
         else:
             parts.append(buf[kv.start:kv.end])
-    for key, record in plan.records.items():
+    for key, new in plan.records.items():
         if key not in h.kvs:
-            parts.append(record)
+            parts.append(new)
             n_kv += 1
     head = bytes(buf[0:8]) + struct.pack(e + "QQ", len(h.tensors), n_kv)
     body = b"".join([head, *parts, buf[h.ti_start:h.ti_end]])

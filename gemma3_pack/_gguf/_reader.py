@@ -138,7 +138,7 @@ class GGUFHeader:
         """A fixed-size array as a read-only numpy view into the map (no copy)."""
         kv = self.kvs[key]
         assert kv.vtype == GGUFValueType.ARRAY and kv.sub_type in _NUMPY_DTYPE
-        dtype = np.dtype(_NUMPY_DTYPE[kv.sub_type]).newbyteorder(self.endian)
+        dtype = np.dtype(_NUMPY_DTYPE[kv.sub_type]).newbyteorder(self.endian)  # type: ignore[arg-type]
         # a copy: a view would pin the map open past the with-block
         return np.frombuffer(self.buf, dtype=dtype, count=kv.count, offset=kv.items_start).copy()
 
