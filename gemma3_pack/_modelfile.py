@@ -509,8 +509,8 @@ def spec_for_gguf(model: str | os.PathLike[str], mmproj: str | os.PathLike[str] 
                   relative_to: str | os.PathLike[str] | None = None) -> ModelfileSpec:
     """The spec for a local GGUF (and its vision projector): two FROM lines, model first.
 
-    Paths are absolute, or relative to ``relative_to`` (the Modelfile's folder; Ollama resolves
-    relative FROM paths against it) written as ``./name``.
+    Paths are absolute; with ``relative_to`` (the Modelfile's folder, which Ollama resolves
+    relative FROM paths against) files inside that folder are written as ``./name``.
     """
     paths = [_gguf_path(model, "model")]
     if mmproj is not None:
@@ -522,7 +522,9 @@ def spec_for_gguf(model: str | os.PathLike[str], mmproj: str | os.PathLike[str] 
             refs.append(os.path.abspath(p))
         else:
             rel = Path(os.path.relpath(os.path.abspath(p), os.path.abspath(relative_to)))
-            refs.append(rel.as_posix() if rel.as_posix().startswith("../") else
+            # Inside the Modelfile's folder: "./name" (the pair moves together); elsewhere the
+            # absolute path, rather than a fragile chain of "../".
+            refs.append(os.path.abspath(p) if rel.as_posix().startswith("../") else
                         f"./{rel.as_posix()}")
     return _base_spec(refs, system, num_ctx)
 

@@ -188,7 +188,7 @@ def test_spec_for_gguf_absolute_and_relative(fake_gguf: Path, tmp_path: Path) ->
     beside = spec_for_gguf(fake_gguf, mmproj, relative_to=fake_gguf.parent)
     assert beside.from_ == ["./my gemma.gguf", "./mmproj-my gemma-F16.gguf"]
     above = spec_for_gguf(fake_gguf, relative_to=tmp_path / "elsewhere")
-    assert above.from_ == ["../models/my gemma.gguf"]
+    assert above.from_ == [str(fake_gguf)]  # outside the folder: absolute, not "../"
     text = render_modelfile(beside)
     assert text.startswith("FROM ./my gemma.gguf\nFROM ./mmproj-my gemma-F16.gguf\nTEMPLATE")
     assert parse_modelfile(text).from_ == beside.from_
