@@ -26,7 +26,8 @@ import _assets
 import numpy as np
 
 # Bump when the content of a fixture changes, so stale caches are never reused.
-FIXTURE_VERSION = 1
+FIXTURE_VERSION = 2
+TOKENIZER_VERSION = 1
 
 DTYPES = ("bf16", "f16", "f32")
 LAYOUTS = ("causal", "release", "new")
@@ -136,15 +137,20 @@ SPECIAL_TOKENS_MAP = {
 # cache plumbing
 
 
-def _cached(key: str, build: Callable[[Path], None]) -> Path:
-    """Return ``CACHE/checkpoints/<key>``, building it atomically (temp dir + rename) if missing."""
+def _cached(key: str, name: str, build: Callable[[Path], None]) -> Path:
+    """Return ``CACHE/checkpoints/<key>/<name>``, built atomically (temp dir + rename) if missing.
+
+    The checkpoint sits in a folder with a realistic ``name`` (e.g. ``gemma-3-270m``) because
+    converters derive ``general.name`` from the folder name; the cache key is the parent.
+    """
     root = _assets.cache_dir("checkpoints")
     final = root / key
     if (final / ".complete").is_file():
-        return final
+        return final / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     try:
-        build(tmp)
+        (tmp / name).mkdir()
+        build(tmp / name)
         (tmp / ".complete").write_text("ok\n")
         try:
             os.rename(tmp, final)
@@ -158,7 +164,7 @@ def _cached(key: str, build: Callable[[Path], None]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return final
+    return final / name
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -321,7 +327,7 @@ def build_tokenizer_model() -> bytes:
 def _tokenizer_model_bytes() -> Path:
     """The rebuilt tokenizer.model, cached as a file (it takes a few seconds)."""
     root = _assets.cache_dir("checkpoints")
-    final = root / f"tokenizer-v{FIXTURE_VERSION}.model"
+    final = root / f"tokenizer-v{TOKENIZER_VERSION}.model"
     if not final.is_file():
         fd, tmp = tempfile.mkstemp(prefix=".tokenizer.", dir=root)
         with os.fdopen(fd, "wb") as fh:
@@ -357,13 +363,22 @@ def hf_checkpoint_270m(*, layout: str = "causal", dtype: str = "bf16", shards: i
     prefix, head_name = _prefix(layout)
     torch_dtype = _torch_dtype(dtype)
     key = f"g3-270m-{layout}-{dtype}-s{shards}-lm{int(lm_head)}-v{FIXTURE_VERSION}"
+    is_base = (layout, dtype, shards, lm_head) == ("causal", "bf16", 1, False)
+    # Every variant is derived from the base (causal, bf16, one file): renaming and casting the
+    # same bf16 values, so an f32 or re-laid-out variant must convert to the very same GGUF.
+    base = None if is_base else hf_checkpoint_270m()
 
     def build(folder: Path) -> None:
         import torch
+        from safetensors.torch import load_file
 
         tensors: dict[str, Any] = {}
-        for hf, data in _real_270m_tensors():
-            tensors[prefix + hf[len("model."):]] = torch.from_numpy(data).to(torch_dtype)
+        if base is None:
+            for hf, data in _real_270m_tensors():
+                tensors[prefix + hf[len("model."):]] = torch.from_numpy(data).to(torch_dtype)
+        else:
+            for hf, data in load_file(str(base / "model.safetensors")).items():
+                tensors[prefix + hf[len("model."):]] = data.to(torch_dtype)
         if lm_head:
             tensors[head_name] = tensors[prefix + "embed_tokens.weight"].clone()
         _save_shards(folder, tensors, shards)
@@ -386,7 +401,7 @@ def hf_checkpoint_270m(*, layout: str = "causal", dtype: str = "bf16", shards: i
                     {**GENERATION_CONFIG, "transformers_version": "4.55.0.dev0"})
         _write_tokenizer(folder)
 
-    return _cached(key, build)
+    return _cached(key, "gemma-3-270m", build)
 
 
 _TORCH_DTYPE_NAMES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}
@@ -440,7 +455,7 @@ def hf_checkpoint_4b_shaped(*, layers: int = 2) -> Path:
                     {**GENERATION_CONFIG, "transformers_version": "4.50.0.dev0"})
         _write_tokenizer(folder)
 
-    return _cached(key, build)
+    return _cached(key, "gemma-3-4b-it", build)
 
 
 def lora_adapter(base: Path, *, r: int = 8, alpha: int = 16, rslora: bool = False,
@@ -459,7 +474,7 @@ def lora_adapter(base: Path, *, r: int = 8, alpha: int = 16, rslora: bool = Fals
     text = config.get("text_config", config)
     n_layers = int(text["num_hidden_layers"])
     shapes = _weight_shapes(base)
-    key = (f"lora-{base.name}-r{r}-a{alpha}-rs{int(rslora)}-{'+'.join(targets)}-s{seed}"
+    key = (f"lora-{base.parent.name}-r{r}-a{alpha}-rs{int(rslora)}-{'+'.join(targets)}-s{seed}"
            f"-v{FIXTURE_VERSION}")
 
     def find(layer: int, target: str) -> tuple[int, int]:
@@ -496,7 +511,7 @@ def lora_adapter(base: Path, *, r: int = 8, alpha: int = 16, rslora: bool = Fals
             "use_dora": False, "use_rslora": rslora,
         })
 
-    return _cached(key, build)
+    return _cached(key, "gemma-3-lora", build)
 
 
 def _weight_shapes(folder: Path) -> dict[str, tuple[int, int]]:
