@@ -34,8 +34,8 @@ def modelfile(target: str | None, mmproj: Path | None, output: Path | None, syst
     TARGET is a variant (gemma3-4b-it, gemma3:12b, gemma3-1b-it-qat) or a local GGUF; give the
     vision projector (mmproj) as a second path. The Modelfile carries our Gemma 3 TEMPLATE
     (renders exactly what Google's chat template renders), the Gemma team's sampling settings,
-    stop "<end_of_turn>" and the license. Relative GGUF paths are written relative to -o's
-    folder, so Ollama finds them.
+    stop "<end_of_turn>" and the license. GGUFs inside -o's folder are written as ./name
+    (Ollama resolves them against the Modelfile's folder), others as absolute paths.
 
     \b
     Examples:
