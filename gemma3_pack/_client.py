@@ -31,6 +31,7 @@ from typing import Any, Literal, overload
 
 import httpx
 import ollama
+import pydantic
 from ollama import ChatResponse, GenerateResponse, ProgressResponse, ShowResponse
 
 from ._errors import (
@@ -101,6 +102,10 @@ def _translate(host: str, model: str | None = None) -> Iterator[None]:
         ) from None
     except json.JSONDecodeError as err:
         raise OllamaResponseError(f"Ollama at {host} sent a malformed line: {err.msg}") from None
+    except pydantic.ValidationError as err:  # the ollama client's request models (e.g. model="")
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        raise UsageError(f"invalid {where}: {first.get('msg', err)}") from None
 
 
 def _translated(it: Iterator[Any], host: str, model: str | None) -> Iterator[Any]:
@@ -161,29 +166,28 @@ def _as_dict(message: Mapping[str, Any] | ollama.Message) -> dict[str, Any]:
 def build_messages(prompt_or_messages: Messages, *, system: str | None = None,
                    images: ImageLike | Iterable[ImageLike] | None = None) -> list[dict[str, Any]]:
     """The ``messages`` list for /api/chat; the caller's list and dicts are never modified."""
+    messages: list[dict[str, Any]]
     if isinstance(prompt_or_messages, str):
         messages = [{"role": "user", "content": prompt_or_messages}]
     else:
-        messages = [_as_dict(m) for m in prompt_or_messages]
+        messages = [_as_dict(m) for m in prompt_or_messages]  # copies: safe to edit below
     if not messages:
         raise UsageError("no messages to send: pass a prompt string or a non-empty message list")
     if system is not None:
         if messages[0].get("role") == "system":
             raise UsageError("both system= and a leading system message were given: keep one")
         messages.insert(0, {"role": "system", "content": system})
+    for msg in messages:
+        if msg.get("images"):
+            msg["images"] = encode_images(msg["images"])
     encoded = encode_images(images)
     if encoded:
-        for i in range(len(messages) - 1, -1, -1):
-            if messages[i].get("role") == "user":
-                msg = messages[i] = dict(messages[i])
-                msg["images"] = [*encode_images(msg.get("images")), *encoded]
+        for msg in reversed(messages):
+            if msg.get("role") == "user":
+                msg["images"] = [*(msg.get("images") or []), *encoded]
                 break
         else:
             raise UsageError("images= needs a user message to attach to")
-    else:
-        for msg in messages:
-            if msg.get("images"):
-                msg["images"] = encode_images(msg["images"])
     return messages
 
 
@@ -482,6 +486,11 @@ class Client:
         """The wrapped official client, for anything this SDK does not cover."""
         return self._ollama
 
+    @property
+    def _api(self) -> Any:
+        # ollama's overloads take only Literal stream values; ours forwards a bool.
+        return self._ollama
+
     def close(self) -> None:
         self._ollama._client.close()
 
@@ -544,12 +553,12 @@ class Client:
         if _has_images(messages):
             self._require_vision(model)
         with self._t(model):
-            result = self._ollama.chat(model=model, messages=messages, stream=stream,
+            result = self._api.chat(model=model, messages=messages, stream=stream,
                                        options=merge_options(options), format=format,
                                        keep_alive=keep_alive)
         if stream:
-            return _translated(result, self.host, model)  # type: ignore[arg-type]
-        return result  # type: ignore[return-value]
+            return _translated(result, self.host, model)
+        return result
 
     @overload
     def generate(self, prompt: str, *, model: str | None = ...,
@@ -576,13 +585,13 @@ class Client:
         if encoded:
             self._require_vision(model)
         with self._t(model):
-            result = self._ollama.generate(model=model, prompt=prompt, system=system,
+            result = self._api.generate(model=model, prompt=prompt, system=system,
                                            images=encoded or None, stream=stream,
                                            options=merge_options(options), format=format,
                                            keep_alive=keep_alive, raw=raw or None)
         if stream:
-            return _translated(result, self.host, model)  # type: ignore[arg-type]
-        return result  # type: ignore[return-value]
+            return _translated(result, self.host, model)
+        return result
 
     def conversation(self, system: str | None = None, model: str | None = None,
                      options: OptionsLike = None) -> Conversation:
@@ -796,7 +805,7 @@ class AsyncConversation(Conversation):
 
     client: AsyncClient  # type: ignore[assignment]
 
-    async def send(self, text: str, images: ImageLike | Iterable[ImageLike] | None = None, *,  # type: ignore[override]
+    async def send(self, text: str, images: ImageLike | Iterable[ImageLike] | None = None, *,
                    stream: bool = False) -> Any:
         turn = self._user_turn(text, images)
         history = [*self._messages, turn]
@@ -832,6 +841,10 @@ class AsyncClient:
 
     @property
     def ollama(self) -> ollama.AsyncClient:
+        return self._ollama
+
+    @property
+    def _api(self) -> Any:
         return self._ollama
 
     async def close(self) -> None:
@@ -886,12 +899,12 @@ class AsyncClient:
         if _has_images(messages):
             await self._require_vision(model)
         with self._t(model):
-            result = await self._ollama.chat(model=model, messages=messages, stream=stream,
+            result = await self._api.chat(model=model, messages=messages, stream=stream,
                                              options=merge_options(options), format=format,
                                              keep_alive=keep_alive)
         if stream:
-            return _atranslated(result, self.host, model)  # type: ignore[arg-type]
-        return result  # type: ignore[return-value]
+            return _atranslated(result, self.host, model)
+        return result
 
     @overload
     async def generate(self, prompt: str, *, model: str | None = ...,
@@ -921,13 +934,13 @@ class AsyncClient:
         if encoded:
             await self._require_vision(model)
         with self._t(model):
-            result = await self._ollama.generate(model=model, prompt=prompt, system=system,
+            result = await self._api.generate(model=model, prompt=prompt, system=system,
                                                  images=encoded or None, stream=stream,
                                                  options=merge_options(options), format=format,
                                                  keep_alive=keep_alive, raw=raw or None)
         if stream:
-            return _atranslated(result, self.host, model)  # type: ignore[arg-type]
-        return result  # type: ignore[return-value]
+            return _atranslated(result, self.host, model)
+        return result
 
     def conversation(self, system: str | None = None, model: str | None = None,
                      options: OptionsLike = None) -> AsyncConversation:

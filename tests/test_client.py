@@ -153,6 +153,8 @@ def test_message_list_is_sent_as_given_and_not_modified(httpx_mock, client: Clie
      "keep one"),
     (["Hi"], {"options": "temperature=1"}, "options must be a dict"),
     ([[{"role": "assistant", "content": "x"}]], {"images": [PNG]}, "needs a user message"),
+    # the ollama client's own request validation becomes a UsageError too
+    ([[{"role": 1, "content": "x"}]], {}, "invalid role: Input should be a valid string"),
 ])
 def test_bad_arguments_fail_before_any_request(httpx_mock, client: Client, args, kwargs,
                                                message) -> None:

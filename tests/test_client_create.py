@@ -342,6 +342,23 @@ def test_uploading_a_200_mb_file_keeps_memory_flat(tmp_path: Path, server: Loopb
     assert peak < 16 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
 
 
+# --------------------------------------------------------------------------- the recipe
+
+
+def test_ship_recipe_self_test_with_the_real_270m_gguf(gguf_270m: Path) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "converters" / "ship_export_to_ollama.py"
+    spec = importlib.util.spec_from_file_location("ship_export_to_ollama", path)
+    assert spec is not None and spec.loader is not None
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    checks = recipe.self_test()
+    assert checks == {"model": "gemma3-270m-selftest", "ollama": "0.30.1", "status": "success",
+                      "template": True, "stop": True, "vision_expected": False,
+                      "vision": False, "reply": "Hello from Gemma."}
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -385,10 +402,15 @@ def test_cli_errors_when_the_daemon_is_down(cli) -> None:
     assert_one_line_error(cli("pull", "gemma3:1b", "--host", "127.0.0.1:9"), "ollama serve")
 
 
-def test_cli_pull_and_create(server: LoopbackOllama, cli, tmp_path: Path) -> None:
+def test_cli_pull(server: LoopbackOllama, cli) -> None:
     result = cli("pull", "gemma3:1b", "--host", server.url, "--json")
     assert (result.code, json.loads(result.stdout)) == (0, {"model": "gemma3:1b",
                                                            "status": "success"})
+    assert server.calls("POST", "/api/pull")[0].body == {"model": "gemma3:1b", "insecure": False,
+                                                         "stream": True}
+
+
+def test_cli_create(server: LoopbackOllama, cli, tmp_path: Path) -> None:
     export = make_export(tmp_path / "out")
     result = cli("create", "my-gemma", "--from", str(export), "--host", server.url)
     assert result.code == 0, result.stderr
