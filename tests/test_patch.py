@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import struct
@@ -433,3 +434,25 @@ def test_header_parser_fast_path_and_exact_loop_agree(odd: str, tmp_path: Path) 
         assert fast == kv.end  # the shortcut proved its chain
     else:
         assert fast is None  # could not prove it: the exact loop parsed the header
+
+
+def test_cli_patch_prints_what_changed_and_json(cli, tmp_path: Path) -> None:
+    src = tiny_gguf(tmp_path / "m.gguf")
+    human = cli("patch", str(src), "--name", "Tiny")
+    assert human.code == 0, human.stderr
+    lines = human.stdout.splitlines()
+    assert [line.split()[:2] for line in lines[:8]] == [
+        ["added", "general.name"], ["added", "tokenizer.chat_template"],
+        ["added", "general.sampling.temp"], ["added", "general.sampling.top_k"],
+        ["added", "general.sampling.top_p"], ["added", "general.sampling.min_p"],
+        ["added", "general.sampling.penalty_repeat"], ["added", "tokenizer.ggml.eot_token_id"]]
+    assert lines[8].startswith(f"wrote {tmp_path / 'm.gemma3.gguf'} (") and "8 changes" in lines[8]
+    again = cli("patch", str(tmp_path / "m.gemma3.gguf"), "--in-place", "--json")
+    data = json.loads(again.stdout)
+    assert (data["changed"], data["in_place"], data["changes"], data["kind"]) == (
+        False, True, [], "model")
+    mmproj = tiny_mmproj(tmp_path / "mmproj-v.gguf")
+    quiet = cli("patch", str(mmproj), "-o", str(tmp_path / "mmproj-w.gguf"), "--quiet")
+    assert (quiet.code, quiet.stdout) == (0, "")
+    told = cli("patch", str(mmproj), "-o", str(tmp_path / "mmproj-w.gguf"), "--force")
+    assert "a projector: only --name/--description apply, nothing to change" in told.stdout

@@ -47,7 +47,9 @@ def patch(src: Path, dst: Path | None, in_place: bool, name: str | None, descrip
         return
     if not result.changed:
         where = "left as is" if result.in_place else f"copied unchanged to {result.dst}"
-        click.echo(f"{result.src}: already patched, nothing to change ({where})")
+        why = ("a projector: only --name/--description apply" if result.kind == "mmproj"
+               else "already patched")
+        click.echo(f"{result.src}: {why}, nothing to change ({where})")
         return
     for change in result.changes:
         click.echo(f"  {change.describe()}")
