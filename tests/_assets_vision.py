@@ -152,12 +152,16 @@ def _build(out: Path, layout: str, text: Path | None) -> None:
     write_safetensors_bf16(out / "model-vision.safetensors", vision)
     weight_map = {name: "model-vision.safetensors" for name in vision}
     text_config = dict(_TEXT_CONFIG_270M)
+    top: dict[str, object] = {}
     if text is not None:
         src_cfg = json.loads((text / "config.json").read_text())
         text_config.update(src_cfg.get("text_config", src_cfg))
+        if "text_config" in src_cfg:  # keep eos_token_id, tie_word_embeddings, ...
+            top = {k: v for k, v in src_cfg.items() if k not in ("text_config", "vision_config")}
         text_config["model_type"] = "gemma3_text"
         for src in sorted(text.iterdir()):
-            if src.name in ("config.json", "model.safetensors.index.json") or src.is_dir():
+            if src.name in ("config.json", "model.safetensors.index.json") or src.is_dir() \
+                    or src.name.startswith("."):
                 continue
             dst = out / ("model-text-" + src.name if src.suffix == ".safetensors" else src.name)
             try:
@@ -173,6 +177,7 @@ def _build(out: Path, layout: str, text: Path | None) -> None:
     for drop in ("architectures", "torch_dtype", "dtype", "transformers_version"):
         text_config.pop(drop, None)
     config = {
+        **top,
         "architectures": ["Gemma3ForConditionalGeneration"],
         "model_type": "gemma3",
         "boi_token_index": 255999,

