@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -340,6 +341,54 @@ def test_uploading_a_200_mb_file_keeps_memory_flat(tmp_path: Path, server: Loopb
     assert server.blobs[digest] == 200 * 1024 * 1024
     # client chunks + server chunks in flight: a few MiB, never the 200 MiB file
     assert peak < 16 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+
+
+# --------------------------------------------------------------------------- README quickstart
+
+# The README's SDK quickstart, verbatim (between <!-- sdk-quickstart --> markers in README.md).
+QUICKSTART = """\
+from gemma3_pack import Client
+
+client = Client()            # OLLAMA_HOST or 127.0.0.1:11434, parsed like ollama's own client
+client.ensure("gemma3:4b")   # pulls only if missing, with a progress bar
+
+print(client.chat("Why is the sky blue? One sentence.").message.content)
+
+for chunk in client.chat("Count to five.", stream=True):
+    print(chunk.message.content, end="", flush=True)
+print()
+
+print(client.chat("What is in this picture?", images=["cat.png"]).message.content)
+
+chat = client.conversation(system="You are terse.")
+chat.send("Name a prime number.")
+print(chat.send("And the next one?").message.content)
+"""
+
+
+def test_readme_sdk_quickstart_runs_as_written(server: LoopbackOllama, tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"<!-- sdk-quickstart -->\n```python\n(.*?)```\n<!-- /sdk-quickstart -->",
+                      readme, re.S)
+    if block is not None:  # once the README carries it, it must be this exact text
+        assert block.group(1) == QUICKSTART, "README SDK quickstart drifted from this test"
+    from test_client import PNG
+
+    (tmp_path / "cat.png").write_bytes(PNG)
+    env = {**os.environ, "OLLAMA_HOST": server.url}
+    proc = subprocess.run([sys.executable, "-c", QUICKSTART], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Hello from Gemma.\n" * 4
+    paths = [r.path for r in server.requests]
+    assert paths == ["/api/show", "/api/pull", "/api/chat", "/api/chat", "/api/show",
+                     "/api/chat", "/api/chat", "/api/chat"]
+    last = server.calls("POST", "/api/chat")[-1].body["messages"]
+    assert [m["role"] for m in last] == ["system", "user", "assistant", "user"]
 
 
 # --------------------------------------------------------------------------- the recipe
