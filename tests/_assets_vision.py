@@ -119,11 +119,13 @@ def rename(name: str, layout: str) -> str:
 
 
 def write_safetensors_bf16(path: Path, tensors: dict[str, np.ndarray]) -> None:
-    """A bf16 safetensors file written by hand (numpy has no bf16; torch is not needed)."""
+    """A bf16 safetensors file written by hand (numpy has no bf16; torch is not needed).
+
+    Values are rounded to nearest even, as torch's ``.to(torch.bfloat16)`` does."""
     header: dict[str, object] = {"__metadata__": {"format": "pt"}}
     blobs, offset = [], 0
     for name in sorted(tensors):
-        raw = (tensors[name].astype(np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
+        raw = (_round_bf16(tensors[name]).view(np.uint32) >> 16).astype("<u2").tobytes()
         header[name] = {"dtype": "BF16", "shape": list(tensors[name].shape),
                         "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)

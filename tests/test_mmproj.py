@@ -272,3 +272,59 @@ def test_text_only_checkpoint_has_no_projector(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no vision_config"):
         write_mmproj(ck, tmp_path / "mmproj-x-F16.gguf")
     assert not (tmp_path / "mmproj-x-F16.gguf").exists()
+
+
+@pytest.mark.parametrize("layout", ["release", "new", "tf5"])
+def test_vision_lora_merges_into_the_tower(tmp_path: Path, layout: str) -> None:
+    """A PEFT adapter that also tuned the vision tower: its deltas reach the mmproj.
+
+    PEFT names modules as the model holds them (``base_model.model.<module>.lora_A.weight``);
+    the exporter's LoRA reader merges ``W + alpha/r · B @ A`` on read, and the mmproj writer reads
+    through it. One target is fc2, whose 200-wide rows are not a multiple of 32.
+    """
+    from _assets_vision import rename, write_safetensors_bf16
+
+    from gemma3_pack._export._lora import open_lora
+
+    base = hf_checkpoint_vision(layout, text=False)
+    rng = np.random.default_rng(7)
+    r, alpha = 4, 8
+    targets = {"vision_tower.vision_model.encoder.layers.0.self_attn.q_proj": (128, 128),
+               "vision_tower.vision_model.encoder.layers.1.mlp.fc2": (128, 200),
+               "multi_modal_projector.mm_input_projection": None}  # a bare Parameter: not LoRA-able
+    lora: dict[str, np.ndarray] = {}
+    for module, shape in targets.items():
+        if shape is None:
+            continue
+        name = rename(module + ".weight", layout).removesuffix(".weight")
+        lora[f"base_model.model.{name}.lora_A.weight"] = rng.standard_normal((r, shape[1])) * 0.1
+        lora[f"base_model.model.{name}.lora_B.weight"] = rng.standard_normal((shape[0], r)) * 0.1
+    lora = {k: v.astype(np.float32) for k, v in lora.items()}
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    write_safetensors_bf16(adapter / "adapter_model.safetensors", lora)
+    (adapter / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "r": r, "lora_alpha": alpha, "base_model_name_or_path": str(base),
+        "target_modules": ["q_proj", "fc2"]}))
+
+    out = write_mmproj(open_lora(adapter, base), tmp_path / "mmproj-lora-F32.gguf", dtype="f32")
+    t = _tensors(out)
+    src = vision_tensors()
+
+    def bf16(a: np.ndarray) -> np.ndarray:  # adapter stored in bf16; the merge is f32
+        bits = a.astype(np.float32).view(np.uint32)
+        return ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).view(np.float32)
+
+    for module, gguf_name in (
+            ("vision_tower.vision_model.encoder.layers.0.self_attn.q_proj", "v.blk.0.attn_q.weight"),
+            ("vision_tower.vision_model.encoder.layers.1.mlp.fc2", "v.blk.1.ffn_down.weight")):
+        name = rename(module + ".weight", layout).removesuffix(".weight")
+        a = bf16(lora[f"base_model.model.{name}.lora_A.weight"])
+        b = bf16(lora[f"base_model.model.{name}.lora_B.weight"])
+        merged = src[module + ".weight"] + np.float32(alpha / r) * (b @ a)
+        # the exporter keeps the base dtype (bf16) for merged weights, as PEFT's merge would
+        np.testing.assert_allclose(t[gguf_name].data, bf16(merged), rtol=0, atol=1e-6)
+        assert not np.array_equal(t[gguf_name].data, src[module + ".weight"])
+    np.testing.assert_array_equal(  # untouched tensors stay exactly the base
+        t["v.blk.0.attn_k.weight"].data,
+        src["vision_tower.vision_model.encoder.layers.0.self_attn.k_proj.weight"])
