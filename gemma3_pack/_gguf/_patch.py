@@ -206,13 +206,21 @@ def _type_name(value: int) -> str:
 
 # --- writing ----------------------------------------------------------------------------------
 
-def build_header(h: GGUFHeader, plan: Plan) -> bytes:
-    """The new header: counts, records (kept/re-encoded/appended), tensor infos, padding."""
+def build_header(h: GGUFHeader, plan: Plan, moved: dict[int, int] | None = None) -> bytes:
+    """The new header: counts, records (kept/re-encoded/appended), tensor infos, padding.
+
+    ``moved`` (if given) receives source offset -> output offset for every record kept as is.
+    """
     e, buf = h.endian, h.buf
     parts: list[bytes | bytearray] = []
     n_kv = 0
+    at = 24
     for key, kv in h.kvs.items():
         n_kv += 1
+        if moved is not None and key not in plan.records and not (
+                key == Keys.Tokenizer.TOKEN_TYPE and plan.token_types):
+            moved[kv.start] = at
+        at += len(plan.records.get(key, b"")) or kv.end - kv.start
         if key in plan.records:
             parts.append(plan.records[key])
         elif key == Keys.Tokenizer.TOKEN_TYPE and plan.token_types:
@@ -386,7 +394,8 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
     The caller has checked ``dst``; ``dst`` may be ``h.path`` itself (in place): the data is read
     from the open input while the temp file is written, and only then renamed over it.
     """
-    header = build_header(h, plan)
+    moved: dict[int, int] = {}
+    header = build_header(h, plan, moved)
     data_len = max(0, h.size - h.data_start)
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
     tmp = Path(tmp_name)
@@ -398,7 +407,7 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
         os.fchmod(fd, os.stat(h.path).st_mode & 0o777)
         os.close(fd)
         fd = -1
-        _verify(tmp, h, plan, header, data_len)
+        _verify(tmp, h, plan, header, data_len, moved)
         os.replace(tmp, dst)
     except BaseException:
         if fd >= 0:
@@ -408,17 +417,33 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
     return len(header) + data_len, method
 
 
-def _verify(path: Path, src: GGUFHeader, plan: Plan, header: bytes, data_len: int) -> None:
-    """Re-parse the written header: same tensors and data size, kept keys in order, new records."""
-    with open_gguf(path) as out:
+def _verify(path: Path, src: GGUFHeader, plan: Plan, header: bytes, data_len: int,
+            moved: dict[int, int]) -> None:
+    """Read the written header back: the exact bytes we meant, and it parses to the same
+    tensors, the kept keys in order and the new records.
+
+    The big string arrays (the 262k-token vocabulary) were walked when the input was parsed and
+    are kept byte for byte, so the re-parse is told where they end instead of walking them again.
+    """
+    with open(path, "rb") as f:
+        on_disk = f.read(len(header))
+    known_ends = {
+        moved[kv.start] + (kv.items_start - kv.start): moved[kv.start] + (kv.end - kv.start)
+        for kv in src.kvs.values()
+        if kv.sub_type == GGUFValueType.STRING and kv.value is None and kv.start in moved
+    }
+    with open_gguf(path, known_ends=known_ends) as out:
         ok = (
-            out.size == len(header) + data_len
+            on_disk == header
+            and out.size == len(header) + data_len
             and (out.data_start == len(header) or not src.tensors)
             and [(t.name, t.shape, t.ggml_type, t.offset) for t in out.tensors]
             == [(t.name, t.shape, t.ggml_type, t.offset) for t in src.tensors]
             and list(out.kvs)[: len(src.kvs)] == list(src.kvs)
             and all(out.buf[out.kvs[k].start:out.kvs[k].end] == rec
                     for k, rec in plan.records.items())
+            and all(out.kvs[k].end - out.kvs[k].start == kv.end - kv.start
+                    for k, kv in src.kvs.items() if k not in plan.records)
         )
     if not ok:  # pragma: no cover - a bug, not a user error
         raise OutputError(f"the patched file {path} did not verify; nothing was replaced "

@@ -22,7 +22,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,8 +175,10 @@ class GGUFHeader:
 
 
 class _Parser:
-    def __init__(self, buf: mmap.mmap, size: int, path: Path, endian: str) -> None:
+    def __init__(self, buf: mmap.mmap, size: int, path: Path, endian: str,
+                 known_ends: Mapping[int, int] | None = None) -> None:
         self.buf, self.size, self.path, self.e = buf, size, path, endian
+        self.known_ends = known_ends or {}
         self.u32 = struct.Struct(endian + "I").unpack_from
         self.u64 = struct.Struct(endian + "Q").unpack_from
 
@@ -213,6 +215,10 @@ class _Parser:
             self.need(pos, n, what)
             return pos + n
         if sub == GGUFValueType.STRING:
+            end = self.known_ends.get(pos)
+            if end is not None:  # the caller already walked these exact bytes elsewhere
+                self.need(pos, end - pos, what)
+                return end
             end = self.skip_strings_fast(pos, count)
             if end is not None:
                 return end
@@ -305,7 +311,8 @@ class _Parser:
         return KV(key, vtype, start, value_start, end, sub_type=sub, count=count, value=value)
 
 
-def _parse(buf: mmap.mmap, size: int, path: Path) -> GGUFHeader:
+def _parse(buf: mmap.mmap, size: int, path: Path,
+           known_ends: Mapping[int, int] | None = None) -> GGUFHeader:
     if size < 24 or struct.unpack_from("<I", buf, 0)[0] != GGUF_MAGIC:
         head = bytes(buf[:4]) if size else b""
         raise NotGGUF(f"{path} is not a GGUF file (starts with {head!r}, expected b'GGUF'): "
@@ -314,7 +321,7 @@ def _parse(buf: mmap.mmap, size: int, path: Path) -> GGUFHeader:
     version = struct.unpack_from("<I", buf, 4)[0]
     if version & 0xFFFF == 0 and struct.unpack_from(">I", buf, 4)[0] in (2, 3):
         endian, version = ">", struct.unpack_from(">I", buf, 4)[0]
-    p = _Parser(buf, size, path, endian)
+    p = _Parser(buf, size, path, endian, known_ends)
     if version not in (2, 3):
         raise NotGGUF(f"{path} is GGUF version {version}; only versions 2 and 3 are supported: "
                       "re-convert it with a current llama.cpp")
@@ -371,8 +378,13 @@ def _parse(buf: mmap.mmap, size: int, path: Path) -> GGUFHeader:
 
 
 @contextmanager
-def open_gguf(path: str | os.PathLike[str]) -> Iterator[GGUFHeader]:
-    """Map ``path`` read-only and parse its header; the map closes when the block ends."""
+def open_gguf(path: str | os.PathLike[str], *,
+              known_ends: Mapping[int, int] | None = None) -> Iterator[GGUFHeader]:
+    """Map ``path`` read-only and parse its header; the map closes when the block ends.
+
+    ``known_ends`` maps the first item offset of a string array to its end offset, for a
+    caller that has already checked those bytes (the patcher re-reading its own output).
+    """
     p = Path(path)
     try:
         st = p.stat()
@@ -395,7 +407,7 @@ def open_gguf(path: str | os.PathLike[str]) -> Iterator[GGUFHeader]:
         raise InputError(f"cannot map {p}: {err}") from None
     try:
         try:
-            header = _parse(buf, st.st_size, p)
+            header = _parse(buf, st.st_size, p, known_ends)
         except struct.error:
             raise NotGGUF(f"{p} is not a valid GGUF file (truncated header): "
                           "re-download or re-convert it") from None
