@@ -456,3 +456,29 @@ def test_cli_patch_prints_what_changed_and_json(cli, tmp_path: Path) -> None:
     assert (quiet.code, quiet.stdout) == (0, "")
     told = cli("patch", str(mmproj), "-o", str(tmp_path / "mmproj-w.gguf"), "--force")
     assert "a projector: only --name/--description apply, nothing to change" in told.stdout
+
+
+def test_big_endian_gguf_is_patched_in_its_own_byte_order(tmp_path: Path) -> None:
+    import gguf
+
+    path = tmp_path / "be.gguf"
+    w = gguf.GGUFWriter(str(path), "gemma3", endianess=gguf.GGUFEndian.BIG)
+    tokens = [f"t{i}" for i in range(2000)]
+    tokens[105:107] = ["<start_of_turn>", "<end_of_turn>"]
+    w.add_token_list(tokens)
+    w.add_token_types([1] * 2000)
+    w.add_tensor("output_norm.weight", np.ones(8, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    result = patch_gguf(path, tmp_path / "out.gguf")
+    assert [c.action for c in result.changes].count("repaired") == 2
+    reader = gguf.GGUFReader(tmp_path / "out.gguf")  # gguf-py detects the byte order itself
+    assert reader.endianess == gguf.GGUFEndian.BIG
+    assert reader.fields["tokenizer.chat_template"].contents() == OFFICIAL_TEMPLATE
+    assert reader.fields["general.sampling.top_k"].contents() == 64
+    assert list(reader.fields["tokenizer.ggml.token_type"].contents()[104:108]) == [1, 3, 3, 1]
+    with open_gguf(path) as src:
+        assert src.endian == ">"
+        assert sha256(path, src.data_start) == sha256(tmp_path / "out.gguf", reader.data_offset)
