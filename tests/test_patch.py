@@ -482,3 +482,17 @@ def test_big_endian_gguf_is_patched_in_its_own_byte_order(tmp_path: Path) -> Non
     with open_gguf(path) as src:
         assert src.endian == ">"
         assert sha256(path, src.data_start) == sha256(tmp_path / "out.gguf", reader.data_offset)
+
+
+def test_disk_full_mid_copy_is_one_line_and_leaves_nothing(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tiny_gguf(tmp_path / "m.gguf")
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def full(*args: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "copy_file_range", full)
+    with pytest.raises(OutputError, match="No space left on device: free space"):
+        patch_gguf(src, tmp_path / "out.gguf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -28,6 +28,7 @@ from gguf.constants import GGUFValueType, Keys, TokenType
 
 from .._chat import OFFICIAL_TEMPLATE
 from .._errors import (
+    Gemma3PackError,
     InputError,
     InsufficientDisk,
     NotGemma3,
@@ -241,52 +242,60 @@ def build_header(h: GGUFHeader, plan: Plan, moved: dict[int, int] | None = None)
     return body + b"\0" * pad
 
 
+# errors that mean "this kernel/file system cannot do it that way", not "the disk failed"
+_UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM,
+                errno.EBADF, getattr(errno, "ENOTSOCK", -1), getattr(errno, "ENOTSUP", -1)}
+
+
 def _copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, count: int,
                 bar: Any) -> str:
-    """Copy ``count`` bytes; returns the method that did it (zero-copy first)."""
+    """Copy ``count`` bytes between offsets; returns the method that finished the copy.
+
+    ``copy_file_range`` (in-kernel, Linux) first, then ``sendfile`` (Linux; macOS only sends to
+    sockets), then 16 MiB buffered reads/writes (everywhere). A method that is unsupported
+    hands over to the next one at the byte where it stopped; real I/O errors propagate.
+    """
     done = 0
-    method = "copy_file_range"
-    if hasattr(os, "copy_file_range"):
-        try:
-            while done < count:
-                n = os.copy_file_range(src_fd, dst_fd, min(COPY_CHUNK, count - done),
-                                       src_off + done, dst_off + done)
-                if n == 0:
-                    break
-                done += n
-                bar.update(n)
-        except OSError as err:
-            if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
-                                 errno.EPERM, errno.EBADF):
-                raise
-    if done < count and hasattr(os, "sendfile"):
-        method = "sendfile"
+
+    def cfr(n: int) -> int:
+        return os.copy_file_range(src_fd, dst_fd, n, src_off + done, dst_off + done)
+
+    def sendfile(n: int) -> int:
         os.lseek(dst_fd, dst_off + done, os.SEEK_SET)
+        return os.sendfile(dst_fd, src_fd, src_off + done, n)
+
+    for method, step in (("copy_file_range", cfr), ("sendfile", sendfile)):
+        if not hasattr(os, method):
+            continue
         try:
             while done < count:
-                n = os.sendfile(dst_fd, src_fd, src_off + done, min(COPY_CHUNK, count - done))
+                n = step(min(COPY_CHUNK, count - done))
                 if n == 0:
                     break
                 done += n
                 bar.update(n)
         except OSError as err:
-            if err.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            if err.errno not in _UNSUPPORTED:
                 raise
-    if done < count:
-        method = "buffered"
-        block = bytearray(BUFFER)
-        view = memoryview(block)
+            continue
+        if done == count:
+            return method
+    block = bytearray(BUFFER)
+    view = memoryview(block)
+    with os.fdopen(os.dup(src_fd), "rb", buffering=0) as fin:
+        fin.seek(src_off + done)
+        os.lseek(dst_fd, dst_off + done, os.SEEK_SET)
         while done < count:
-            n = os.preadv(src_fd, [view[: min(BUFFER, count - done)]], src_off + done)
+            n = fin.readinto(view[: min(BUFFER, count - done)]) or 0
             if n == 0:
                 break
-            os.pwrite(dst_fd, view[:n], dst_off + done)
+            _write_all(dst_fd, view[:n])
             done += n
             bar.update(n)
     if done != count:
         raise InputError(f"the input shrank while it was copied ({done:,} of {count:,} bytes): "
                          "do not modify it during the patch")
-    return method
+    return "buffered"
 
 
 class _NoBar:
@@ -309,7 +318,7 @@ def _progress_bar(total: int, desc: str, show: bool) -> Any:
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -400,15 +409,22 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        with _progress_bar(data_len, f"patch {dst.name}", progress) as bar:
-            _write_all(fd, header)
-            with open(h.path, "rb") as fin:
-                method = _copy_range(fin.fileno(), fd, h.data_start, len(header), data_len, bar)
-        os.fchmod(fd, os.stat(h.path).st_mode & 0o777)
-        os.close(fd)
-        fd = -1
-        _verify(tmp, h, plan, header, data_len, moved)
-        os.replace(tmp, dst)
+        try:
+            with _progress_bar(data_len, f"patch {dst.name}", progress) as bar:
+                _write_all(fd, header)
+                with open(h.path, "rb") as fin:
+                    method = _copy_range(fin.fileno(), fd, h.data_start, len(header), data_len,
+                                         bar)
+            os.close(fd)
+            fd = -1
+            os.chmod(tmp, os.stat(h.path).st_mode & 0o777)  # like cp: the input's permissions
+            _verify(tmp, h, plan, header, data_len, moved)
+            os.replace(tmp, dst)  # a symlink dst is replaced, its target left untouched
+        except Gemma3PackError:
+            raise
+        except OSError as err:  # disk full, I/O error, ...: one line, nothing left behind
+            raise OutputError(f"cannot write {dst}: {err.strerror or err}: free space or "
+                              "choose another output path") from None
     except BaseException:
         if fd >= 0:
             os.close(fd)
