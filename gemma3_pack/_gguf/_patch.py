@@ -369,7 +369,9 @@ def patch_gguf(
     byte is kept. Patching a patched file changes nothing (``result.changed`` is False).
 
     ``dst`` defaults to ``<stem>.gemma3.gguf`` beside ``src``; ``in_place=True`` replaces ``src``
-    atomically instead. An existing ``dst`` is only overwritten with ``force=True``.
+    atomically instead. An existing ``dst`` is only overwritten with ``force=True``. A symlinked
+    input (a Hugging Face cache snapshot) patched in place becomes a regular file; the blob it
+    pointed to is left as it was.
     """
     t0 = time.perf_counter()
     src_path = Path(src)
