@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._chat import OFFICIAL_TEMPLATE, OLLAMA_TEMPLATE, render_chat, render_ollama
     from ._client import AsyncClient, Client, Conversation
     from ._export import ExportResult, export
+    from ._export._fused import write_fused
+    from ._export._mmproj import write_mmproj
     from ._gguf import GGUFReport, PatchResult, inspect_gguf, patch_gguf
     from ._modelfile import (
         ModelfileSpec,
@@ -92,6 +94,8 @@ __all__ = [
     "render_ollama",
     "spec_for_gguf",
     "spec_for_variant",
+    "write_fused",
+    "write_mmproj",
     "write_modelfile",
 ]
 
@@ -117,6 +121,8 @@ _LAZY = {
     "write_modelfile": "._modelfile",
     "ExportResult": "._export",
     "export": "._export",
+    "write_mmproj": "._export._mmproj",
+    "write_fused": "._export._fused",
 }
 
 
