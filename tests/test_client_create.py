@@ -124,6 +124,29 @@ def test_text_export_goes_head_post_create_with_the_modelfile_spec(
     assert client.show("my-gemma").capabilities == ["completion"]
 
 
+def test_create_request_says_what_the_written_modelfile_says(tmp_path: Path,
+                                                             server: LoopbackOllama,
+                                                             client: Client) -> None:
+    """`ollama create -f Modelfile` and create_from_export must build the same model."""
+    from gemma3_pack._modelfile import (
+        create_kwargs,
+        parse_modelfile,
+        render_modelfile,
+        spec_for_gguf,
+    )
+
+    export = make_export(tmp_path / "out", vision=True)
+    model, mmproj = export / "my-gemma-Q4_K_M.gguf", export / "mmproj-my-gemma-f16.gguf"
+    client.create_from_export(export, "vis", system="Be kind.", num_ctx=4096, progress=False)
+    body = server.calls("POST", "/api/create")[0].body
+    text = render_modelfile(spec_for_gguf(model, mmproj, system="Be kind.", num_ctx=4096,
+                                          relative_to=export))
+    from_file = create_kwargs(parse_modelfile(text), body["files"])
+    assert {k.removesuffix("_"): v for k, v in from_file.items()} == {
+        k: v for k, v in body.items() if k not in ("model", "stream")}
+    assert list(body["files"]) == [model.name, mmproj.name]
+
+
 def test_blobs_the_daemon_has_are_not_uploaded_again(tmp_path: Path, server: LoopbackOllama,
                                                      client: Client) -> None:
     export = make_export(tmp_path / "out")
