@@ -324,6 +324,8 @@ def choose_packaging(manifest: ExportManifest, packaging: str,
     chosen = packaging
     if packaging == "auto":
         chosen = "pair" if _parse_version(version()) >= PAIR_MIN_VERSION else "fused"
+        if chosen == "pair" and manifest.mmproj is None:
+            chosen = "fused"  # >= 0.30 still loads old fused files (llama/compat shim)
     if chosen == "pair" and manifest.mmproj is None:
         raise UsageError(f"{manifest.folder} has no mmproj file for pair packaging: re-export with "
                          "--ollama-format pair (or use --packaging fused)")

@@ -204,6 +204,14 @@ def test_vision_packaging_follows_the_daemon_version(tmp_path: Path, version: st
         assert asked_version == (packaging == "auto")
 
 
+def test_new_daemon_takes_a_fused_only_export(tmp_path: Path, server: LoopbackOllama,
+                                              client: Client) -> None:
+    export = make_export(tmp_path / "out", fused=True)
+    client.create_from_export(export, "vis", progress=False)
+    assert server.calls("POST", "/api/create")[0].body["files"] == {
+        "my-gemma-fused.gguf": _digest(export / "my-gemma-fused.gguf")}
+
+
 def test_old_daemon_without_a_fused_file_says_how_to_re_export(tmp_path: Path) -> None:
     export = make_export(tmp_path / "out", vision=True)
     with LoopbackOllama(version="0.12.3") as server, Client(server.url) as client:
