@@ -178,3 +178,25 @@ def test_refuses_wrong_inputs_and_writes_nothing(gguf_270m: Path, tmp_path: Path
     with pytest.raises(CheckpointError, match="must be 128x1152"):
         write_fused(gguf_270m, other, out / "f.gguf")
     assert list(out.iterdir()) == []
+
+
+def test_converter_recipe_smoke(gguf_270m: Path, fused: Path, tmp_path: Path) -> None:
+    """converters/export_vision.py: projector + fused file from a model.* checkpoint."""
+    import subprocess
+    import sys
+
+    recipe = Path(__file__).resolve().parent.parent / "converters" / "export_vision.py"
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(recipe), str(hf_checkpoint_vision("new", text=False)),
+                           "--out", str(out), "--name", "tiny", "--text-gguf", str(gguf_270m)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["gemma-3-270m-q4_k_m-ollama.gguf",
+                                                      "mmproj-tiny-F16.gguf"]
+    assert f"wrote {out / 'mmproj-tiny-F16.gguf'} (mmproj): ok" in proc.stdout
+    assert (out / "gemma-3-270m-q4_k_m-ollama.gguf").read_bytes() == fused.read_bytes()
+    bad = subprocess.run([sys.executable, str(recipe), str(tmp_path / "missing"), "--out",
+                          str(out)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        f"error: checkpoint folder not found: {tmp_path / 'missing'}"]
