@@ -310,7 +310,10 @@ def _make_handler(state: LoopbackOllama) -> type[BaseHTTPRequestHandler]:
                 missing = [d for d in files.values() if d not in state.blobs]
                 if missing:
                     return self._error(400, f"blob {missing[0]} not found: upload it first")
-                vision = len(files) > 1 or any("fused" in n for n in files)
+                # Ollama reads the GGUFs; we go by name: a projector beside the model, or a
+                # fused file (`gemma3-pack export --ollama-format fused` names it *-ollama.gguf)
+                vision = len(files) > 1 or any("fused" in n or n.endswith("-ollama.gguf")
+                                               for n in files)
                 caps = ["completion", "vision"] if vision else ["completion"]
             else:
                 return self._error(400, "neither 'from' or 'files' was specified")
