@@ -157,6 +157,8 @@ def export(
 
     if ollama_format not in ("auto", "pair", "fused"):
         raise UsageError(f"unknown Ollama format {ollama_format!r}: choose auto, pair or fused")
+    chosen_early = (check_quants(quants.split(",") if isinstance(quants, str) else list(quants))
+                    if quants is not None else None)
     src = str(source)
     root = fetch(src, what="checkpoint")
     if is_lora(root):
@@ -196,7 +198,7 @@ def export(
         _log(progress, f"quant types: {', '.join(chosen)} (default for "
                        f"{variant.name if variant else 'this model'}; choose with -q)")
     else:
-        chosen = check_quants(quants.split(",") if isinstance(quants, str) else list(quants))
+        chosen = chosen_early or []
     llama_types = [q for q in chosen if q in LLAMA_TYPES]
     if llama_types:
         _llama()  # fail before writing anything when the extra is missing

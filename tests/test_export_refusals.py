@@ -1,0 +1,229 @@
+"""Every input the exporter refuses: one line, exit 2, no traceback, nothing written.
+
+The checkpoints here are tiny hand-made folders (a 2-layer, 64-wide Gemma 3 with the real
+tokenizer where one is needed), so each case costs one CLI start-up, not an export.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import _assets_ckpt
+import numpy as np
+import pytest
+from conftest import assert_one_line_error
+from safetensors.numpy import save_file
+
+from gemma3_pack import (
+    CheckpointError,
+    InputNotFound,
+    InsufficientDisk,
+    MissingDependency,
+    NotGemma3,
+    UsageError,
+    export,
+)
+from gemma3_pack._export import _source
+
+TINY_CONFIG = {
+    "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "num_key_value_heads": 1, "head_dim": 32, "vocab_size": 262144,
+    "max_position_embeddings": 2048, "sliding_window": 512, "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "attn_logit_softcapping": None,
+    "final_logit_softcapping": None, "query_pre_attn_scalar": 32, "torch_dtype": "float32",
+}
+
+
+def tiny_tensors(vocab: int = 262144) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = {"model.embed_tokens.weight": rng.standard_normal((vocab, 64), dtype=np.float32) * 0.02,
+         "model.norm.weight": np.zeros(64, np.float32)}
+    for i in range(2):
+        p = f"model.layers.{i}."
+        for name, shape in {"self_attn.q_proj": (64, 64), "self_attn.k_proj": (32, 64),
+                            "self_attn.v_proj": (32, 64), "self_attn.o_proj": (64, 64),
+                            "mlp.gate_proj": (128, 64), "mlp.up_proj": (128, 64),
+                            "mlp.down_proj": (64, 128)}.items():
+            t[p + name + ".weight"] = rng.standard_normal(shape, dtype=np.float32) * 0.05
+        for name, n in {"input_layernorm": 64, "post_attention_layernorm": 64,
+                        "pre_feedforward_layernorm": 64, "post_feedforward_layernorm": 64,
+                        "self_attn.q_norm": 32, "self_attn.k_norm": 32}.items():
+            t[p + name + ".weight"] = rng.standard_normal(n, dtype=np.float32) * 0.1
+    return t
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir() -> Path:
+    """The real tokenizer files of the 270M fixture (tokenizer.model, tokenizer.json, config)."""
+    return _assets_ckpt.hf_checkpoint_270m()
+
+
+def make_ckpt(folder: Path, tokenizer_dir: Path | None = None, *, config: dict | None = None,
+              tensors: dict[str, np.ndarray] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config or TINY_CONFIG))
+    save_file(tensors if tensors is not None else tiny_tensors(), str(folder / "model.safetensors"))
+    if tokenizer_dir is not None:
+        for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                     "special_tokens_map.json"):
+            if (tokenizer_dir / name).is_file():
+                shutil.copy(tokenizer_dir / name, folder / name)
+    return folder
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, tokenizer_dir: Path) -> Path:
+    return make_ckpt(tmp_path / "tiny", tokenizer_dir)
+
+
+def test_tiny_checkpoint_exports(tiny: Path, tmp_path: Path) -> None:
+    """The control case: the same folder, unbroken, exports (so the refusals below are real)."""
+    res = export(tiny, output_dir=tmp_path / "out", quants="F32", name="tiny", progress=False)
+    import gguf
+
+    r = gguf.GGUFReader(res.models[0].path)
+    norm = next(t for t in r.tensors if t.name == "output_norm.weight")
+    assert np.array_equal(np.asarray(norm.data), np.ones(64, np.float32))  # 0 + 1
+    q = next(t for t in r.tensors if t.name == "blk.0.attn_q.weight")
+    assert np.array_equal(np.asarray(q.data), tiny_tensors()["model.layers.0.self_attn.q_proj.weight"])
+    assert res.variant is None  # 64 wide: no published size, so general.base_model is not claimed
+
+
+def _cli_refuses(cli, src: Path, out: Path, *needles: str, extra: tuple[str, ...] = ()) -> None:
+    res = cli("export", str(src), "-o", str(out), "-q", "F16", *extra)
+    assert_one_line_error(res, *needles)
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+def test_not_gemma3_names_what_it_is(cli, tiny: Path, tmp_path: Path) -> None:
+    cfg = dict(TINY_CONFIG, architectures=["LlamaForCausalLM"], model_type="llama")
+    (tiny / "config.json").write_text(json.dumps(cfg))
+    _cli_refuses(cli, tiny, tmp_path / "o", "LlamaForCausalLM", "not Gemma 3")
+
+
+def test_prequantized_weights_refused(cli, tiny: Path, tmp_path: Path) -> None:
+    cfg = dict(TINY_CONFIG, quantization_config={"quant_method": "bitsandbytes", "load_in_4bit": True})
+    (tiny / "config.json").write_text(json.dumps(cfg))
+    _cli_refuses(cli, tiny, tmp_path / "o", "bitsandbytes", "merge to 16-bit first")
+
+
+def test_attention_softcap_refused(cli, tiny: Path, tmp_path: Path) -> None:
+    (tiny / "config.json").write_text(json.dumps(dict(TINY_CONFIG, attn_logit_softcapping=50.0)))
+    _cli_refuses(cli, tiny, tmp_path / "o", "attn_logit_softcapping", "llama.cpp")
+
+
+def test_pickle_only_checkpoint_never_unpickled(cli, tiny: Path, tmp_path: Path) -> None:
+    (tiny / "model.safetensors").unlink()
+    marker = tmp_path / "unpickled"
+    # a pickle that would create `marker` if anything loaded it
+    payload = (b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    (tiny / "pytorch_model.bin").write_bytes(payload)
+    _cli_refuses(cli, tiny, tmp_path / "o", "pytorch_model.bin", "never unpickles")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("cut", [4, 100, -10])
+def test_truncated_or_corrupt_safetensors(cli, tiny: Path, tmp_path: Path, cut: int) -> None:
+    f = tiny / "model.safetensors"
+    data = f.read_bytes()
+    f.write_bytes(data[:cut])  # header cut short, inside the header, or data cut short
+    _cli_refuses(cli, tiny, tmp_path / "o", "model.safetensors", "corrupt or truncated")
+
+
+def test_index_pointing_outside_the_folder(cli, tiny: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.safetensors"
+    shutil.move(tiny / "model.safetensors", outside)
+    index = {"metadata": {}, "weight_map": {"model.norm.weight": "../elsewhere.safetensors"}}
+    (tiny / "model.safetensors.index.json").write_text(json.dumps(index))
+    _cli_refuses(cli, tiny, tmp_path / "o", "outside the checkpoint folder")
+
+
+def test_unknown_quant_lists_valid_ones(cli, tiny: Path, tmp_path: Path) -> None:
+    res = cli("export", str(tiny), "-o", str(tmp_path / "o"), "-q", "Q4_K_M,Q7_X")
+    assert_one_line_error(res, "Q7_X", "Q4_K_M", "Q8_0", "BF16")
+
+
+def test_missing_tokenizer_offers_tokenizer_from(cli, tmp_path: Path, tokenizer_dir: Path) -> None:
+    ck = make_ckpt(tmp_path / "notok")
+    _cli_refuses(cli, ck, tmp_path / "o", "tokenizer.model", "--tokenizer-from")
+    res = cli("export", str(ck), "-o", str(tmp_path / "o2"), "-q", "F16", "--quiet",
+              "--tokenizer-from", str(tokenizer_dir))
+    assert res.code == 0, res.stderr
+    assert (tmp_path / "o2" / "notok-F16.gguf").is_file()
+
+
+def test_missing_source(cli, tmp_path: Path) -> None:
+    res = cli("export", str(tmp_path / "nope"), "-o", str(tmp_path / "o"))
+    assert_one_line_error(res, "not found")
+
+
+def test_lora_base_not_found(cli, tmp_path: Path) -> None:
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "base_model_name_or_path": str(tmp_path / "gone")}))
+    save_file({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((4, 64), np.float32)},
+              str(adapter / "adapter_model.safetensors"))
+    _cli_refuses(cli, adapter, tmp_path / "o", "base model", "--base")
+
+
+def test_disk_preflight_says_how_much(monkeypatch, tiny: Path, tmp_path: Path) -> None:
+    import gemma3_pack._export as ex
+
+    monkeypatch.setattr(ex, "_free_bytes", lambda path: 1000)
+    with pytest.raises(InsufficientDisk, match=r"needs about .* GB \(\d+ bytes\), 0.00 GB are free"):
+        export(tiny, output_dir=tmp_path / "o", quants="F16", progress=False)
+    assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_k_quant_without_llama_cpp_names_the_extra(monkeypatch, tiny: Path, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(MissingDependency, match=r"pip install 'gemma3-pack\[quantize\]'"):
+        export(tiny, output_dir=tmp_path / "o", quants="Q8_0,Q4_K_M", progress=False)
+    assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def test_gated_repo_maps_to_licence_hint(monkeypatch) -> None:
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError
+
+    calls = []
+
+    def gated(repo_id, **kwargs):
+        calls.append((repo_id, kwargs))
+        import httpx
+
+        request = httpx.Request("GET", f"https://huggingface.co/api/models/{repo_id}")
+        raise GatedRepoError("403 gated", response=httpx.Response(403, request=request))
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", gated)
+    with pytest.raises(CheckpointError, match=r"accept the Gemma licence .* then `hf auth login`"):
+        _source.fetch("google/gemma-3-4b-it")
+    assert calls[0][0] == "google/gemma-3-4b-it"
+    assert "tokenizer.model" in calls[0][1]["allow_patterns"]
+    assert "*.safetensors" in calls[0][1]["allow_patterns"]
+
+
+def test_repo_not_found_and_offline(monkeypatch) -> None:
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(repo_id, **kwargs):
+        raise LocalEntryNotFoundError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(InputNotFound, match="HF_HUB_OFFLINE"):
+        _source.fetch("someone/gemma-ft")
+
+
+def test_error_classes_for_library_callers(tiny: Path, tmp_path: Path) -> None:
+    (tiny / "config.json").write_text(json.dumps(dict(TINY_CONFIG, architectures=["Qwen2ForCausalLM"],
+                                                      model_type="qwen2")))
+    with pytest.raises(NotGemma3):
+        export(tiny, output_dir=tmp_path / "o", quants="F16", progress=False)
+    with pytest.raises(UsageError):
+        export(tiny, output_dir=tmp_path / "o", quants="nonsense", progress=False)
