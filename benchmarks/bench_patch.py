@@ -1,7 +1,8 @@
 """Benchmark: `gemma3-pack patch` vs `cp` vs gguf-py's `gguf-new-metadata`, as ratios in one run.
 
 Each tool runs as its own subprocess on the same input with the page cache warm, writing a fresh
-output (deleted between runs, outside the timing). Wall time is measured around the process;
+output (the previous one deleted and dirty pages synced between runs, outside the timing); the
+tools take turns round by round, so a busy machine slows all of them alike. Wall time is measured around the process;
 peak RSS comes from ``os.wait4`` (that child alone). For patch we also record the time it spends
 after start-up (its own ``seconds``), since interpreter and import start-up (~0.3 s) is a fixed
 cost, not throughput.
@@ -94,23 +95,32 @@ def bench_file(src: Path, work: Path, runs: int, anchor_runs: int, skip_anchor: 
                                        "--chat-template-file", str(template), "--force",
                                        str(src), str(dst)], anchor_runs)
     subprocess.run(["cat", str(src)], stdout=subprocess.DEVNULL, check=True)  # warm the cache
-    rows: dict[str, dict[str, float | int | str]] = {}
-    for name, (cmd, n) in tools.items():
-        walls, rss, inner, method = [], [], [], ""
-        for _ in range(n):
+    samples: dict[str, dict[str, list]] = {name: {"wall": [], "rss": [], "inner": [], "method": []}
+                                           for name in tools}
+    # interleaved rounds (cp, patch, anchor, cp, patch, ...) with the previous output flushed
+    # to disk first, so every tool meets the same load and no one pays for another's write-back
+    for i in range(max(n for _, n in tools.values())):
+        for name, (cmd, n) in tools.items():
+            if i >= n:
+                continue
             dst.unlink(missing_ok=True)
+            os.sync()
             wall, peak, out = run(cmd)
-            walls.append(wall)
-            rss.append(peak)
+            s = samples[name]
+            s["wall"].append(wall)
+            s["rss"].append(peak)
             if out.strip().startswith("{"):
                 info = json.loads(out)
-                inner.append(info["seconds"])
-                method = info["method"]
+                s["inner"].append(info["seconds"])
+                s["method"].append(info["method"])
+    rows: dict[str, dict[str, float | int | str]] = {}
+    for name, s in samples.items():
         row: dict[str, float | int | str] = {
-            "runs": n, "wall_s": statistics.median(walls), "peak_rss_mib": max(rss)}
-        if inner:
-            row["after_startup_s"] = statistics.median(inner)
-            row["copy_method"] = method
+            "runs": len(s["wall"]), "wall_s": statistics.median(s["wall"]),
+            "peak_rss_mib": max(s["rss"])}
+        if s["inner"]:
+            row["after_startup_s"] = statistics.median(s["inner"])
+            row["copy_method"] = s["method"][0]
         rows[name] = row
     dst.unlink(missing_ok=True)
     cp = float(rows["cp"]["wall_s"])
