@@ -143,7 +143,8 @@ def main() -> None:
     files = {"270M Q4_K_M": _assets.gguf_270m(), "270M F16": f16_copy()}
     results: dict[str, object] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(),
+                    "load_average_at_start": os.getloadavg()[0]},
         "files": {},
     }
     lines = ["| file | size | tool | wall s (median) | after start-up s | x cp | peak RSS MiB |",
@@ -162,7 +163,10 @@ def main() -> None:
                 lines.append(f"| {label} | {size / 1e6:,.0f} MB | {tool} | {row['wall_s']:.3f} | "
                              f"{after} | {row['x_cp']:.2f} | {row['peak_rss_mib']} |")
     table = "\n".join(lines)
+    results["machine"]["load_average_at_end"] = os.getloadavg()[0]  # type: ignore[index]
     print(table)
+    print(f"\nload average {results['machine']['load_average_at_start']:.1f} -> "  # type: ignore[index]
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (noisy when high)")
     results["markdown"] = table
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
