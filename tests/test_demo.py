@@ -54,6 +54,30 @@ def test_demo_patches_writes_a_modelfile_chats_and_explains_ollama(cli, tmp_path
         "error": f"no Ollama daemon at {CLOSED_PORT}"}
 
 
+def test_demo_creates_the_model_when_a_daemon_answers(cli, tmp_path: Path) -> None:
+    """Against the loopback Ollama (a real HTTP server speaking Ollama's API): the patched GGUF
+    is uploaded as a blob and created with the same spec the Modelfile beside it says."""
+    from _loopback import LoopbackOllama
+
+    from gemma3_pack._modelfile import create_kwargs
+
+    out = tmp_path / "demo"
+    with LoopbackOllama() as server:
+        result = cli("demo", "--out", str(out), "--no-chat", "--json",
+                     env={"OLLAMA_HOST": server.url})
+        assert result.code == 0, result.stderr
+        gguf = out / "gemma-3-270m-q4_k_m.gemma3.gguf"
+        digest = f"sha256:{sha256(gguf)}"
+        body = server.calls("POST", "/api/create")[0].body
+        assert "gemma3-270m-demo" in server.models
+    assert json.loads(result.stdout)["ollama"]["created"] is True
+    assert "ollama    created gemma3-270m-demo" in result.stderr
+    assert body["files"] == {gguf.name: digest}
+    from_modelfile = create_kwargs(parse_modelfile((out / "Modelfile").read_text()), body["files"])
+    assert {k.removesuffix("_"): v for k, v in from_modelfile.items()} == {
+        k: v for k, v in body.items() if k not in ("model", "stream")}
+
+
 def test_demo_human_output_without_chat(cli, tmp_path: Path) -> None:
     out = tmp_path / "d"
     result = cli("demo", "--out", str(out), "--no-chat", "--no-ollama")
