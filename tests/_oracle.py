@@ -13,10 +13,14 @@ exactly as upstream runs it.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
+import mmap
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -247,39 +251,85 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # GGUF comparison
 
 
-def _field_value(field: Any) -> Any:
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
+            11: "<q", 12: "<d"}
+_NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<?",
+          10: "<u8", 11: "<i8", 12: "<f8"}
+
+
+class _Cursor:
+    """Little-endian reader over a memory map (GGUF v2/v3)."""
+
+    def __init__(self, buf: Any) -> None:
+        self.buf, self.pos = buf, 0
+
+    def unpack(self, fmt: str) -> Any:
+        value = struct.unpack_from(fmt, self.buf, self.pos)[0]
+        self.pos += struct.calcsize(fmt)
+        return value
+
+    def string(self) -> str:
+        n = self.unpack("<Q")
+        self.pos += n
+        return bytes(self.buf[self.pos - n:self.pos]).decode("utf-8", "replace")
+
+    def value(self, vtype: int) -> Any:
+        if vtype == 8:
+            return self.string()
+        if vtype == 9:
+            itype, count = self.unpack("<I"), self.unpack("<Q")
+            if itype in _NUMPY:  # numbers in one go: a 262144-entry score array is instant
+                arr = np.frombuffer(self.buf, dtype=_NUMPY[itype], count=count, offset=self.pos)
+                self.pos += arr.nbytes
+                return arr.tolist()
+            return [self.value(itype) for _ in range(count)]
+        return self.unpack(_SCALARS[vtype])
+
+
+@functools.lru_cache(maxsize=16)
+def _summary(path: str, size: int, mtime_ns: int) -> tuple[dict[str, Any], dict[str, Any]]:
     import gguf
 
-    types = field.types
-    if not types:
-        return None
-    if types[0] == gguf.GGUFValueType.ARRAY:
-        if len(types) > 1 and types[1] == gguf.GGUFValueType.STRING:
-            return [bytes(field.parts[i]).decode("utf-8", "replace") for i in field.data]
-        return [field.parts[i].tolist()[0] for i in field.data]
-    if types[0] == gguf.GGUFValueType.STRING:
-        return bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
-    return field.parts[field.data[0]].tolist()[0]
+    del size, mtime_ns  # cache key only
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        cur = _Cursor(mm)
+        if cur.unpack("<I") != 0x46554747:  # b"GGUF"
+            raise ValueError(f"{path} is not a GGUF file")
+        cur.unpack("<I")  # version
+        n_tensors, n_kv = cur.unpack("<Q"), cur.unpack("<Q")
+        keys: dict[str, Any] = {}
+        for _ in range(n_kv):
+            name = cur.string()
+            keys[name] = cur.value(cur.unpack("<I"))
+        infos = []
+        for _ in range(n_tensors):
+            name = cur.string()
+            dims = [cur.unpack("<Q") for _ in range(cur.unpack("<I"))]
+            ttype, offset = cur.unpack("<I"), cur.unpack("<Q")
+            infos.append((name, dims, ttype, offset))
+        align = int(keys.get("general.alignment", 32))
+        base = (cur.pos + align - 1) // align * align
+        tensors: dict[str, Any] = {}
+        for name, dims, ttype, offset in infos:
+            qtype = gguf.GGMLQuantizationType(ttype)
+            block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+            nbytes = int(np.prod(dims)) // block * type_size
+            start = base + offset
+            tensors[name] = {"type": qtype.name, "shape": dims,
+                             "sha256": hashlib.sha256(mm[start:start + nbytes]).hexdigest()}
+    return keys, tensors
 
 
 def gguf_summary(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """(metadata key → value, tensor name → {type, shape, sha256}) of a GGUF file.
 
-    The ``GGUF.*`` pseudo-keys (version, counts) are left out. Arrays are compared as whole lists.
+    Shapes are GGUF ``ne`` order (innermost first), as gguf-py's reader reports them. Parsed
+    directly with ``struct``/numpy (gguf-py's reader spends tens of seconds on the 262144-entry
+    vocabulary arrays); cached per (path, size, mtime). Callers get copies they may modify.
     """
-    import gguf
-
-    reader = gguf.GGUFReader(path)
-    keys = {name: _field_value(f) for name, f in reader.fields.items()
-            if not name.startswith("GGUF.")}
-    tensors = {}
-    for t in reader.tensors:
-        tensors[t.name] = {
-            "type": t.tensor_type.name,
-            "shape": [int(d) for d in t.shape],
-            "sha256": hashlib.sha256(np.ascontiguousarray(t.data).tobytes()).hexdigest(),
-        }
-    return keys, tensors
+    st = Path(path).stat()
+    keys, tensors = _summary(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    return copy.deepcopy(keys), copy.deepcopy(tensors)
 
 
 def compare_gguf(a: Path, b: Path) -> dict[str, Any]:
