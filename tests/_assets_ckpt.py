@@ -26,8 +26,8 @@ import _assets
 import numpy as np
 
 # Bump when the content of a fixture changes, so stale caches are never reused.
-FIXTURE_VERSION = 2
-TOKENIZER_VERSION = 1
+FIXTURE_VERSION = 3
+TOKENIZER_VERSION = 2
 
 DTYPES = ("bf16", "f16", "f32")
 LAYOUTS = ("causal", "release", "new")
@@ -202,20 +202,19 @@ def _torch_dtype(dtype: str) -> Any:
 
 def _real_270m_tensors() -> Iterator[tuple[str, np.ndarray]]:
     """(HF ``model.*`` name, float32 array in HF (out, in) order) for every tensor of the real 270M."""
+    import _oracle
     import gguf
 
-    reader = gguf.GGUFReader(_assets.gguf_270m())
+    _, tensors = _oracle.read_gguf(_assets.gguf_270m())
     names = gguf_to_hf_names(18)
     seen = set()
-    for tensor in reader.tensors:
-        hf = names.get(tensor.name)
+    for gname, dims, qtype, raw in tensors:
+        hf = names.get(gname)
         if hf is None:
-            raise RuntimeError(f"unexpected tensor {tensor.name} in the 270M GGUF")
-        # dequantize gives numpy order already (GGUF ne reversed): (out, in) for matrices.
-        data = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32, copy=False)
-        expected = tuple(int(d) for d in reversed(tensor.shape))
-        if data.shape != expected:
-            data = data.reshape(expected)
+            raise RuntimeError(f"unexpected tensor {gname} in the 270M GGUF")
+        # GGUF dims are innermost first; numpy order is reversed: (out, in) for matrices.
+        data = gguf.quants.dequantize(raw, qtype).astype(np.float32, copy=False)
+        data = data.reshape(tuple(reversed(dims)))
         if hf.endswith("norm.weight"):
             data = data - np.float32(1.0)  # llama.cpp's converter adds it back
         seen.add(hf)
@@ -275,15 +274,11 @@ def _save_shards(folder: Path, tensors: dict[str, Any], shards: int) -> None:
 
 
 def _gguf_vocab() -> tuple[list[str], list[float], list[int]]:
-    import gguf
+    import _oracle
 
-    fields = gguf.GGUFReader(_assets.gguf_270m()).fields
-    toks = fields["tokenizer.ggml.tokens"]
-    scores = fields["tokenizer.ggml.scores"]
-    types = fields["tokenizer.ggml.token_type"]
-    return ([bytes(toks.parts[i]).decode("utf-8") for i in toks.data],
-            [float(scores.parts[i][0]) for i in scores.data],
-            [int(types.parts[i][0]) for i in types.data])
+    keys, _ = _oracle.read_gguf(_assets.gguf_270m())
+    return (keys["tokenizer.ggml.tokens"], keys["tokenizer.ggml.scores"],
+            keys["tokenizer.ggml.token_type"])
 
 
 def build_tokenizer_model() -> bytes:
@@ -306,7 +301,9 @@ def build_tokenizer_model() -> bytes:
         sp = proto.pieces.add()
         sp.piece = piece
         sp.score = score
-        sp.type = ttype
+        # llama.cpp's converter stored <unk> as CONTROL (tokenizer_config marks it special);
+        # SentencePiece needs its unk piece typed UNKNOWN, as in Google's tokenizer.model.
+        sp.type = sp_pb2.ModelProto.SentencePiece.UNKNOWN if i == 3 else ttype
     ts = proto.trainer_spec
     ts.model_type = sp_pb2.TrainerSpec.BPE
     ts.vocab_size = len(tokens)

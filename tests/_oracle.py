@@ -17,7 +17,6 @@ import copy
 import functools
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import struct
@@ -286,46 +285,60 @@ class _Cursor:
         return self.unpack(_SCALARS[vtype])
 
 
-@functools.lru_cache(maxsize=16)
-def _summary(path: str, size: int, mtime_ns: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_gguf(path: Path) -> tuple[dict[str, Any], list[tuple[str, list[int], Any, np.ndarray]]]:
+    """(metadata, [(tensor name, ne dims, GGMLQuantizationType, raw bytes as a uint8 memmap)]).
+
+    A small independent GGUF parser (``struct`` + numpy; gguf-py's reader spends tens of seconds
+    on the 262144-entry vocabulary arrays). Raw bytes are shaped (rows, bytes per row) — what
+    ``gguf.quants.dequantize`` takes.
+    """
     import gguf
 
+    mm = np.memmap(path, dtype=np.uint8, mode="r")
+    cur = _Cursor(mm)
+    if cur.unpack("<I") != 0x46554747:  # b"GGUF"
+        raise ValueError(f"{path} is not a GGUF file")
+    cur.unpack("<I")  # version
+    n_tensors, n_kv = cur.unpack("<Q"), cur.unpack("<Q")
+    keys: dict[str, Any] = {}
+    for _ in range(n_kv):
+        name = cur.string()
+        keys[name] = cur.value(cur.unpack("<I"))
+    infos = []
+    for _ in range(n_tensors):
+        name = cur.string()
+        dims = [cur.unpack("<Q") for _ in range(cur.unpack("<I"))]
+        ttype, offset = cur.unpack("<I"), cur.unpack("<Q")
+        infos.append((name, dims, ttype, offset))
+    align = int(keys.get("general.alignment", 32))
+    base = (cur.pos + align - 1) // align * align
+    tensors = []
+    for name, dims, ttype, offset in infos:
+        qtype = gguf.GGMLQuantizationType(ttype)
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        row_bytes = dims[0] // block * type_size
+        rows = int(np.prod(dims[1:])) if len(dims) > 1 else 1
+        start = base + offset
+        raw = mm[start:start + rows * row_bytes].reshape(rows, row_bytes)
+        tensors.append((name, dims, qtype, raw))
+    return keys, tensors
+
+
+@functools.lru_cache(maxsize=16)
+def _summary(path: str, size: int, mtime_ns: int) -> tuple[dict[str, Any], dict[str, Any]]:
     del size, mtime_ns  # cache key only
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        cur = _Cursor(mm)
-        if cur.unpack("<I") != 0x46554747:  # b"GGUF"
-            raise ValueError(f"{path} is not a GGUF file")
-        cur.unpack("<I")  # version
-        n_tensors, n_kv = cur.unpack("<Q"), cur.unpack("<Q")
-        keys: dict[str, Any] = {}
-        for _ in range(n_kv):
-            name = cur.string()
-            keys[name] = cur.value(cur.unpack("<I"))
-        infos = []
-        for _ in range(n_tensors):
-            name = cur.string()
-            dims = [cur.unpack("<Q") for _ in range(cur.unpack("<I"))]
-            ttype, offset = cur.unpack("<I"), cur.unpack("<Q")
-            infos.append((name, dims, ttype, offset))
-        align = int(keys.get("general.alignment", 32))
-        base = (cur.pos + align - 1) // align * align
-        tensors: dict[str, Any] = {}
-        for name, dims, ttype, offset in infos:
-            qtype = gguf.GGMLQuantizationType(ttype)
-            block, type_size = gguf.GGML_QUANT_SIZES[qtype]
-            nbytes = int(np.prod(dims)) // block * type_size
-            start = base + offset
-            tensors[name] = {"type": qtype.name, "shape": dims,
-                             "sha256": hashlib.sha256(mm[start:start + nbytes]).hexdigest()}
+    keys, infos = read_gguf(Path(path))
+    tensors = {name: {"type": qtype.name, "shape": dims,
+                      "sha256": hashlib.sha256(memoryview(raw)).hexdigest()}
+               for name, dims, qtype, raw in infos}
     return keys, tensors
 
 
 def gguf_summary(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """(metadata key → value, tensor name → {type, shape, sha256}) of a GGUF file.
 
-    Shapes are GGUF ``ne`` order (innermost first), as gguf-py's reader reports them. Parsed
-    directly with ``struct``/numpy (gguf-py's reader spends tens of seconds on the 262144-entry
-    vocabulary arrays); cached per (path, size, mtime). Callers get copies they may modify.
+    Shapes are GGUF ``ne`` order (innermost first), as gguf-py's reader reports them. Parsed by
+    ``read_gguf``; cached per (path, size, mtime). Callers get copies they may modify.
     """
     st = Path(path).stat()
     keys, tensors = _summary(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
