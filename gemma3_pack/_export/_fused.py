@@ -31,6 +31,7 @@ import numpy as np
 from gemma3_pack._errors import CheckpointError, NotGemma3, NotGGUF, OutputError
 from gemma3_pack._export._mmproj import _bar, _open, vision_plan
 from gemma3_pack._export._vision_names import ollama_name
+from gemma3_pack._gguf._patch import _copy_range, _NoBar
 
 __all__ = ["ollama_vision_keys", "write_fused"]
 
@@ -146,9 +147,13 @@ def write_fused(text_gguf: str | os.PathLike[str], ckpt: Any, out_path: str | os
             with os.fdopen(fd, "wb") as out, _bar(len(h.tensors) + len(entries), "fused",
                                                   progress) as bar:
                 out.write(head)
-                step = 64 << 20
-                for pos in range(h.data_start, h.data_end, step):
-                    out.write(h.buf[pos:min(pos + step, h.data_end)])
+                out.flush()
+                # The text tensors, in-kernel where possible (copy_file_range/sendfile): they
+                # never pass through this process, so memory stays flat whatever the model size.
+                with open(text_gguf, "rb") as src:
+                    _copy_range(src.fileno(), out.fileno(), h.data_start, len(head), text_data,
+                                _NoBar())
+                out.seek(len(head) + text_data)
                 bar.update(len(h.tensors))
                 written = text_data
                 for (name, vt, f32), (at, _n) in zip(entries, layout, strict=True):

@@ -290,9 +290,8 @@ def write_mmproj(ckpt: Any, out_path: str | os.PathLike[str], *, dtype: MmprojDt
         raise UsageError(f"unknown mmproj type {dtype!r}; use one of {', '.join(_DTYPE_LABEL)}")
     ck = _open(ckpt)
     plan = vision_plan(ck)
-    entries = [_Entry(gguf.get_tensor_name_map(gguf.MODEL_ARCH.MMPROJ,
-                                               plan.vision["num_hidden_layers"]).get_name(
-                          t.canonical, try_suffixes=(".weight", ".bias")) or "", t,
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MMPROJ, plan.vision["num_hidden_layers"])
+    entries = [_Entry(names.get_name(t.canonical, try_suffixes=(".weight", ".bias")) or "", t,
                       _storage(t, dtype)) for t in plan.tensors]
     unnamed = [e.tensor.canonical for e in entries if not e.name]
     if unnamed:  # cannot happen with a complete plan; guards against a gguf-py table change
