@@ -127,7 +127,7 @@ OLLAMA_RENAMES: tuple[tuple[str, str], ...] = (
 # Go's generic Replacer scans left to right; at each position the first pair (in argument order)
 # whose old string matches wins. A regex alternation in the same order does exactly that.
 _OLLAMA_RE = re.compile("|".join(re.escape(old) for old, _ in OLLAMA_RENAMES))
-_OLLAMA_MAP = {}
+_OLLAMA_MAP: dict[str, str] = {}
 for _old, _new in OLLAMA_RENAMES:
     _OLLAMA_MAP.setdefault(_old, _new)
 
