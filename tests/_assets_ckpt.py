@@ -14,6 +14,7 @@ module too. torch is a test-only dependency and is imported lazily.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -471,7 +472,8 @@ def lora_adapter(base: Path, *, r: int = 8, alpha: int = 16, rslora: bool = Fals
     text = config.get("text_config", config)
     n_layers = int(text["num_hidden_layers"])
     shapes = _weight_shapes(base)
-    key = (f"lora-{base.parent.name}-r{r}-a{alpha}-rs{int(rslora)}-{'+'.join(targets)}-s{seed}"
+    where = hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:10]
+    key = (f"lora-{base.parent.name}-{where}-r{r}-a{alpha}-rs{int(rslora)}-{'+'.join(targets)}-s{seed}"
            f"-v{FIXTURE_VERSION}")
 
     def find(layer: int, target: str) -> tuple[int, int]:
