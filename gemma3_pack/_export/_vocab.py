@@ -9,8 +9,12 @@ Special ids and add_bos/add_eos come from gguf-py's own ``SpecialVocab``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,55 @@ def _looks_special(text: str) -> bool:
         or (text.startswith("<｜") and text.endswith("｜>"))
         or (text.startswith("<unused") and text.endswith(">"))
     )
+
+
+_TOP_KEY = re.compile(rb'"(added_tokens|post_processor)"\s*:\s*')
+
+
+def _slim_tokenizer_json(data: bytes) -> dict[str, Any] | None:
+    """The two top-level entries SpecialVocab reads, without parsing the 262k-entry vocabulary.
+
+    In JSON a quote inside a string is always escaped, so an unescaped ``"added_tokens":`` can
+    only be an object key; HF tokenizer.json has these keys only at the top level. Decoding just
+    their values (a growing window of the UTF-8 bytes) saves ~350 MB of peak memory on Gemma's
+    31 MB tokenizer.json, whose text would take 124 MB as a Python str and more as objects.
+    """
+    decoder = json.JSONDecoder()
+    out: dict[str, Any] = {}
+    for m in _TOP_KEY.finditer(data):
+        key = m.group(1).decode()
+        window = 1 << 20
+        while key not in out:
+            chunk = data[m.end() : m.end() + window].decode("utf-8", errors="ignore")
+            try:
+                out[key], _ = decoder.raw_decode(chunk)
+            except json.JSONDecodeError:
+                if m.end() + window >= len(data):
+                    return None
+                window *= 4
+    return out if "added_tokens" in out else None
+
+
+@contextlib.contextmanager
+def _slim_view(tok_dir: Path) -> Iterator[Path]:
+    """``tok_dir`` as gguf's SpecialVocab sees it, with a slimmed tokenizer.json when possible."""
+    big = tok_dir / "tokenizer.json"
+    slim = None
+    if big.is_file():
+        try:
+            slim = _slim_tokenizer_json(big.read_bytes())
+        except ValueError:
+            slim = None
+    if slim is None:
+        yield tok_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="gemma3-pack-tok-") as tmp:
+        view = Path(tmp)
+        for entry in tok_dir.iterdir():
+            if entry.name != "tokenizer.json" and not entry.name.endswith(".safetensors"):
+                (view / entry.name).symlink_to(entry.resolve())
+        (view / "tokenizer.json").write_text(json.dumps(slim), encoding="utf-8")
+        yield view
 
 
 def load_vocab(tok_dir: Path, vocab_size: int | None) -> Vocab:
@@ -107,7 +160,8 @@ def load_vocab(tok_dir: Path, vocab_size: int | None) -> Vocab:
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        special = gguf.SpecialVocab(tok_dir, load_merges=False, n_vocab=n)
+        with _slim_view(tok_dir) as view:
+            special = gguf.SpecialVocab(view, load_merges=False, n_vocab=n)
     finally:
         log.setLevel(level)
     return Vocab(tokens, scores, types, special, tok_dir)
