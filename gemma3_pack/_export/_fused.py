@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from gemma3_pack._errors import CheckpointError, NotGemma3, NotGGUF, OutputError
-from gemma3_pack._export._mmproj import _bar, _open, vision_plan
+from gemma3_pack._export._mmproj import _bar, _open, read_f32, vision_plan
 from gemma3_pack._export._vision_names import ollama_name
 from gemma3_pack._gguf._patch import _copy_range, _NoBar
 
@@ -158,7 +158,7 @@ def write_fused(text_gguf: str | os.PathLike[str], ckpt: Any, out_path: str | os
                 written = text_data
                 for (name, vt, f32), (at, _n) in zip(entries, layout, strict=True):
                     out.write(b"\0" * (at - written))
-                    data = np.ascontiguousarray(ck.read(vt.source), dtype=np.float32)
+                    data = read_f32(ck, vt.source)
                     if name.endswith("_norm.weight") and not name.startswith("v."):
                         data = data + np.float32(1.0)  # Gemma's (1 + w) RMSNorm, as Ollama's addOne
                     blob = (data if f32 else data.astype(np.float16)).tobytes()

@@ -169,13 +169,35 @@ def vision_plan(ck: Any) -> VisionPlan:
         image_seq_length=seq, tensors=tensors)
 
 
+def read_f32(ck: Any, name: str) -> np.ndarray:
+    """One tensor as a new float32 array, read with ``pread`` rather than through a memory map.
+
+    Pages of a mapped file count towards the process's RSS until unmapped; reading each tensor
+    into its own buffer keeps peak memory at about one tensor (the biggest SigLIP matrix is
+    20 MB in f32) however large the tower. Checkpoints that compute tensors on read (a LoRA merge)
+    go through their own ``read``.
+    """
+    from gemma3_pack._export._source import Checkpoint
+
+    if type(ck).raw is not Checkpoint.raw or not hasattr(ck, "info"):
+        return np.ascontiguousarray(ck.read(name), dtype=np.float32)
+    info = ck.info(name)
+    with open(info.file, "rb") as fh:
+        buf = os.pread(fh.fileno(), info.nbytes, info.offset)
+    if len(buf) != info.nbytes:
+        raise CheckpointError(f"{info.file.name} is truncated at tensor {name}: re-download it")
+    if info.dtype == "BF16":
+        return (np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+    return np.frombuffer(buf, dtype="<f2" if info.dtype == "F16" else "<f4").astype(np.float32)
+
+
 def read_vision_tensor(ck: Any, t: VisionTensor) -> np.ndarray:
     """The tensor as float32, with Gemma's ``(1 + w)`` folded into the soft-embedding RMSNorm.
 
     Added in float32, as the reference converter does (verified: its output is exactly
     ``w + 1`` for a bf16 source, no rounding back to bf16).
     """
-    data = np.ascontiguousarray(ck.read(t.source), dtype=np.float32).reshape(t.shape)
+    data = read_f32(ck, t.source).reshape(t.shape)
     if t.canonical.endswith("mm_soft_emb_norm.weight"):
         data = data + np.float32(1.0)
     return data
