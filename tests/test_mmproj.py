@@ -328,3 +328,27 @@ def test_vision_lora_merges_into_the_tower(tmp_path: Path, layout: str) -> None:
     np.testing.assert_array_equal(  # untouched tensors stay exactly the base
         t["v.blk.0.attn_k.weight"].data,
         src["vision_tower.vision_model.encoder.layers.0.self_attn.k_proj.weight"])
+
+
+def test_export_refuses_a_broken_tower_before_writing_anything(tmp_path: Path) -> None:
+    """export() checks the vision tower with the other inputs: no text GGUF is left behind."""
+    import os
+
+    from gemma3_pack._export import export
+
+    src = hf_checkpoint_vision("release")  # with the real 270M text weights
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    for f in src.iterdir():
+        if f.name != "config.json":
+            try:
+                os.link(f, ck / f.name)  # same filesystem: no 500 MB copy
+            except OSError:
+                shutil.copy(f, ck / f.name)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["vision_config"]["num_hidden_layers"] = 3  # the checkpoint holds 2
+    (ck / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "out"
+    with pytest.raises(CheckpointError, match="vision tower is incomplete: 16 of the 55 tensors"):
+        export(ck, output_dir=out, quants="Q8_0", progress=False)
+    assert not out.exists() or list(out.iterdir()) == []

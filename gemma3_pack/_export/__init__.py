@@ -209,6 +209,11 @@ def export(
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir} exists and is not a folder: choose another -o")
     multimodal = any(not is_text_tensor(n) for n in ckpt.names())
+    if multimodal:  # vision refusals (missing tensors, projector width, mmproj type) come first too
+        from ._mmproj import mmproj_filename, vision_plan
+
+        vision_plan(ckpt)
+        mmproj_filename(name, mmproj_type)  # type: ignore[arg-type]
 
     # Disk preflight: every output plus the intermediate, before anything is written.
     plans = {q: plan_tensors(ckpt, q, n_layers=hp.num_layers, n_vocab=n_vocab)
