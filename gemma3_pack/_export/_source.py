@@ -182,22 +182,27 @@ class Checkpoint:
     def total_bytes(self) -> int:
         return sum(t.nbytes for t in self._tensors.values())
 
-    def release(self, name: str) -> None:
-        """Drop the tensor's pages from this process (they stay in the page cache).
+    def release(self, name: str, start: int = 0, stop: int | None = None) -> None:
+        """Drop the pages of rows ``start:stop`` from this process (they stay in the page cache).
 
-        Touched pages of a file mmap count towards RSS; releasing them after a tensor is written
-        keeps peak memory flat in model size rather than growing to the checkpoint's size.
+        Touched pages of a file mmap count towards RSS; releasing them as soon as they are
+        written keeps peak memory flat in model size instead of growing to the checkpoint's.
         """
         t = self.info(name)
         mm = self._maps.get(t.file)
         raw_map = getattr(mm, "_mmap", None)
         if raw_map is None or not hasattr(mmap, "MADV_DONTNEED"):
             return
+        rows = t.shape[0] if t.shape else 1
+        row_bytes = t.nbytes // max(1, rows)
+        stop = rows if stop is None else min(stop, rows)
+        begin, end = t.offset + start * row_bytes, t.offset + stop * row_bytes
         page = mmap.PAGESIZE
-        start = (t.offset // page) * page
-        stop = min(len(raw_map), -(-(t.offset + t.nbytes) // page) * page)
-        with contextlib.suppress(OSError, ValueError):
-            raw_map.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        lo = (begin // page) * page
+        hi = min(len(raw_map), -(-end // page) * page)
+        if hi > lo:
+            with contextlib.suppress(OSError, ValueError):
+                raw_map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     def _map(self, file: Path) -> np.memmap:
         mm = self._maps.get(file)

@@ -16,7 +16,6 @@ This mirrors llama.cpp's ``Gemma3Model.modify_tensors`` + ``ModelBase.prepare_te
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +127,10 @@ def nbytes(t: PlannedTensor) -> int:
     return int(np.prod(t.shape[:-1], dtype=np.int64)) * (t.shape[-1] // block) * size
 
 
+def nbytes_rows(t: PlannedTensor, rows: int) -> int:
+    return nbytes(t) // max(1, t.rows) * rows if len(t.shape) > 1 else nbytes(t)
+
+
 def _convert(ckpt: Checkpoint, t: PlannedTensor, start: int, stop: int) -> np.ndarray:
     """Rows start:stop of a planned tensor, transformed and encoded as the GGUF stores them."""
     import gguf
@@ -165,16 +168,15 @@ class ChunkedTensor:
         row_f32 = int(np.prod(t.shape[1:], dtype=np.int64)) * 4 if len(t.shape) > 1 else 4
         self.step = t.rows if len(t.shape) == 1 else max(1, EMBED_CHUNK_BYTES // row_f32)
 
-    def chunks(self) -> Iterator[np.ndarray]:
-        for start in range(0, self.t.rows, self.step):
-            yield _convert(self.ckpt, self.t, start, min(self.t.rows, start + self.step))
-
     def tofile(self, fh) -> None:  # type: ignore[no-untyped-def]
-        for chunk in self.chunks():
+        for start in range(0, self.t.rows, self.step):
+            stop = min(self.t.rows, start + self.step)
+            chunk = _convert(self.ckpt, self.t, start, stop)
             chunk.tofile(fh)
+            del chunk
+            self.ckpt.release(self.t.source, start, stop)
             if self.on_bytes is not None:
-                self.on_bytes(chunk.nbytes)
-        self.ckpt.release(self.t.source)
+                self.on_bytes(nbytes_rows(self.t, stop - start))
 
     def byteswap(self, inplace: bool = False) -> ChunkedTensor:
         raise NotImplementedError("gemma3-pack writes little-endian GGUFs only")
