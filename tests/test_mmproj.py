@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
 import pytest
 from _assets_vision import LAYOUTS, VISION_CONFIG, hf_checkpoint_vision, vision_tensors
+from conftest import assert_one_line_error
 
 from gemma3_pack._errors import CheckpointError, UsageError
 from gemma3_pack._export._mmproj import MMPROJ_PATTERN, mmproj_filename, write_mmproj
@@ -330,7 +332,7 @@ def test_vision_lora_merges_into_the_tower(tmp_path: Path, layout: str) -> None:
         src["vision_tower.vision_model.encoder.layers.0.self_attn.k_proj.weight"])
 
 
-def test_export_refuses_a_broken_tower_before_writing_anything(tmp_path: Path) -> None:
+def test_export_refuses_a_broken_tower_before_writing_anything(tmp_path: Path, cli: Any) -> None:
     """export() checks the vision tower with the other inputs: no text GGUF is left behind."""
     import os
 
@@ -351,4 +353,8 @@ def test_export_refuses_a_broken_tower_before_writing_anything(tmp_path: Path) -
     out = tmp_path / "out"
     with pytest.raises(CheckpointError, match="vision tower is incomplete: 16 of the 55 tensors"):
         export(ck, output_dir=out, quants="Q8_0", progress=False)
+    assert not out.exists() or list(out.iterdir()) == []
+    # the CLI: one line, exit 2, nothing written
+    result = cli("export", str(ck), "-o", str(out), "-q", "Q8_0")
+    assert_one_line_error(result, "vision tower is incomplete", "layers.2.self_attn.q_proj")
     assert not out.exists() or list(out.iterdir()) == []
