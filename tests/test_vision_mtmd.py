@@ -1,6 +1,6 @@
 """llama.cpp's multimodal runtime (mtmd, through llama-cpp-python) runs our mmproj.
 
-Two checks:
+Three checks:
 
 * a chat turn with an image through ``MTMDChatHandler`` on the real 270M text GGUF (640 wide, like
   the fixture's projector): the image becomes exactly 256 tokens, there is one BOS, and a reply
@@ -8,7 +8,9 @@ Two checks:
 * the image embedding clip.cpp computes from our file equals a numpy forward pass of the same
   SigLIP tower + Gemma 3 projector (transformers' Gemma3 math: patch conv, pre-LN encoder with
   tanh-GELU, post-LN, 4x4 average pool, RMSNorm with (1 + w), projection) — so names, layouts,
-  transposes, the +1 and storage types are right, not merely loadable.
+  transposes, the +1 and storage types are right, not merely loadable;
+* the fused Ollama file, translated the way Ollama >= 0.30 translates it for llama.cpp's clip
+  loader, gives that same embedding.
 """
 
 from __future__ import annotations
@@ -165,16 +167,16 @@ def test_chat_turn_with_an_image(exported: Any, monkeypatch: pytest.MonkeyPatch)
     assert llm.metadata["tokenizer.chat_template"] == OFFICIAL_TEMPLATE  # the export embeds it
 
 
-def test_clip_cpp_embedding_equals_reference_forward(gguf_270m: Path, mmproj: Path) -> None:
+def _clip_embedding(text_gguf: Path, mmproj: Path, rgb: np.ndarray) -> np.ndarray:
+    """The 256 x 640 image embedding clip.cpp (mtmd) computes for ``rgb`` with ``mmproj``."""
     from llama_cpp import mtmd_cpp
 
-    llm = llama_cpp.Llama(str(gguf_270m), n_ctx=512, n_threads=2, verbose=False)
+    llm = llama_cpp.Llama(str(text_gguf), n_ctx=512, n_threads=2, verbose=False)
     params = mtmd_cpp.mtmd_context_params_default()
     params.use_gpu = False
     params.n_threads = 2
     ctx = mtmd_cpp.mtmd_init_from_file(str(mmproj).encode(), llm.model, params)
     assert ctx is not None, "clip.cpp refused the mmproj"
-    rgb = _image()
     bitmap = mtmd_cpp.mtmd_bitmap_init(SIZE, SIZE, (ctypes.c_uint8 * rgb.size).from_buffer(
         bytearray(rgb.tobytes())))
     chunks = mtmd_cpp.mtmd_input_chunks_init()
@@ -199,7 +201,82 @@ def test_clip_cpp_embedding_equals_reference_forward(gguf_270m: Path, mmproj: Pa
         mtmd_cpp.mtmd_bitmap_free(bitmap)
         mtmd_cpp.mtmd_free(ctx)
         llm.close()
+    return got
+
+
+def _assert_matches_reference(got: np.ndarray, rgb: np.ndarray) -> None:
     want = _reference_embedding(rgb)
     cos = (got * want).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(want, axis=-1)
     assert cos.min() > 0.999, cos.min()
     np.testing.assert_allclose(got, want, rtol=0, atol=0.02 * np.abs(want).max())
+
+
+def test_clip_cpp_embedding_equals_reference_forward(gguf_270m: Path, mmproj: Path) -> None:
+    rgb = _image()
+    _assert_matches_reference(_clip_embedding(gguf_270m, mmproj, rgb), rgb)
+
+
+# Ollama >= 0.30 hands a fused Gemma 3 file to llama.cpp's clip loader as --mmproj and translates
+# it there (ollama/ollama llama/compat/llama-ollama-compat.cpp, handle_gemma3_clip): keys copied
+# from gemma3.vision.* to clip.vision.*, projection_dim from gemma3.embedding_length, mean/std 0.5,
+# gelu, projector gemma3, tensor renames by substring (kGemma3ClipRenames, note fc1 -> ffn_down:
+# clip.cpp swaps the pair back for gemma3 when ffn_down's ne[0] is the tower width), and the
+# patch/position embeddings promoted from F16 to F32.
+_SHIM_RENAMES = (
+    ("v.patch_embedding", "v.patch_embd"), ("v.position_embedding", "v.position_embd"),
+    ("v.post_layernorm", "v.post_ln"), (".layer_norm1", ".ln1"), (".layer_norm2", ".ln2"),
+    (".attn_output", ".attn_out"), (".mlp.fc1", ".ffn_down"), (".mlp.fc2", ".ffn_up"),
+    ("mm.mm_input_projection", "mm.input_projection"), ("mm.mm_soft_emb_norm", "mm.soft_emb_norm"),
+)
+
+
+def _ollama_shim_mmproj(fused: Path, out: Path) -> Path:
+    import gguf
+
+    from gemma3_pack._gguf._reader import open_gguf
+
+    w = gguf.GGUFWriter(out, arch="clip")
+    with open_gguf(fused) as h:
+        g = h.get
+        w.add_uint32("clip.vision.block_count", g("gemma3.vision.block_count"))
+        w.add_uint32("clip.vision.embedding_length", g("gemma3.vision.embedding_length"))
+        w.add_uint32("clip.vision.feed_forward_length", g("gemma3.vision.feed_forward_length"))
+        w.add_uint32("clip.vision.image_size", g("gemma3.vision.image_size"))
+        w.add_uint32("clip.vision.patch_size", g("gemma3.vision.patch_size"))
+        w.add_uint32("clip.vision.attention.head_count", g("gemma3.vision.attention.head_count"))
+        w.add_float32("clip.vision.attention.layer_norm_epsilon",
+                      g("gemma3.vision.attention.layer_norm_epsilon"))
+        w.add_uint32("clip.vision.projection_dim", g("gemma3.embedding_length"))
+        w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+        w.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
+        w.add_bool("clip.has_vision_encoder", True)
+        w.add_bool("clip.use_gelu", True)
+        w.add_string("clip.projector_type", "gemma3")
+        for t in h.tensors:
+            if not t.name.startswith(("v.", "mm.")):
+                continue
+            name = t.name
+            for old, new in _SHIM_RENAMES:
+                name = name.replace(old, new, 1)
+            dtype = np.float32 if t.type_name == "F32" else np.float16
+            at = h.data_start + t.offset
+            data = np.frombuffer(h.buf, dtype=dtype, count=int(np.prod(t.shape)),
+                                 offset=at).reshape(tuple(reversed(t.shape))).copy()
+            if name in ("v.patch_embd.weight", "v.position_embd.weight"):
+                data = data.astype(np.float32)
+            w.add_tensor(name, data)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+def test_fused_file_through_ollama_compat_shim(gguf_270m: Path, tmp_path: Path) -> None:
+    """What Ollama >= 0.30 does with our fused file gives the right image embedding."""
+    from gemma3_pack._export._fused import write_fused
+
+    fused = write_fused(gguf_270m, hf_checkpoint_vision("new", text=False), tmp_path / "f.gguf")
+    shim = _ollama_shim_mmproj(fused, tmp_path / "shim-mmproj.gguf")
+    rgb = _image()
+    _assert_matches_reference(_clip_embedding(gguf_270m, shim, rgb), rgb)
