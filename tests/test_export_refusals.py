@@ -227,3 +227,60 @@ def test_error_classes_for_library_callers(tiny: Path, tmp_path: Path) -> None:
         export(tiny, output_dir=tmp_path / "o", quants="F16", progress=False)
     with pytest.raises(UsageError):
         export(tiny, output_dir=tmp_path / "o", quants="nonsense", progress=False)
+
+
+def test_cli_json_and_default_folder(cli, tiny: Path, tmp_path: Path) -> None:
+    """Success through the CLI: --json is the result object, the folder defaults to ./<name>-gguf."""
+    res = cli("export", str(tiny), "-q", "F16,Q8_0", "--json", cwd=tmp_path)
+    assert res.code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert Path(doc["output_dir"]) == tmp_path / "tiny-gguf"
+    assert [Path(m["path"]).name for m in doc["models"]] == ["tiny-F16.gguf", "tiny-Q8_0.gguf"]
+    assert doc["variant"] is None and doc["mmproj"] is None
+    table = cli("export", str(tiny), "-q", "F16", "-o", str(tmp_path / "t"))
+    assert table.code == 0, table.stderr
+    assert "tiny-F16.gguf  F16" in table.stdout
+    assert f"ollama create tiny -f {tmp_path / 't' / 'Modelfile'}" in table.stdout
+
+
+def write_imatrix(path: Path, entries: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """A GGUF imatrix as llama-imatrix writes it: <name>.in_sum2 and <name>.counts (F32)."""
+    import gguf
+
+    w = gguf.GGUFWriter(path, arch="imatrix")
+    w.add_string("general.type", "imatrix")
+    for name, (sums, counts) in entries.items():
+        w.add_tensor(name + ".in_sum2", sums.astype(np.float32))
+        w.add_tensor(name + ".counts", counts.astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_imatrix_is_normalised_like_llama_quantize(tmp_path: Path) -> None:
+    from gemma3_pack._export._quantize import load_imatrix
+
+    f = tmp_path / "imatrix.gguf"
+    write_imatrix(f, {"blk.0.ffn_down.weight": (np.arange(1, 129, dtype=np.float32), np.array([4.0])),
+                      "blk.1.attn_q.weight": (np.full(64, 3.0), np.array([0.0]))})
+    m = load_imatrix(f)
+    assert m["blk.0.ffn_down.weight"] == (np.arange(1, 129) / 4.0).astype(np.float32).tolist()
+    assert m["blk.1.attn_q.weight"] == [1.0] * 64  # count 0 -> 1, as quantize.cpp does
+
+
+@pytest.mark.llama
+def test_imatrix_reaches_llama_quantizer(tiny: Path, tmp_path: Path) -> None:
+    """Q4_0 with an importance matrix quantizes ffn_down differently (weighted rounding)."""
+    rng = np.random.default_rng(1)
+    f = tmp_path / "imatrix.gguf"
+    write_imatrix(f, {f"blk.{i}.{n}.weight": (rng.random(k) * 100 + 1e-3, np.array([1.0]))
+                      for i in range(2) for n, k in (("ffn_down", 128), ("ffn_up", 64),
+                                                    ("ffn_gate", 64), ("attn_q", 64),
+                                                    ("attn_k", 64), ("attn_v", 64),
+                                                    ("attn_output", 64))})
+    plain = export(tiny, output_dir=tmp_path / "a", quants="Q4_0", name="t", progress=False)
+    weighted = export(tiny, output_dir=tmp_path / "b", quants="Q4_0", name="t", imatrix=f,
+                      progress=False)
+    assert plain.models[0].size == weighted.models[0].size
+    assert plain.models[0].sha256 != weighted.models[0].sha256
