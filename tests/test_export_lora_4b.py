@@ -193,3 +193,29 @@ def test_export_lora_recipe_smoke(tmp_path: Path) -> None:
     doc = json.loads(proc.stdout)
     assert doc["inspect_ok"] is True
     assert [Path(m["path"]).name for m in doc["export"]["models"]] == ["ft-Q8_0.gguf"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["pair", "fused"])
+def test_vision_checkpoint_gets_its_second_output(tmp_path: Path, fmt: str) -> None:
+    """Gemma3ForConditionalGeneration: the text GGUF plus the projector, wired into the folder."""
+    import _assets_vision
+
+    ckpt = _assets_vision.hf_checkpoint_vision("release")
+    res = export(ckpt, output_dir=tmp_path, quants="Q8_0", name="vis", ollama_format=fmt,  # type: ignore[arg-type]
+                 progress=False)
+    manifest = json.loads((tmp_path / "export.json").read_text())
+    assert manifest["architecture"] == "Gemma3ForConditionalGeneration"
+    assert manifest["mmproj"]["path"] == "mmproj-vis-F16.gguf"
+    assert res.mmproj is not None and res.mmproj.path == tmp_path / "mmproj-vis-F16.gguf"
+    from_lines = [ln for ln in (tmp_path / "Modelfile").read_text().splitlines()
+                  if ln.startswith("FROM ")]
+    sums = (tmp_path / "SHA256SUMS").read_text()
+    if fmt == "pair":
+        assert manifest["fused"] is None
+        assert from_lines == ["FROM ./vis-Q8_0.gguf", "FROM ./mmproj-vis-F16.gguf"]
+    else:
+        assert manifest["fused"]["path"] == "vis-Q8_0-ollama.gguf"
+        assert from_lines == ["FROM ./vis-Q8_0-ollama.gguf"]
+        assert "vis-Q8_0-ollama.gguf" in sums
+    assert "mmproj-vis-F16.gguf" in sums
