@@ -150,7 +150,7 @@ def export(
         native_stderr_captured,
         quantize,
     )
-    from ._source import fetch, open_checkpoint
+    from ._source import Checkpoint, fetch, open_checkpoint
     from ._tensors import is_text_tensor, nbytes, plan_tensors
     from ._vocab import load_vocab
     from ._writer import GeneralInfo, write_text_gguf
@@ -170,9 +170,10 @@ def export(
                 f"the LoRA's base model {base_ref!r} was not found (neither a folder nor a "
                 "downloadable repo): pass --base PATH|REPO"
             ) from None
-        ckpt = open_lora(root, base_dir)
+        lora = open_lora(root, base_dir)
         _log(progress, f"merging LoRA {root.name} onto {base_ref} "
-                       f"({len(ckpt.merged_names)} tensors)")
+                       f"({len(lora.merged_names)} tensors)")
+        ckpt: Checkpoint = lora
     else:
         if base:
             raise UsageError("--base is for LoRA adapters; this is a full checkpoint")

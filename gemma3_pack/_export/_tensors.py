@@ -16,7 +16,9 @@ This mirrors llama.cpp's ``Gemma3Model.modify_tensors`` + ``ModelBase.prepare_te
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -162,13 +164,14 @@ class ChunkedTensor:
     (~64 MB of float32) whatever the tensor's size — the 262k-row embedding included.
     """
 
-    def __init__(self, ckpt: Checkpoint, t: PlannedTensor, on_bytes=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ckpt: Checkpoint, t: PlannedTensor,
+                 on_bytes: Callable[[int], object] | None = None) -> None:
         self.ckpt, self.t, self.nbytes = ckpt, t, nbytes(t)
         self.on_bytes = on_bytes
         row_f32 = int(np.prod(t.shape[1:], dtype=np.int64)) * 4 if len(t.shape) > 1 else 4
         self.step = t.rows if len(t.shape) == 1 else max(1, EMBED_CHUNK_BYTES // row_f32)
 
-    def tofile(self, fh) -> None:  # type: ignore[no-untyped-def]
+    def tofile(self, fh: BinaryIO) -> None:
         for start in range(0, self.t.rows, self.step):
             stop = min(self.t.rows, start + self.step)
             chunk = _convert(self.ckpt, self.t, start, stop)

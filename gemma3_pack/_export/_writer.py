@@ -112,7 +112,7 @@ def _fast_writer_class() -> type:
     numeric = {vt.FLOAT32: "<f4", vt.INT32: "<i4", vt.UINT32: "<u4", vt.INT64: "<i8",
                vt.UINT64: "<u8", vt.FLOAT64: "<f8", vt.UINT8: "u1", vt.INT8: "i1"}
 
-    class FastGGUFWriter(gguf.GGUFWriter):  # type: ignore[misc]
+    class FastGGUFWriter(gguf.GGUFWriter):
         def _pack_val(self, val: Any, vtype: Any, add_vtype: bool, sub_type: Any = None) -> bytes:
             if (vtype != vt.ARRAY or self.endianess != gguf.GGUFEndian.LITTLE
                     or isinstance(val, (bytes, bytearray)) or len(val) < 1024):
@@ -174,7 +174,7 @@ def write_text_gguf(
                   leave=False) as bar:
             for t in plan:
                 bar.set_postfix_str(t.name, refresh=False)
-                w.write_tensor_data(ChunkedTensor(ckpt, t, on_bytes=bar.update))  # type: ignore[arg-type]
+                w.write_tensor_data(ChunkedTensor(ckpt, t, on_bytes=bar.update))
         w.close()
         os.replace(tmp, out)
     except OSError as err:
