@@ -43,8 +43,12 @@ SERVER = (
 
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests"))],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
 
@@ -66,8 +70,9 @@ def bench_overhead(url: str, calls: int) -> dict[str, float]:
         ours.chat("Why is the sky blue?")
 
     def stream_raw() -> None:
-        for _ in raw.chat(model="gemma3:4b", messages=messages, options=dict(SAMPLING),
-                          stream=True):
+        for _ in raw.chat(
+            model="gemma3:4b", messages=messages, options=dict(SAMPLING), stream=True
+        ):
             pass
 
     def stream_ours() -> None:
@@ -95,8 +100,9 @@ def bench_overhead(url: str, calls: int) -> dict[str, float]:
         out[f"{label}_ours_ms"] = rb * 1e3
         out[f"{label}_overhead_pct"] = (rb / ra - 1) * 100
         # paired: each call of ours against the raw call next to it (robust to load drift)
-        out[f"{label}_paired_overhead_pct"] = (statistics.median(
-            y / x for x, y in zip(ta, tb, strict=True)) - 1) * 100
+        out[f"{label}_paired_overhead_pct"] = (
+            statistics.median(y / x for x, y in zip(ta, tb, strict=True)) - 1
+        ) * 100
         # client CPU only (the daemon runs in another process): the SDK's own cost per call
         out[f"{label}_raw_cpu_ms"] = sum(ca) / len(ca) * 1e3
         out[f"{label}_ours_cpu_ms"] = sum(cb) / len(cb) * 1e3
@@ -134,8 +140,11 @@ def bench_upload(url: str, sizes_mb: list[int], runs: int) -> list[dict[str, flo
                         h.update(chunk)
                 return h.hexdigest()
 
-            times: dict[str, list[float]] = {"ollama_create_blob": [], "upload_blob": [],
-                                             "upload_blob_known_sha": []}
+            times: dict[str, list[float]] = {
+                "ollama_create_blob": [],
+                "upload_blob": [],
+                "upload_blob_known_sha": [],
+            }
             for _ in range(runs):
                 for label in times:
                     fresh()
@@ -179,32 +188,47 @@ def main() -> None:
         proc.wait(timeout=10)
 
     print(f"## Client overhead ({args.calls} interleaved calls each, median)\n")
-    print("| call | raw ollama.Client (wall / client CPU) | gemma3_pack.Client (wall / client CPU)"
-          " | overhead: median wall | paired wall | client CPU |")
+    print(
+        "| call | raw ollama.Client (wall / client CPU) | gemma3_pack.Client (wall / client CPU)"
+        " | overhead: median wall | paired wall | client CPU |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for k in ("chat", "chat_stream"):
         o = overhead
-        print(f"| {k} | {o[k + '_raw_ms']:.3f} / {o[k + '_raw_cpu_ms']:.3f} ms | "
-              f"{o[k + '_ours_ms']:.3f} / {o[k + '_ours_cpu_ms']:.3f} ms | "
-              f"{o[k + '_overhead_pct']:+.1f} % | {o[k + '_paired_overhead_pct']:+.1f} % | "
-              f"{o[k + '_cpu_overhead_pct']:+.1f} % |")
+        print(
+            f"| {k} | {o[k + '_raw_ms']:.3f} / {o[k + '_raw_cpu_ms']:.3f} ms | "
+            f"{o[k + '_ours_ms']:.3f} / {o[k + '_ours_cpu_ms']:.3f} ms | "
+            f"{o[k + '_overhead_pct']:+.1f} % | {o[k + '_paired_overhead_pct']:+.1f} % | "
+            f"{o[k + '_cpu_overhead_pct']:+.1f} % |"
+        )
     print(f"\n## Blob upload (best of {args.runs}; MiB/s, loopback daemon hashes the body too)\n")
     print("| size | ollama create_blob | upload_blob | upload_blob, sha from export.json | ratio |")
     print("|---:|---:|---:|---:|---:|")
     for row in uploads:
-        print(f"| {row['size_mb']:,} MiB | {row['ollama_create_blob_mb_s']:.0f} MiB/s "
-              f"({row['ollama_create_blob_s']:.2f} s) | {row['upload_blob_mb_s']:.0f} MiB/s "
-              f"({row['upload_blob_s']:.2f} s) | {row['upload_blob_known_sha_mb_s']:.0f} MiB/s "
-              f"({row['upload_blob_known_sha_s']:.2f} s) | {row['ratio_upload_blob_vs_ollama']:.2f}x |")
+        print(
+            f"| {row['size_mb']:,} MiB | {row['ollama_create_blob_mb_s']:.0f} MiB/s "
+            f"({row['ollama_create_blob_s']:.2f} s) | {row['upload_blob_mb_s']:.0f} MiB/s "
+            f"({row['upload_blob_s']:.2f} s) | {row['upload_blob_known_sha_mb_s']:.0f} MiB/s "
+            f"({row['upload_blob_known_sha_s']:.2f} s) | {row['ratio_upload_blob_vs_ollama']:.2f}x |"
+        )
     growth_mb = (rss2 - rss1) / 1024
-    print(f"\nPeak RSS grew by {growth_mb:.1f} MiB while uploading files up to "
-          f"{max(r['size_mb'] for r in uploads):,} MiB (streaming, never the whole file).")
+    print(
+        f"\nPeak RSS grew by {growth_mb:.1f} MiB while uploading files up to "
+        f"{max(r['size_mb'] for r in uploads):,} MiB (streaming, never the whole file)."
+    )
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"benchmark": "client", "python": platform.python_version(),
-           "machine": platform.machine(), "cpus": os.cpu_count(),
-           "calls": args.calls, "runs": args.runs, "overhead": overhead, "uploads": uploads,
-           "rss_kib": {"start": rss0, "after_overhead": rss1, "after_uploads": rss2}}
+    doc = {
+        "benchmark": "client",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "calls": args.calls,
+        "runs": args.runs,
+        "overhead": overhead,
+        "uploads": uploads,
+        "rss_kib": {"start": rss0, "after_overhead": rss1, "after_uploads": rss2},
+    }
     tmp = RESULTS.with_name(f".{RESULTS.name}.part")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp, RESULTS)

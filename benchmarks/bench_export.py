@@ -104,14 +104,19 @@ def main() -> None:
     result: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "270m_bf16": {"input_bytes": checkpoint_bytes(ck270), "ours_s": o_t, "ours_rss": o_m},
-        "4b_shaped_bf16": {"input_bytes": checkpoint_bytes(ck4b), "ours_s": ours_4b[0],
-                           "ours_rss": ours_4b[1], "reference_s": ref_4b.get("wall_s"),
-                           "reference_rss": ref_4b.get("peak_rss_bytes")},
+        "4b_shaped_bf16": {
+            "input_bytes": checkpoint_bytes(ck4b),
+            "ours_s": ours_4b[0],
+            "ours_rss": ours_4b[1],
+            "reference_s": ref_4b.get("wall_s"),
+            "reference_rss": ref_4b.get("peak_rss_bytes"),
+        },
     }
     if ref_270:
         r_t, r_m = med(ref_270, 0), med(ref_270, 1)
-        result["270m_bf16"].update(reference_s=r_t, reference_rss=r_m, time_ratio=o_t / r_t,
-                                   rss_ratio=o_m / r_m)
+        result["270m_bf16"].update(
+            reference_s=r_t, reference_rss=r_m, time_ratio=o_t / r_t, rss_ratio=o_m / r_m
+        )
     result["quantize_s"] = quantize_timings(ck270)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
@@ -121,17 +126,27 @@ def main() -> None:
     print("| checkpoint (bf16 -> BF16 GGUF) | input | gemma3-pack | reference | ratio |")
     print("|---|---|---|---|---|")
     if ref_270:
-        print(f"| 270M wall time | {a['input_bytes'] / mb:,.0f} MB | {a['ours_s']:.1f} s | "
-              f"{a['reference_s']:.1f} s | **{a['time_ratio']:.2f}x** |")
-        print(f"| 270M peak RSS | | {a['ours_rss'] / mb:,.0f} MB | {a['reference_rss'] / mb:,.0f} MB"
-              f" | **{a['rss_ratio']:.2f}x** |")
+        print(
+            f"| 270M wall time | {a['input_bytes'] / mb:,.0f} MB | {a['ours_s']:.1f} s | "
+            f"{a['reference_s']:.1f} s | **{a['time_ratio']:.2f}x** |"
+        )
+        print(
+            f"| 270M peak RSS | | {a['ours_rss'] / mb:,.0f} MB | {a['reference_rss'] / mb:,.0f} MB"
+            f" | **{a['rss_ratio']:.2f}x** |"
+        )
     if b["reference_s"]:
-        print(f"| 4B-shaped wall time | {b['input_bytes'] / mb:,.0f} MB | {b['ours_s']:.1f} s | "
-              f"{b['reference_s']:.1f} s | {b['ours_s'] / b['reference_s']:.2f}x |")
-        print(f"| 4B-shaped peak RSS | | {b['ours_rss'] / mb:,.0f} MB | "
-              f"{b['reference_rss'] / mb:,.0f} MB | {b['ours_rss'] / b['reference_rss']:.2f}x |")
-    print(f"\nOur peak RSS, 4B-shaped vs 270M: {b['ours_rss'] / a['ours_rss']:.2f}x for "
-          f"{b['input_bytes'] / a['input_bytes']:.2f}x the input.\n")
+        print(
+            f"| 4B-shaped wall time | {b['input_bytes'] / mb:,.0f} MB | {b['ours_s']:.1f} s | "
+            f"{b['reference_s']:.1f} s | {b['ours_s'] / b['reference_s']:.2f}x |"
+        )
+        print(
+            f"| 4B-shaped peak RSS | | {b['ours_rss'] / mb:,.0f} MB | "
+            f"{b['reference_rss'] / mb:,.0f} MB | {b['ours_rss'] / b['reference_rss']:.2f}x |"
+        )
+    print(
+        f"\nOur peak RSS, 4B-shaped vs 270M: {b['ours_rss'] / a['ours_rss']:.2f}x for "
+        f"{b['input_bytes'] / a['input_bytes']:.2f}x the input.\n"
+    )
     print("| type (270M) | seconds |")
     print("|---|---|")
     for k, v in result["quantize_s"].items():

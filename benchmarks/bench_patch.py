@@ -53,8 +53,9 @@ def f16_copy() -> Path:
     params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16
     params.allow_requantize = True
     params.nthread = 2
-    rc = llama_cpp.llama_model_quantize(str(_assets.gguf_270m()).encode(), str(tmp).encode(),
-                                        params)
+    rc = llama_cpp.llama_model_quantize(
+        str(_assets.gguf_270m()).encode(), str(tmp).encode(), params
+    )
     if rc != 0:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"llama_model_quantize returned {rc}")
@@ -71,8 +72,9 @@ def _console_script(name: str) -> str:
 def run(cmd: list[str]) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (MiB) and stdout of one child process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+    )
     assert proc.stdout is not None
     out = proc.stdout.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -83,20 +85,30 @@ def run(cmd: list[str]) -> tuple[float, int, str]:
     return wall, usage.ru_maxrss // 1024, out
 
 
-def bench_file(src: Path, work: Path, runs: int, anchor_runs: int, skip_anchor: bool,
-               template: Path) -> dict[str, dict[str, float | int | str]]:
+def bench_file(
+    src: Path, work: Path, runs: int, anchor_runs: int, skip_anchor: bool, template: Path
+) -> dict[str, dict[str, float | int | str]]:
     dst = work / "out.gguf"
     tools: dict[str, tuple[list[str], int]] = {
         "cp": (["cp", str(src), str(dst)], runs),
         "gemma3-pack patch": ([sys.executable, "-c", PATCH_SNIPPET, str(src), str(dst)], runs),
     }
     if not skip_anchor:
-        tools["gguf-new-metadata"] = ([_console_script("gguf-new-metadata"),
-                                       "--chat-template-file", str(template), "--force",
-                                       str(src), str(dst)], anchor_runs)
+        tools["gguf-new-metadata"] = (
+            [
+                _console_script("gguf-new-metadata"),
+                "--chat-template-file",
+                str(template),
+                "--force",
+                str(src),
+                str(dst),
+            ],
+            anchor_runs,
+        )
     subprocess.run(["cat", str(src)], stdout=subprocess.DEVNULL, check=True)  # warm the cache
-    samples: dict[str, dict[str, list]] = {name: {"wall": [], "rss": [], "inner": [], "method": []}
-                                           for name in tools}
+    samples: dict[str, dict[str, list]] = {
+        name: {"wall": [], "rss": [], "inner": [], "method": []} for name in tools
+    }
     # interleaved rounds (cp, patch, anchor, cp, patch, ...) with the previous output flushed
     # to disk first, so every tool meets the same load and no one pays for another's write-back
     for i in range(max(n for _, n in tools.values())):
@@ -116,8 +128,10 @@ def bench_file(src: Path, work: Path, runs: int, anchor_runs: int, skip_anchor: 
     rows: dict[str, dict[str, float | int | str]] = {}
     for name, s in samples.items():
         row: dict[str, float | int | str] = {
-            "runs": len(s["wall"]), "wall_s": statistics.median(s["wall"]),
-            "peak_rss_mib": max(s["rss"])}
+            "runs": len(s["wall"]),
+            "wall_s": statistics.median(s["wall"]),
+            "peak_rss_mib": max(s["rss"]),
+        }
         if s["inner"]:
             row["after_startup_s"] = statistics.median(s["inner"])
             row["copy_method"] = s["method"][0]
@@ -142,13 +156,18 @@ def main() -> None:
 
     files = {"270M Q4_K_M": _assets.gguf_270m(), "270M F16": f16_copy()}
     results: dict[str, object] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "load_average_at_start": os.getloadavg()[0]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_at_start": os.getloadavg()[0],
+        },
         "files": {},
     }
-    lines = ["| file | size | tool | wall s (median) | after start-up s | x cp | peak RSS MiB |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| file | size | tool | wall s (median) | after start-up s | x cp | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     with tempfile.TemporaryDirectory(dir=_assets.cache_dir("bench")) as tmp:
         work = Path(tmp)
         template = work / "gemma3.jinja"
@@ -158,15 +177,22 @@ def main() -> None:
             size = src.stat().st_size
             results["files"][label] = {"path": str(src), "bytes": size, "tools": rows}  # type: ignore[index]
             for tool, row in rows.items():
-                after = (f"{row['after_startup_s']:.3f} ({row['after_startup_x_cp']:.2f}x)"
-                         if "after_startup_s" in row else "-")
-                lines.append(f"| {label} | {size / 1e6:,.0f} MB | {tool} | {row['wall_s']:.3f} | "
-                             f"{after} | {row['x_cp']:.2f} | {row['peak_rss_mib']} |")
+                after = (
+                    f"{row['after_startup_s']:.3f} ({row['after_startup_x_cp']:.2f}x)"
+                    if "after_startup_s" in row
+                    else "-"
+                )
+                lines.append(
+                    f"| {label} | {size / 1e6:,.0f} MB | {tool} | {row['wall_s']:.3f} | "
+                    f"{after} | {row['x_cp']:.2f} | {row['peak_rss_mib']} |"
+                )
     table = "\n".join(lines)
     results["machine"]["load_average_at_end"] = os.getloadavg()[0]  # type: ignore[index]
     print(table)
-    print(f"\nload average {results['machine']['load_average_at_start']:.1f} -> "  # type: ignore[index]
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (noisy when high)")
+    print(
+        f"\nload average {results['machine']['load_average_at_start']:.1f} -> "  # type: ignore[index]
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (noisy when high)"
+    )
     results["markdown"] = table
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

@@ -55,15 +55,17 @@ def main() -> None:
             render_chat(m, add_generation_prompt=m[-1]["role"] != "assistant")
 
     jinja_s = _best(jinja, args.repeat)
-    batch_s = _best(lambda: render_ollama_batch(convs, go_binary=go, cache_dir=cache),
-                    args.repeat)
-    each_s = _best(lambda: [render_ollama_batch([m], go_binary=go, cache_dir=cache)
-                            for m in convs], 1)
+    batch_s = _best(lambda: render_ollama_batch(convs, go_binary=go, cache_dir=cache), args.repeat)
+    each_s = _best(
+        lambda: [render_ollama_batch([m], go_binary=go, cache_dir=cache) for m in convs], 1
+    )
 
     agree = {}
-    for label, template in (("gemma3-pack TEMPLATE", None),
-                            ("ollama.com 4b19ac7dd2fb", LIBRARY_TEMPLATE_4B19),
-                            ("ollama.com e0a42594d802", LIBRARY_TEMPLATE_E0A4)):
+    for label, template in (
+        ("gemma3-pack TEMPLATE", None),
+        ("ollama.com 4b19ac7dd2fb", LIBRARY_TEMPLATE_4B19),
+        ("ollama.com e0a42594d802", LIBRARY_TEMPLATE_E0A4),
+    ):
         kw = {} if template is None else {"template": template}
         outs = render_ollama_batch(convs, go_binary=go, cache_dir=cache, **kw)
         agree[label] = sum(o == _reference(m) for o, m in zip(outs, convs, strict=True))
@@ -84,12 +86,19 @@ def main() -> None:
     for label, count in agree.items():
         print(f"| {label} | {count}/{n} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "conversations": n,
-        "seconds": {"jinja": jinja_s, "go_batch": batch_s, "go_per_process": each_s},
-        "agreement": agree,
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
-    }, indent=2) + "\n", encoding="utf-8")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "conversations": n,
+                "seconds": {"jinja": jinja_s, "go_batch": batch_s, "go_per_process": each_s},
+                "agreement": agree,
+                "machine": {"python": platform.python_version(), "platform": platform.platform()},
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,13 @@ import _assets  # noqa: E402
 import _assets_vision  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "vision.json"
-SIGLIP = dict(_assets_vision.VISION_CONFIG, hidden_size=1152, intermediate_size=4304,
-              num_hidden_layers=27, num_attention_heads=16)
+SIGLIP = dict(
+    _assets_vision.VISION_CONFIG,
+    hidden_size=1152,
+    intermediate_size=4304,
+    num_hidden_layers=27,
+    num_attention_heads=16,
+)
 
 PROBE = (
     "import json, resource, subprocess, sys, time\n"
@@ -61,7 +66,8 @@ def _shapes() -> dict[str, tuple[int, ...]]:
         t + "embeddings.patch_embedding.weight": (h, 3, p, p),
         t + "embeddings.patch_embedding.bias": (h,),
         t + "embeddings.position_embedding.weight": ((896 // p) ** 2, h),
-        t + "post_layernorm.weight": (h,), t + "post_layernorm.bias": (h,),
+        t + "post_layernorm.weight": (h,),
+        t + "post_layernorm.bias": (h,),
         "multi_modal_projector.mm_input_projection_weight": (h, 640),
         "multi_modal_projector.mm_soft_emb_norm.weight": (h,),
     }
@@ -87,15 +93,18 @@ def _write_streaming(path: Path, shapes: dict[str, tuple[int, ...]], layout: str
     offset = 0
     for name in names:
         n = int(np.prod(shapes[back[name]])) * 2
-        header[name] = {"dtype": "BF16", "shape": list(shapes[back[name]]),
-                        "data_offsets": [offset, offset + n]}
+        header[name] = {
+            "dtype": "BF16",
+            "shape": list(shapes[back[name]]),
+            "data_offsets": [offset, offset + n],
+        }
         offset += n
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
     with open(path, "wb") as fh:
         fh.write(struct.pack("<Q", len(head)) + head)
         for name in names:
-            a = (0.02 * rng.standard_normal(shapes[back[name]], dtype=np.float32))
+            a = 0.02 * rng.standard_normal(shapes[back[name]], dtype=np.float32)
             fh.write((a.view(np.uint32) >> 16).astype("<u2").tobytes())
 
 
@@ -110,20 +119,29 @@ def siglip_checkpoints() -> dict[str, Path]:
             continue
         tmp = Path(tempfile.mkdtemp(prefix=f".{layout}.", dir=root))
         _write_streaming(tmp / "model.safetensors", _shapes(), layout)
-        cfg = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
-               "mm_tokens_per_image": 256, "boi_token_index": 255999, "eoi_token_index": 256000,
-               "image_token_index": 262144,
-               "text_config": dict(_assets_vision._TEXT_CONFIG_270M), "vision_config": SIGLIP}
+        cfg = {
+            "architectures": ["Gemma3ForConditionalGeneration"],
+            "model_type": "gemma3",
+            "mm_tokens_per_image": 256,
+            "boi_token_index": 255999,
+            "eoi_token_index": 256000,
+            "image_token_index": 262144,
+            "text_config": dict(_assets_vision._TEXT_CONFIG_270M),
+            "vision_config": SIGLIP,
+        }
         (tmp / "config.json").write_text(json.dumps(cfg, indent=1))
-        shutil.copy(_assets_vision.hf_checkpoint_vision("release", text=False)
-                    / "preprocessor_config.json", tmp)
+        shutil.copy(
+            _assets_vision.hf_checkpoint_vision("release", text=False) / "preprocessor_config.json",
+            tmp,
+        )
         os.replace(tmp, folder)
     return out
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> dict:
-    proc = subprocess.run([sys.executable, "-c", PROBE, *cmd], capture_output=True, text=True,
-                          env=env, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *cmd], capture_output=True, text=True, env=env, cwd=cwd
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -132,8 +150,11 @@ def _gemma3_pack(snippet: str, *args: str) -> dict:
 
 
 def _median(runs: list[dict]) -> dict:
-    return {"runs": len(runs), "wall_s": statistics.median(r["wall"] for r in runs),
-            "peak_rss_mib": round(max(r["rss"] for r in runs) / 2**20)}
+    return {
+        "runs": len(runs),
+        "wall_s": statistics.median(r["wall"] for r in runs),
+        "peak_rss_mib": round(max(r["rss"] for r in runs) / 2**20),
+    }
 
 
 def main() -> None:
@@ -144,8 +165,9 @@ def main() -> None:
 
     cks = siglip_checkpoints()
     ref = reference_dir()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ref / "gguf-py"), str(ref)]),
-               HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ref / "gguf-py"), str(ref)]), HF_HUB_OFFLINE="1"
+    )
     work = Path(tempfile.mkdtemp(prefix="bench-vision-"))
     rows: dict[str, dict] = {}
     try:
@@ -153,8 +175,20 @@ def main() -> None:
             runs, tensors, error = [], None, None
             for _ in range(1 if layout != "release" else args.runs):
                 out = work / f"ref-{layout}.gguf"
-                r = _run([sys.executable, str(ref / "convert_hf_to_gguf.py"), str(ck),
-                          "--outtype", "f16", "--mmproj", "--outfile", str(out)], env=env, cwd=ref)
+                r = _run(
+                    [
+                        sys.executable,
+                        str(ref / "convert_hf_to_gguf.py"),
+                        str(ck),
+                        "--outtype",
+                        "f16",
+                        "--mmproj",
+                        "--outfile",
+                        str(out),
+                    ],
+                    env=env,
+                    cwd=ref,
+                )
                 runs.append(r)
                 if r["code"] != 0:
                     error = r["err"].strip().splitlines()[-1]
@@ -164,13 +198,21 @@ def main() -> None:
                 tensors = len(gguf.GGUFReader(out).tensors)
                 out.unlink()
             rows[f"llama.cpp convert --mmproj ({layout})"] = {
-                **_median(runs), "tensors": tensors, "error": error}
+                **_median(runs),
+                "tensors": tensors,
+                "error": error,
+            }
             runs = []
             for _ in range(args.runs):
                 out = work / f"ours-{layout}.gguf"
-                runs.append(_gemma3_pack(
-                    "import sys; from gemma3_pack import write_mmproj; "
-                    "write_mmproj(sys.argv[1], sys.argv[2])", str(ck), str(out)))
+                runs.append(
+                    _gemma3_pack(
+                        "import sys; from gemma3_pack import write_mmproj; "
+                        "write_mmproj(sys.argv[1], sys.argv[2])",
+                        str(ck),
+                        str(out),
+                    )
+                )
                 import gguf
 
                 tensors = len(gguf.GGUFReader(out).tensors)
@@ -181,12 +223,19 @@ def main() -> None:
         rows["cp of the 270M text GGUF"] = _median(runs)
         runs = []
         for _ in range(args.runs):
-            runs.append(_gemma3_pack(
-                "import sys; from gemma3_pack import write_fused; "
-                "write_fused(sys.argv[1], sys.argv[2], sys.argv[3])", str(text),
-                str(cks["new"]), str(work / "fused.gguf")))
+            runs.append(
+                _gemma3_pack(
+                    "import sys; from gemma3_pack import write_fused; "
+                    "write_fused(sys.argv[1], sys.argv[2], sys.argv[3])",
+                    str(text),
+                    str(cks["new"]),
+                    str(work / "fused.gguf"),
+                )
+            )
         rows["gemma3-pack write_fused (270M text + tower)"] = {
-            **_median(runs), "bytes": (work / "fused.gguf").stat().st_size}
+            **_median(runs),
+            "bytes": (work / "fused.gguf").stat().st_size,
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -194,11 +243,16 @@ def main() -> None:
     for row in rows.values():
         row["x_reference"] = round(row["wall_s"] / anchor, 3)
     result = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "input": {"vision": SIGLIP, "bytes": (cks["release"] / "model.safetensors").stat().st_size,
-                  "maxrss_self_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                           / 1024)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "input": {
+            "vision": SIGLIP,
+            "bytes": (cks["release"] / "model.safetensors").stat().st_size,
+            "maxrss_self_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        },
         "rows": rows,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -208,8 +262,10 @@ def main() -> None:
     print("|---|---:|---:|---:|---|")
     for name, row in rows.items():
         note = row.get("error") or row.get("tensors", row.get("bytes", ""))
-        print(f"| {name} | {row['wall_s']:.2f} | {row['x_reference']:.2f} | "
-              f"{row['peak_rss_mib']} | {note} |")
+        print(
+            f"| {name} | {row['wall_s']:.2f} | {row['x_reference']:.2f} | "
+            f"{row['peak_rss_mib']} | {note} |"
+        )
 
 
 if __name__ == "__main__":

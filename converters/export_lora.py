@@ -30,8 +30,11 @@ from gemma3_pack import Gemma3PackError, export, inspect_gguf
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("adapter", type=Path, help="PEFT adapter folder (adapter_config.json + "
-                    "adapter_model.safetensors)")
+    ap.add_argument(
+        "adapter",
+        type=Path,
+        help="PEFT adapter folder (adapter_config.json + adapter_model.safetensors)",
+    )
     ap.add_argument("--base", default=None, help="base model folder or HF repo id")
     ap.add_argument("-q", "--quant", default=None, help="types, e.g. Q8_0,Q4_K_M")
     ap.add_argument("-o", "--output-dir", type=Path, default=None)
@@ -39,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the export result as JSON")
     args = ap.parse_args(argv)
     try:
-        result = export(args.adapter, base=args.base, quants=args.quant,
-                        output_dir=args.output_dir, name=args.name,
-                        progress=not args.json and sys.stderr.isatty())
+        result = export(
+            args.adapter,
+            base=args.base,
+            quants=args.quant,
+            output_dir=args.output_dir,
+            name=args.name,
+            progress=not args.json and sys.stderr.isatty(),
+        )
         report = inspect_gguf(result.models[0].path)
     except Gemma3PackError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -30,13 +30,21 @@ from pathlib import Path
 from gemma3_pack import Gemma3PackError, inspect_gguf, write_fused, write_mmproj
 
 
-def give_vision(checkpoint: Path, out: Path, *, name: str, text_gguf: Path | None = None,
-                dtype: str = "f16") -> list[Path]:
+def give_vision(
+    checkpoint: Path, out: Path, *, name: str, text_gguf: Path | None = None, dtype: str = "f16"
+) -> list[Path]:
     """Write the projector (and the fused Ollama file if ``text_gguf``); returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     label = {"f16": "F16", "bf16": "BF16", "f32": "F32", "q8_0": "Q8_0"}[dtype]
-    written = [write_mmproj(checkpoint, out / f"mmproj-{name}-{label}.gguf", dtype=dtype,  # type: ignore[arg-type]
-                            name=name, basename=name)]
+    written = [
+        write_mmproj(
+            checkpoint,
+            out / f"mmproj-{name}-{label}.gguf",
+            dtype=dtype,  # type: ignore[arg-type]
+            name=name,
+            basename=name,
+        )
+    ]
     if text_gguf is not None:
         written.append(write_fused(text_gguf, checkpoint, out / f"{text_gguf.stem}-ollama.gguf"))
     for path in written:
@@ -51,14 +59,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoint", type=Path, help="Gemma3ForConditionalGeneration folder")
     ap.add_argument("--out", type=Path, default=Path("gemma3-vision"))
     ap.add_argument("--name", default=None, help="model name (default: the folder's name)")
-    ap.add_argument("--text-gguf", type=Path, default=None,
-                    help="the text GGUF exported from the same checkpoint: also write the fused "
-                         "Ollama file")
+    ap.add_argument(
+        "--text-gguf",
+        type=Path,
+        default=None,
+        help="the text GGUF exported from the same checkpoint: also write the fused Ollama file",
+    )
     ap.add_argument("--mmproj-type", choices=["f16", "bf16", "f32", "q8_0"], default="f16")
     args = ap.parse_args(argv)
     try:
-        give_vision(args.checkpoint, args.out, name=args.name or args.checkpoint.resolve().name,
-                    text_gguf=args.text_gguf, dtype=args.mmproj_type)
+        give_vision(
+            args.checkpoint,
+            args.out,
+            name=args.name or args.checkpoint.resolve().name,
+            text_gguf=args.text_gguf,
+            dtype=args.mmproj_type,
+        )
     except Gemma3PackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -44,8 +44,13 @@ def sha256_digest(path: Path) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
-def modelfile_beside(model: Path, mmproj: Path | None = None, *, system: str | None = None,
-                     num_ctx: int | None = None) -> tuple[Path, dict]:
+def modelfile_beside(
+    model: Path,
+    mmproj: Path | None = None,
+    *,
+    system: str | None = None,
+    num_ctx: int | None = None,
+) -> tuple[Path, dict]:
     """Write ``<model stem>.Modelfile`` next to ``model``; returns it and the create kwargs."""
     out = model.with_suffix(".Modelfile")
     spec = spec_for_gguf(model, mmproj, system=system, num_ctx=num_ctx, relative_to=out.parent)
@@ -66,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the create kwargs as JSON")
     args = ap.parse_args(argv)
     try:
-        out, kwargs = modelfile_beside(args.model, args.mmproj, system=args.system,
-                                       num_ctx=args.num_ctx)
+        out, kwargs = modelfile_beside(
+            args.model, args.mmproj, system=args.system, num_ctx=args.num_ctx
+        )
     except Gemma3PackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -30,9 +30,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ship(export_dir: Path, name: str, *, host: str | None = None, quant: str | None = None,
-         packaging: str = "auto", system: str | None = None, num_ctx: int | None = None,
-         progress: bool = True) -> dict[str, object]:
+def ship(
+    export_dir: Path,
+    name: str,
+    *,
+    host: str | None = None,
+    quant: str | None = None,
+    packaging: str = "auto",
+    system: str | None = None,
+    num_ctx: int | None = None,
+    progress: bool = True,
+) -> dict[str, object]:
     """Ship and smoke-test; returns what was checked (raises on the first failure)."""
     from gemma3_pack import Client
     from gemma3_pack._client import read_export
@@ -41,27 +49,43 @@ def ship(export_dir: Path, name: str, *, host: str | None = None, quant: str | N
     with Client(host, model=name) as client:
         version = client.version()
         print(f"ollama {version} at {client.host}", file=sys.stderr)
-        result = client.create_from_export(export_dir, name, quant=quant,
-                                           packaging=packaging,  # type: ignore[arg-type]
-                                           system=system, num_ctx=num_ctx, progress=progress)
+        result = client.create_from_export(
+            export_dir,
+            name,
+            quant=quant,
+            packaging=packaging,  # type: ignore[arg-type]
+            system=system,
+            num_ctx=num_ctx,
+            progress=progress,
+        )
         show = client.show(name)
         template_ok = "<start_of_turn>" in (show.template or "")
         stop_ok = "<end_of_turn>" in (show.parameters or "")
         vision_expected = manifest.mmproj is not None or manifest.fused is not None
         vision = client.has_vision(name)
-        reply = client.chat("Reply with one short sentence: what are you?",
-                            options={"num_predict": 32, "temperature": 0, "seed": 1})
-    checks = {"model": name, "ollama": version, "status": result.status,
-              "template": template_ok, "stop": stop_ok, "vision_expected": vision_expected,
-              "vision": vision, "reply": reply.message.content}
+        reply = client.chat(
+            "Reply with one short sentence: what are you?",
+            options={"num_predict": 32, "temperature": 0, "seed": 1},
+        )
+    checks = {
+        "model": name,
+        "ollama": version,
+        "status": result.status,
+        "template": template_ok,
+        "stop": stop_ok,
+        "vision_expected": vision_expected,
+        "vision": vision,
+        "reply": reply.message.content,
+    }
     failed = [k for k in ("template", "stop") if not checks[k]]
     if vision_expected and not vision:
         failed.append("vision")
     if not (reply.message.content or "").strip():
         failed.append("reply")
     if failed:
-        raise SystemExit(f"smoke test failed for {name}: {', '.join(failed)}\n"
-                         f"{json.dumps(checks, indent=2)}")
+        raise SystemExit(
+            f"smoke test failed for {name}: {', '.join(failed)}\n{json.dumps(checks, indent=2)}"
+        )
     return checks
 
 
@@ -75,11 +99,20 @@ def self_test() -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp, LoopbackOllama(version="0.30.1") as server:
         folder = Path(tmp)
         (folder / gguf.name).symlink_to(gguf)
-        (folder / "export.json").write_text(json.dumps({
-            "format": 1, "name": "gemma3-270m-selftest", "source": "pypi",
-            "variant": "gemma3-270m-it",
-            "models": [{"path": gguf.name, "quant": "Q4_K_M", "size": gguf.stat().st_size}],
-            "mmproj": None, "fused": None, "modelfile": "Modelfile"}))
+        (folder / "export.json").write_text(
+            json.dumps(
+                {
+                    "format": 1,
+                    "name": "gemma3-270m-selftest",
+                    "source": "pypi",
+                    "variant": "gemma3-270m-it",
+                    "models": [{"path": gguf.name, "quant": "Q4_K_M", "size": gguf.stat().st_size}],
+                    "mmproj": None,
+                    "fused": None,
+                    "modelfile": "Modelfile",
+                }
+            )
+        )
         checks = ship(folder, "gemma3-270m-selftest", host=server.url, progress=False)
         uploaded = [r for r in server.requests if r.method == "POST" and "blobs" in r.path]
         assert uploaded and uploaded[0].body == gguf.stat().st_size, "blob not uploaded whole"
@@ -100,8 +133,11 @@ def main() -> None:
     parser.add_argument("--packaging", choices=["auto", "pair", "fused"], default="auto")
     parser.add_argument("--system", default=None)
     parser.add_argument("--num-ctx", type=int, default=None)
-    parser.add_argument("--self-test", action="store_true",
-                        help="run against the loopback daemon with the real 270M GGUF")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="run against the loopback daemon with the real 270M GGUF",
+    )
     args = parser.parse_args()
     if args.self_test:
         checks = self_test()
@@ -111,8 +147,15 @@ def main() -> None:
         from gemma3_pack import Gemma3PackError
 
         try:
-            checks = ship(args.export_dir, args.name, host=args.host, quant=args.quant,
-                          packaging=args.packaging, system=args.system, num_ctx=args.num_ctx)
+            checks = ship(
+                args.export_dir,
+                args.name,
+                host=args.host,
+                quant=args.quant,
+                packaging=args.packaging,
+                system=args.system,
+                num_ctx=args.num_ctx,
+            )
         except Gemma3PackError as err:
             raise SystemExit(f"error: {err}") from None
     print(json.dumps(checks, indent=2))

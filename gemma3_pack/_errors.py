@@ -116,8 +116,10 @@ class ModelNotFound(OllamaError, LookupError):
 
     def __init__(self, model: str) -> None:
         self.model = model
-        super().__init__(f"model {model!r} is not installed: run `ollama pull {model}` "
-                         f"(or `gemma3-pack pull {model}`)")
+        super().__init__(
+            f"model {model!r} is not installed: run `ollama pull {model}` "
+            f"(or `gemma3-pack pull {model}`)"
+        )
 
 
 class VisionNotSupported(OllamaError, ValueError):

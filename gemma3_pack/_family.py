@@ -91,17 +91,76 @@ class Size:
 SIZES: dict[str, Size] = {
     s.name: s
     for s in (
-        Size("270m", "270M", 18, 640, 4, 1, 256, 2048, 262144, 32768, 512,
-             bf16_gb=0.54, q4_k_m_gb=0.25),
-        Size("1b", "1B", 26, 1152, 4, 1, 256, 6912, 262144, 32768, 512,
-             bf16_gb=2.0, q4_k_m_gb=0.81),
-        Size("4b", "4B", 34, 2560, 8, 4, 256, 10240, 262208, 131072, 1024,
-             rope_scaling_factor=8.0, vision=SIGLIP, bf16_gb=8.6, q4_k_m_gb=2.5),
-        Size("12b", "12B", 48, 3840, 16, 8, 256, 15360, 262208, 131072, 1024,
-             rope_scaling_factor=8.0, vision=SIGLIP, bf16_gb=24.4, q4_k_m_gb=7.3),
-        Size("27b", "27B", 62, 5376, 32, 16, 128, 21504, 262208, 131072, 1024,
-             rope_scaling_factor=8.0, query_pre_attn_scalar=168, vision=SIGLIP,
-             bf16_gb=54.8, q4_k_m_gb=16.5),
+        Size(
+            "270m",
+            "270M",
+            18,
+            640,
+            4,
+            1,
+            256,
+            2048,
+            262144,
+            32768,
+            512,
+            bf16_gb=0.54,
+            q4_k_m_gb=0.25,
+        ),
+        Size(
+            "1b", "1B", 26, 1152, 4, 1, 256, 6912, 262144, 32768, 512, bf16_gb=2.0, q4_k_m_gb=0.81
+        ),
+        Size(
+            "4b",
+            "4B",
+            34,
+            2560,
+            8,
+            4,
+            256,
+            10240,
+            262208,
+            131072,
+            1024,
+            rope_scaling_factor=8.0,
+            vision=SIGLIP,
+            bf16_gb=8.6,
+            q4_k_m_gb=2.5,
+        ),
+        Size(
+            "12b",
+            "12B",
+            48,
+            3840,
+            16,
+            8,
+            256,
+            15360,
+            262208,
+            131072,
+            1024,
+            rope_scaling_factor=8.0,
+            vision=SIGLIP,
+            bf16_gb=24.4,
+            q4_k_m_gb=7.3,
+        ),
+        Size(
+            "27b",
+            "27B",
+            62,
+            5376,
+            32,
+            16,
+            128,
+            21504,
+            262208,
+            131072,
+            1024,
+            rope_scaling_factor=8.0,
+            query_pre_attn_scalar=168,
+            vision=SIGLIP,
+            bf16_gb=54.8,
+            q4_k_m_gb=16.5,
+        ),
     )
 }
 
@@ -153,7 +212,11 @@ def _variant(size: str, kind: Kind) -> Variant:
     s = SIZES[size]
     suffix = {"pt": "pt", "it": "it", "it-qat": "it-qat-q4_0-unquantized"}[kind]
     # 270M's pretrained repo has no suffix; the others are "-pt".
-    hf_repo = f"google/gemma-3-{size}" if (size == "270m" and kind == "pt") else f"google/gemma-3-{size}-{suffix}"
+    hf_repo = (
+        f"google/gemma-3-{size}"
+        if (size == "270m" and kind == "pt")
+        else f"google/gemma-3-{size}-{suffix}"
+    )
     tag: str | None
     if kind == "it":
         tag = f"gemma3:{size}"
@@ -175,8 +238,9 @@ def _variant(size: str, kind: Kind) -> Variant:
     return Variant(s, kind, hf_repo, tag, hf_gguf, defaults, _targets(size, kind))
 
 
+_KINDS: tuple[Kind, ...] = ("pt", "it", "it-qat")
 VARIANTS: dict[str, Variant] = {
-    v.name: v for size in SIZES for kind in ("pt", "it", "it-qat") for v in [_variant(size, kind)]  # type: ignore[arg-type]
+    v.name: v for size in SIZES for kind in _KINDS for v in [_variant(size, kind)]
 }
 
 FAMILY = VARIANTS  # alias used in docs
@@ -213,7 +277,9 @@ def get_size(name: str) -> Size:
     try:
         return SIZES[name.lower()]
     except KeyError:
-        raise UsageError(f"unknown Gemma 3 size {name!r}: choose one of {', '.join(SIZES)}") from None
+        raise UsageError(
+            f"unknown Gemma 3 size {name!r}: choose one of {', '.join(SIZES)}"
+        ) from None
 
 
 def size_for_layers(num_layers: int) -> Size | None:
@@ -222,6 +288,7 @@ def size_for_layers(num_layers: int) -> Size | None:
         if s.num_layers == num_layers:
             return s
     return None
+
 
 # The same settings under llama.cpp's GGUF key names (llama.cpp PR #17120), with their GGUF types.
 GGUF_SAMPLING: dict[str, tuple[float | int, str]] = {

@@ -62,8 +62,10 @@ def _decode_data_url(url: str) -> bytes:
     """RFC 2397: ``data:[<mediatype>][;base64],<data>``."""
     head, sep, payload = url[5:].partition(",")
     if not sep:
-        raise UsageError("malformed data: URL (no comma before the payload): pass a file path or "
-                         "a URL like data:image/png;base64,iVBOR...")
+        raise UsageError(
+            "malformed data: URL (no comma before the payload): pass a file path or "
+            "a URL like data:image/png;base64,iVBOR..."
+        )
     if head.endswith(";base64"):
         try:
             return base64.b64decode(payload.strip(), validate=True)
@@ -83,16 +85,20 @@ def _read_bytes(image: ImageLike) -> tuple[bytes, str]:
         try:
             return path.read_bytes(), str(path)
         except FileNotFoundError:
-            raise InputNotFound(f"image {str(path)!r} does not exist: pass an existing file, bytes, "
-                                "a PIL image or a data: URL") from None
+            raise InputNotFound(
+                f"image {str(path)!r} does not exist: pass an existing file, bytes, "
+                "a PIL image or a data: URL"
+            ) from None
         except IsADirectoryError:
             raise InputError(f"image {str(path)!r} is a folder: pass an image file") from None
         except OSError as err:
             raise InputError(f"cannot read image {str(path)!r}: {err.strerror or err}") from None
     if _is_pil_image(image):
         return _pil_to_png(image), "PIL image"
-    raise UsageError(f"cannot use a {type(image).__name__} as an image: pass a path, bytes, "
-                     "a PIL image or a data: URL")
+    raise UsageError(
+        f"cannot use a {type(image).__name__} as an image: pass a path, bytes, "
+        "a PIL image or a data: URL"
+    )
 
 
 def _already_base64(text: str) -> bool:
@@ -122,8 +128,10 @@ def encode_image(image: ImageLike) -> str:
     if not data:
         raise InputError(f"image {label} is empty")
     if sniff_format(data) is None:
-        raise InputError(f"image {label} is not a PNG, JPEG, WebP, GIF or BMP file "
-                         f"(starts with {data[:8]!r}): convert it first")
+        raise InputError(
+            f"image {label} is not a PNG, JPEG, WebP, GIF or BMP file "
+            f"(starts with {data[:8]!r}): convert it first"
+        )
     return base64.b64encode(data).decode("ascii")
 
 
@@ -131,6 +139,8 @@ def encode_images(images: ImageLike | Iterable[ImageLike] | None) -> list[str]:
     """Base64 of each image; a single image (not in a list) is accepted too."""
     if images is None:
         return []
-    if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike)) or _is_pil_image(images):
+    if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike)) or _is_pil_image(
+        images
+    ):
         return [encode_image(images)]
     return [encode_image(img) for img in images]

@@ -45,56 +45,99 @@ __all__ = [
 ]
 
 # Ollama HEAD's command set (parser.isValidCommand).
-COMMANDS = ("from", "license", "template", "system", "adapter", "draft", "renderer", "parser",
-            "parameter", "message", "requires")
+COMMANDS = (
+    "from",
+    "license",
+    "template",
+    "system",
+    "adapter",
+    "draft",
+    "renderer",
+    "parser",
+    "parameter",
+    "message",
+    "requires",
+)
 
 # api.Options + api.Runner JSON names and their types (exact, case-sensitive).
 PARAMETER_TYPES: dict[str, type] = {
-    **dict.fromkeys(("num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread",
-                     "draft_num_predict", "num_keep", "seed", "num_predict", "top_k",
-                     "repeat_last_n"), int),
-    **dict.fromkeys(("top_p", "min_p", "typical_p", "temperature", "repeat_penalty",
-                     "presence_penalty", "frequency_penalty"), float),
+    **dict.fromkeys(
+        (
+            "num_ctx",
+            "num_batch",
+            "num_gpu",
+            "main_gpu",
+            "num_thread",
+            "draft_num_predict",
+            "num_keep",
+            "seed",
+            "num_predict",
+            "top_k",
+            "repeat_last_n",
+        ),
+        int,
+    ),
+    **dict.fromkeys(
+        (
+            "top_p",
+            "min_p",
+            "typical_p",
+            "temperature",
+            "repeat_penalty",
+            "presence_penalty",
+            "frequency_penalty",
+        ),
+        float,
+    ),
     "use_mmap": bool,
     "stop": list,
 }
-DEPRECATED_PARAMETERS = ("penalize_newline", "low_vram", "f16_kv", "logits_all", "vocab_only",
-                         "use_mlock", "mirostat", "mirostat_tau", "mirostat_eta")
+DEPRECATED_PARAMETERS = (
+    "penalize_newline",
+    "low_vram",
+    "f16_kv",
+    "logits_all",
+    "vocab_only",
+    "use_mlock",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
+)
 ROLES = ("system", "user", "assistant")
 
 # ollama.com's Gemma 3 templates (library blobs, verified by digest): e0a42594d802 (gemma3:1b,
 # gemma3:4b) makes a system message its own user turn; 4b19ac7dd2fb (gemma3:270m) folds it into
 # the first user turn like Google's Jinja.
 LIBRARY_TEMPLATE_E0A4 = (
-    '{{- range $i, $_ := .Messages }}\n'
-    '{{- $last := eq (len (slice $.Messages $i)) 1 }}\n'
+    "{{- range $i, $_ := .Messages }}\n"
+    "{{- $last := eq (len (slice $.Messages $i)) 1 }}\n"
     '{{- if or (eq .Role "user") (eq .Role "system") }}<start_of_turn>user\n'
-    '{{ .Content }}<end_of_turn>\n'
-    '{{ if $last }}<start_of_turn>model\n'
-    '{{ end }}\n'
+    "{{ .Content }}<end_of_turn>\n"
+    "{{ if $last }}<start_of_turn>model\n"
+    "{{ end }}\n"
     '{{- else if eq .Role "assistant" }}<start_of_turn>model\n'
-    '{{ .Content }}{{ if not $last }}<end_of_turn>\n'
-    '{{ end }}\n'
-    '{{- end }}\n'
-    '{{- end }}'
+    "{{ .Content }}{{ if not $last }}<end_of_turn>\n"
+    "{{ end }}\n"
+    "{{- end }}\n"
+    "{{- end }}"
 )
 LIBRARY_TEMPLATE_4B19 = (
-    '{{- $systemPromptAdded := false }}\n'
-    '{{- range $i, $_ := .Messages }}\n'
-    '{{- $last := eq (len (slice $.Messages $i)) 1 }}\n'
+    "{{- $systemPromptAdded := false }}\n"
+    "{{- range $i, $_ := .Messages }}\n"
+    "{{- $last := eq (len (slice $.Messages $i)) 1 }}\n"
     '{{- if eq .Role "user" }}<start_of_turn>user\n'
-    '{{- if (and (not $systemPromptAdded) $.System) }}\n'
-    '{{- $systemPromptAdded = true }}\n'
-    '{{ $.System }}\n'
-    '{{ end }}\n'
-    '{{ .Content }}<end_of_turn>\n'
-    '{{ if $last }}<start_of_turn>model\n'
-    '{{ end }}\n'
+    "{{- if (and (not $systemPromptAdded) $.System) }}\n"
+    "{{- $systemPromptAdded = true }}\n"
+    "{{ $.System }}\n"
+    "{{ end }}\n"
+    "{{ .Content }}<end_of_turn>\n"
+    "{{ if $last }}<start_of_turn>model\n"
+    "{{ end }}\n"
     '{{- else if eq .Role "assistant" }}<start_of_turn>model\n'
-    '{{ .Content }}{{ if not $last }}<end_of_turn>\n'
-    '{{ end }}\n'
-    '{{- end }}\n'
-    '{{- end }}'
+    "{{ .Content }}{{ if not $last }}<end_of_turn>\n"
+    "{{ end }}\n"
+    "{{- end }}\n"
+    "{{- end }}"
 )
 
 REGENERATE = "gemma3-pack modelfile --all modelfiles"
@@ -102,8 +145,12 @@ REGENERATE = "gemma3-pack modelfile --all modelfiles"
 # Ollama's defaults where they differ from the Gemma team's (repeat_penalty was 1.1 until
 # v0.20; min_p's default 0 already matches). A model FROM a library gemma3 tag inherits
 # ollama.com's params instead, so only other FROMs get these.
-OLLAMA_DEFAULTS = {"temperature": "0.8", "top_k": "40", "top_p": "0.9",
-                   "repeat_penalty": "1.1 (before v0.20) / 1.0"}
+OLLAMA_DEFAULTS = {
+    "temperature": "0.8",
+    "top_k": "40",
+    "top_p": "0.9",
+    "repeat_penalty": "1.1 (before v0.20) / 1.0",
+}
 
 
 def _library_gemma3(ref: str) -> bool:
@@ -174,12 +221,17 @@ def _unquote(s: str) -> tuple[str, bool]:
 
 def _trim(s: str) -> str:
     # Go's strings.TrimSpace: Unicode White_Space (Python's str.strip minus \x1c-\x1f).
-    return s.strip(" \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-                   "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+    return s.strip(
+        " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+        "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+    )
 
 
-_INVALID_COMMAND = ("command must be one of " + ", ".join(f'"{c}"' for c in COMMANDS[:-1])
-                    + f', or "{COMMANDS[-1]}"')
+_INVALID_COMMAND = (
+    "command must be one of "
+    + ", ".join(f'"{c}"' for c in COMMANDS[:-1])
+    + f', or "{COMMANDS[-1]}"'
+)
 
 
 def _error(line: int, message: str) -> ModelfileError:
@@ -216,21 +268,30 @@ def _commands(text: str) -> list[_Command]:
                 nxt, r = _VALUE, None
             else:
                 word = "".join(buf)
-                raise _error(line, f"{_INVALID_COMMAND} (got {word + ch.strip()!r}; every command "
-                                   "needs its value on the same line)")
+                raise _error(
+                    line,
+                    f"{_INVALID_COMMAND} (got {word + ch.strip()!r}; every command "
+                    "needs its value on the same line)",
+                )
         elif state == _VALUE:
             nxt = _NIL if (space or newline) else _VALUE
         elif state in (_PARAMETER, _MESSAGE):
-            ok = ch.isascii() and (ch.isalnum() or ch == "_") if state == _PARAMETER else (
-                ch.isascii() and ch.isalpha())
+            ok = (
+                ch.isascii() and (ch.isalnum() or ch == "_")
+                if state == _PARAMETER
+                else (ch.isascii() and ch.isalpha())
+            )
             if ok:
                 nxt = state
             elif space:
                 nxt, r = _VALUE, None
             else:
                 what = "parameter name" if state == _PARAMETER else "message role"
-                raise _error(line, f"unexpected EOF: a {what} must be followed by a space and a "
-                                   f"value (got {''.join(buf) + ch.strip()!r})")
+                raise _error(
+                    line,
+                    f"unexpected EOF: a {what} must be followed by a space and a "
+                    f"value (got {''.join(buf) + ch.strip()!r})",
+                )
         else:  # comment
             nxt, r = (_NIL, None) if newline else (_COMMENT, None)
 
@@ -254,8 +315,11 @@ def _commands(text: str) -> list[_Command]:
             elif state == _MESSAGE:
                 role = "".join(buf)
                 if role not in ROLES:
-                    raise _error(line, 'message role must be one of "system", "user", or '
-                                       f'"assistant" (got {role!r}; roles are lowercase)')
+                    raise _error(
+                        line,
+                        'message role must be one of "system", "user", or '
+                        f'"assistant" (got {role!r}; roles are lowercase)',
+                    )
             elif state == _VALUE:
                 value, ok = _unquote(_trim("".join(buf)))
                 if not ok or space:
@@ -271,8 +335,11 @@ def _commands(text: str) -> list[_Command]:
     if state == _VALUE:
         value, ok = _unquote(_trim("".join(buf)))
         if not ok:
-            raise _error(start, f"unexpected EOF: the {kind.upper()} value opened with a quote "
-                                "is never closed (end it with the same quote)")
+            raise _error(
+                start,
+                f"unexpected EOF: the {kind.upper()} value opened with a quote "
+                "is never closed (end it with the same quote)",
+            )
         out.append(_Command(name, f"{role}: {value}" if role else value, start, kind))
     elif state in (_NAME, _PARAMETER, _MESSAGE):
         raise _error(start, "unexpected EOF: the last command has no value")
@@ -324,8 +391,11 @@ def parse_modelfile(text: str) -> ModelfileSpec:
             if cmd.name in DEPRECATED_PARAMETERS:
                 continue
             if cmd.name not in PARAMETER_TYPES:
-                raise _error(cmd.line, f"unknown parameter '{cmd.name}' (names are exact and "
-                                       "lowercase, e.g. temperature, top_k, num_ctx)")
+                raise _error(
+                    cmd.line,
+                    f"unknown parameter '{cmd.name}' (names are exact and "
+                    "lowercase, e.g. temperature, top_k, num_ctx)",
+                )
             if cmd.name == "stop":
                 spec.stop.append(cmd.args)
             else:
@@ -333,8 +403,10 @@ def parse_modelfile(text: str) -> ModelfileSpec:
         else:
             spec.extra.append((cmd.kind, cmd.args))
     if not spec.from_:
-        raise ModelfileError("no FROM line: a Modelfile must start from a model name or a GGUF "
-                             "path (e.g. FROM gemma3:4b)")
+        raise ModelfileError(
+            "no FROM line: a Modelfile must start from a model name or a GGUF "
+            "path (e.g. FROM gemma3:4b)"
+        )
     return spec
 
 
@@ -359,25 +431,33 @@ def _quote(command: str, value: str, *, style: Literal["ollama", "quoted", "trip
     """Quote ``value`` for ``command`` so Ollama's parser reads exactly ``value`` back."""
     what = command.split()[0] if not command.startswith("PARAMETER") else command
     if '"""' in value:
-        raise UsageError(f'{what} value contains """, which a Modelfile cannot hold (Ollama\'s '
-                         'parser has no escapes): remove or change those quotes')
+        raise UsageError(
+            f'{what} value contains """, which a Modelfile cannot hold (Ollama\'s '
+            "parser has no escapes): remove or change those quotes"
+        )
     for ch in value:
         if ch not in "\n\r\t" and not _is_print(ch):
-            raise UsageError(f"{what} value contains U+{ord(ch):04X} "
-                             f"({unicodedata.name(ch, 'unnamed')}), which Ollama's Modelfile "
-                             "parser silently drops: remove it")
+            raise UsageError(
+                f"{what} value contains U+{ord(ch):04X} "
+                f"({unicodedata.name(ch, 'unnamed')}), which Ollama's Modelfile "
+                "parser silently drops: remove it"
+            )
     ollama = value
     if "\n" in value or value.startswith(" ") or value.endswith(" "):
         ollama = f'"""{value}"""' if '"' in value else f'"{value}"'
-    candidates = {"ollama": [ollama, f'"{value}"', f'"""{value}"""'],
-                  "quoted": [f'"{value}"', f'"""{value}"""'],
-                  "triple": [f'"""{value}"""']}[style]
+    candidates = {
+        "ollama": [ollama, f'"{value}"', f'"""{value}"""'],
+        "quoted": [f'"{value}"', f'"""{value}"""'],
+        "triple": [f'"""{value}"""'],
+    }[style]
     for written in candidates:
         if _reads_back(command, written, value):
             return written
-    raise UsageError(f"{what} value {value[:40]!r} cannot be quoted so that Ollama reads it back "
-                     'unchanged (a line inside it ends with " in a way the parser would take as '
-                     "the end of the value): reword it")
+    raise UsageError(
+        f"{what} value {value[:40]!r} cannot be quoted so that Ollama reads it back "
+        'unchanged (a line inside it ends with " in a way the parser would take as '
+        "the end of the value): reword it"
+    )
 
 
 def _number(value: float | int | bool) -> str:
@@ -407,9 +487,11 @@ def render_modelfile(spec: ModelfileSpec, *, header: str | None = None) -> str:
         lines.append(f"TEMPLATE {_quote('TEMPLATE', spec.template, style='triple')}")
     for name, value in spec.parameters.items():
         if name not in PARAMETER_TYPES or name == "stop":
-            raise UsageError(f"unknown parameter {name!r}: use one of "
-                             f"{', '.join(n for n in PARAMETER_TYPES if n != 'stop')} "
-                             "(stop strings go in ModelfileSpec.stop)")
+            raise UsageError(
+                f"unknown parameter {name!r}: use one of "
+                f"{', '.join(n for n in PARAMETER_TYPES if n != 'stop')} "
+                "(stop strings go in ModelfileSpec.stop)"
+            )
         lines.append(f"PARAMETER {name} {_number(value)}")
     for stop in spec.stop:
         if not stop:
@@ -431,14 +513,16 @@ def render_modelfile(spec: ModelfileSpec, *, header: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_modelfile(spec: ModelfileSpec, path: str | os.PathLike[str], *,
-                    header: str | None = None) -> Path:
+def write_modelfile(
+    spec: ModelfileSpec, path: str | os.PathLike[str], *, header: str | None = None
+) -> Path:
     """Render ``spec`` and write it atomically (temp file beside ``path``, then rename)."""
     text = render_modelfile(spec, header=header)
     dst = Path(path)
     if not dst.parent.is_dir():
-        raise OutputError(f"cannot write {dst}: folder {dst.parent} does not exist (create it "
-                          "first)")
+        raise OutputError(
+            f"cannot write {dst}: folder {dst.parent} does not exist (create it first)"
+        )
     try:
         fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
         try:
@@ -462,8 +546,10 @@ def _check_num_ctx(num_ctx: int | None, limit: int | None) -> None:
     if isinstance(num_ctx, bool) or not isinstance(num_ctx, int) or num_ctx < 1:
         raise UsageError(f"num_ctx must be a positive whole number of tokens, got {num_ctx!r}")
     if limit is not None and num_ctx > limit:
-        raise UsageError(f"num_ctx {num_ctx} is beyond this model's context of {limit} tokens: "
-                         f"use {limit} or less")
+        raise UsageError(
+            f"num_ctx {num_ctx} is beyond this model's context of {limit} tokens: "
+            f"use {limit} or less"
+        )
 
 
 def _base_spec(from_: list[str], system: str | None, num_ctx: int | None) -> ModelfileSpec:
@@ -473,8 +559,9 @@ def _base_spec(from_: list[str], system: str | None, num_ctx: int | None) -> Mod
     return spec
 
 
-def spec_for_variant(variant: str | Variant, *, system: str | None = None,
-                     num_ctx: int | None = None) -> ModelfileSpec:
+def spec_for_variant(
+    variant: str | Variant, *, system: str | None = None, num_ctx: int | None = None
+) -> ModelfileSpec:
     """The spec for a published variant: FROM its Ollama library tag, else ``hf.co/…:QUANT``.
 
     Pretrained (``-pt``) variants have neither; they are refused with a pointer to export.
@@ -482,9 +569,11 @@ def spec_for_variant(variant: str | Variant, *, system: str | None = None,
     v = get_variant(variant) if isinstance(variant, str) else variant
     ref = v.from_ref
     if ref is None:
-        raise UsageError(f"{v.name} has no published Ollama model or GGUF to start FROM: pick an "
-                         f"instruction-tuned variant (gemma3-{v.size.name}-it) or export your "
-                         "own GGUF and pass its path")
+        raise UsageError(
+            f"{v.name} has no published Ollama model or GGUF to start FROM: pick an "
+            f"instruction-tuned variant (gemma3-{v.size.name}-it) or export your "
+            "own GGUF and pass its path"
+        )
     _check_num_ctx(num_ctx, v.size.context_length)
     return _base_spec([ref], system, num_ctx)
 
@@ -492,21 +581,30 @@ def spec_for_variant(variant: str | Variant, *, system: str | None = None,
 def _gguf_path(path: str | os.PathLike[str], what: str) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
-        raise InputNotFound(f"{what} {p} does not exist: check the path (or pass a variant "
-                            "name such as gemma3-4b-it)")
+        raise InputNotFound(
+            f"{what} {p} does not exist: check the path (or pass a variant "
+            "name such as gemma3-4b-it)"
+        )
     if not p.is_file():
         raise InputNotFound(f"{what} {p} is not a file: pass the .gguf file itself")
     with p.open("rb") as fh:
         magic = fh.read(4)
     if magic != b"GGUF":
-        raise NotGGUF(f"{what} {p} is not a GGUF file (starts with {magic!r}, not b'GGUF'): "
-                      "pass a .gguf model")
+        raise NotGGUF(
+            f"{what} {p} is not a GGUF file (starts with {magic!r}, not b'GGUF'): "
+            "pass a .gguf model"
+        )
     return p
 
 
-def spec_for_gguf(model: str | os.PathLike[str], mmproj: str | os.PathLike[str] | None = None,
-                  *, system: str | None = None, num_ctx: int | None = None,
-                  relative_to: str | os.PathLike[str] | None = None) -> ModelfileSpec:
+def spec_for_gguf(
+    model: str | os.PathLike[str],
+    mmproj: str | os.PathLike[str] | None = None,
+    *,
+    system: str | None = None,
+    num_ctx: int | None = None,
+    relative_to: str | os.PathLike[str] | None = None,
+) -> ModelfileSpec:
     """The spec for a local GGUF (and its vision projector): two FROM lines, model first.
 
     Paths are absolute; with ``relative_to`` (the Modelfile's folder, which Ollama resolves
@@ -524,14 +622,18 @@ def spec_for_gguf(model: str | os.PathLike[str], mmproj: str | os.PathLike[str] 
             rel = Path(os.path.relpath(os.path.abspath(p), os.path.abspath(relative_to)))
             # Inside the Modelfile's folder: "./name" (the pair moves together); elsewhere the
             # absolute path, rather than a fragile chain of "../".
-            refs.append(os.path.abspath(p) if rel.as_posix().startswith("../") else
-                        f"./{rel.as_posix()}")
+            refs.append(
+                os.path.abspath(p) if rel.as_posix().startswith("../") else f"./{rel.as_posix()}"
+            )
     return _base_spec(refs, system, num_ctx)
 
 
 def _looks_like_path(ref: str) -> bool:
-    return (ref.startswith(("/", "./", "../", "~", "\\")) or ref.lower().endswith(".gguf")
-            or (len(ref) > 2 and ref[1] == ":" and ref[2] in "\\/"))
+    return (
+        ref.startswith(("/", "./", "../", "~", "\\"))
+        or ref.lower().endswith(".gguf")
+        or (len(ref) > 2 and ref[1] == ":" and ref[2] in "\\/")
+    )
 
 
 def create_kwargs(spec: ModelfileSpec, files: dict[str, str] | None = None) -> dict[str, Any]:
@@ -550,9 +652,11 @@ def create_kwargs(spec: ModelfileSpec, files: dict[str, str] | None = None) -> d
         kwargs["files"] = dict(files)
     else:
         if len(spec.from_) != 1 or _looks_like_path(spec.from_[0]):
-            raise UsageError(f"FROM {spec.from_[0] if spec.from_ else '(none)'} is a local file: "
-                             "upload it with Client.create_blob(path) and pass "
-                             "files={name: digest}")
+            raise UsageError(
+                f"FROM {spec.from_[0] if spec.from_ else '(none)'} is a local file: "
+                "upload it with Client.create_blob(path) and pass "
+                "files={name: digest}"
+            )
         kwargs["from_"] = spec.from_[0]
     if spec.template is not None:
         kwargs["template"] = spec.template
@@ -564,7 +668,8 @@ def create_kwargs(spec: ModelfileSpec, files: dict[str, str] | None = None) -> d
     if spec.system is not None:
         kwargs["system"] = spec.system
     licenses = ([spec.license] if spec.license is not None else []) + [
-        v for c, v in spec.extra if c == "license"]
+        v for c, v in spec.extra if c == "license"
+    ]
     if licenses:
         kwargs["license"] = licenses[0] if len(licenses) == 1 else licenses
     if spec.messages:
@@ -595,21 +700,33 @@ def _template_verdict(template: str) -> tuple[str, str, str] | None:
     if template in (OLLAMA_TEMPLATE, LIBRARY_TEMPLATE_4B19):
         return None
     if template == LIBRARY_TEMPLATE_E0A4:
-        return ("warning", "template-system-turn",
-                "TEMPLATE is ollama.com's e0a42594d802: a system prompt becomes its own user turn "
-                "instead of being folded into the first one as Gemma 3 was trained; use "
-                f"`{REGENERATE}`'s TEMPLATE")
+        return (
+            "warning",
+            "template-system-turn",
+            "TEMPLATE is ollama.com's e0a42594d802: a system prompt becomes its own user turn "
+            "instead of being folded into the first one as Gemma 3 was trained; use "
+            f"`{REGENERATE}`'s TEMPLATE",
+        )
     if "<start_of_turn>" not in template or "<end_of_turn>" not in template:
-        return ("error", "template-not-gemma",
-                "TEMPLATE does not use Gemma's <start_of_turn>/<end_of_turn> turns: the model "
-                "will see a prompt format it was not trained on; use gemma3-pack's TEMPLATE")
+        return (
+            "error",
+            "template-not-gemma",
+            "TEMPLATE does not use Gemma's <start_of_turn>/<end_of_turn> turns: the model "
+            "will see a prompt format it was not trained on; use gemma3-pack's TEMPLATE",
+        )
     if ".Messages" not in template:
-        return ("warning", "template-legacy",
-                "TEMPLATE uses the legacy .Prompt/.Response form: history and system prompts "
-                "are rendered per turn; use gemma3-pack's Messages TEMPLATE")
-    return ("warning", "template-custom",
-            "TEMPLATE is a Gemma-style template but not a known-good one: compare its render "
-            "with `gemma3_pack.render_ollama` against the official Jinja")
+        return (
+            "warning",
+            "template-legacy",
+            "TEMPLATE uses the legacy .Prompt/.Response form: history and system prompts "
+            "are rendered per turn; use gemma3-pack's Messages TEMPLATE",
+        )
+    return (
+        "warning",
+        "template-custom",
+        "TEMPLATE is a Gemma-style template but not a known-good one: compare its render "
+        "with `gemma3_pack.render_ollama` against the official Jinja",
+    )
 
 
 def check_modelfile(source: str | os.PathLike[str]) -> list[Finding]:
@@ -622,8 +739,12 @@ def check_modelfile(source: str | os.PathLike[str]) -> list[Finding]:
     ``unknown-parameter``, ``deprecated-parameter``, ``bad-parameter-value``,
     ``mmproj-as-adapter``.
     """
-    looks_like_path = isinstance(source, str) and source.strip() and not any(
-        ch in source for ch in " \t\r\n") and len(source) < 4096
+    looks_like_path = (
+        isinstance(source, str)
+        and source.strip()
+        and not any(ch in source for ch in " \t\r\n")
+        and len(source) < 4096
+    )
     if isinstance(source, os.PathLike) or looks_like_path:
         path = Path(source)
         if not path.is_file():
@@ -635,8 +756,9 @@ def check_modelfile(source: str | os.PathLike[str]) -> list[Finding]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise ModelfileError(f"{path} is not UTF-8 text ({err.reason} at byte "
-                                     f"{err.start}): save it as UTF-8") from None
+                raise ModelfileError(
+                    f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8"
+                ) from None
     else:
         text = str(source)
 
@@ -649,48 +771,92 @@ def check_modelfile(source: str | os.PathLike[str]) -> list[Finding]:
     add = findings.append
     froms = [c for c in commands if c.kind == "from"]
     if not froms:
-        add(Finding("error", "no-from", "no FROM line: start with e.g. `FROM gemma3:4b` or "
-                                       "`FROM ./model.gguf`"))
+        add(
+            Finding(
+                "error",
+                "no-from",
+                "no FROM line: start with e.g. `FROM gemma3:4b` or `FROM ./model.gguf`",
+            )
+        )
     templates = [c for c in commands if c.kind == "template"]
     if not templates:
-        add(Finding("warning", "no-template",
-                    "no TEMPLATE: Ollama guesses one only on create and only from a GGUF's Jinja; "
-                    "add gemma3-pack's TEMPLATE so chats are formatted as Gemma 3 expects"))
+        add(
+            Finding(
+                "warning",
+                "no-template",
+                "no TEMPLATE: Ollama guesses one only on create and only from a GGUF's Jinja; "
+                "add gemma3-pack's TEMPLATE so chats are formatted as Gemma 3 expects",
+            )
+        )
     else:
         t = templates[-1]
         verdict = _template_verdict(t.args)
         if verdict:
             add(Finding(verdict[0], verdict[1], verdict[2], t.line))  # type: ignore[arg-type]
         if t.args.endswith("\n"):
-            add(Finding("error", "template-trailing-newline",
-                        "TEMPLATE ends with a newline before the closing quotes: Ollama keeps it, "
-                        "so every prompt ends with an extra \\n after <start_of_turn>model; put "
-                        'the closing """ right after the last }}', t.line))
+            add(
+                Finding(
+                    "error",
+                    "template-trailing-newline",
+                    "TEMPLATE ends with a newline before the closing quotes: Ollama keeps it, "
+                    "so every prompt ends with an extra \\n after <start_of_turn>model; put "
+                    'the closing """ right after the last }}',
+                    t.line,
+                )
+            )
         if "<bos>" in t.args or "bos_token" in t.args:
-            add(Finding("error", "template-bos",
-                        "TEMPLATE writes <bos>: Ollama's tokenizer already adds it, so the model "
-                        "sees two; remove it from the template", t.line))
+            add(
+                Finding(
+                    "error",
+                    "template-bos",
+                    "TEMPLATE writes <bos>: Ollama's tokenizer already adds it, so the model "
+                    "sees two; remove it from the template",
+                    t.line,
+                )
+            )
         if "<start_of_image>" in t.args:
-            add(Finding("error", "template-image-token",
-                        "TEMPLATE writes <start_of_image>: Ollama inserts image tokens itself; "
-                        "remove it", t.line))
+            add(
+                Finding(
+                    "error",
+                    "template-image-token",
+                    "TEMPLATE writes <start_of_image>: Ollama inserts image tokens itself; "
+                    "remove it",
+                    t.line,
+                )
+            )
     stops = [c for c in commands if c.kind == "parameter" and c.name == "stop"]
     if STOP not in [c.args for c in stops]:
-        add(Finding("error", "no-stop",
-                    f'no PARAMETER stop "{STOP}": generation can run past the end of the turn '
-                    f'on engines that do not stop on it by themselves; add it'))
+        add(
+            Finding(
+                "error",
+                "no-stop",
+                f'no PARAMETER stop "{STOP}": generation can run past the end of the turn '
+                f"on engines that do not stop on it by themselves; add it",
+            )
+        )
     for c in commands:
         if c.kind != "parameter" or c.name == "stop":
             continue
         if c.name in DEPRECATED_PARAMETERS:
-            add(Finding("warning", "deprecated-parameter",
-                        f"parameter {c.name} is deprecated; Ollama ignores it: remove it", c.line))
+            add(
+                Finding(
+                    "warning",
+                    "deprecated-parameter",
+                    f"parameter {c.name} is deprecated; Ollama ignores it: remove it",
+                    c.line,
+                )
+            )
             continue
         if c.name not in PARAMETER_TYPES:
-            hint = (f" (did you mean {c.name.lower()}?)" if c.name.lower() in PARAMETER_TYPES
-                    else "")
-            add(Finding("error", "unknown-parameter",
-                        f"unknown parameter '{c.name}': Ollama rejects it{hint}", c.line))
+            hint = f" (did you mean {c.name.lower()}?)" if c.name.lower() in PARAMETER_TYPES else ""
+            add(
+                Finding(
+                    "error",
+                    "unknown-parameter",
+                    f"unknown parameter '{c.name}': Ollama rejects it{hint}",
+                    c.line,
+                )
+            )
             continue
         try:
             value = _convert(c.name, c.args, c.line)
@@ -699,29 +865,46 @@ def check_modelfile(source: str | os.PathLike[str]) -> list[Finding]:
             continue
         want = SAMPLING.get(c.name)
         if want is not None and float(value) != float(want):
-            add(Finding("warning", "off-spec-parameter",
-                        f"{c.name} {c.args} differs from the Gemma team's {_number(want)}", c.line))
+            add(
+                Finding(
+                    "warning",
+                    "off-spec-parameter",
+                    f"{c.name} {c.args} differs from the Gemma team's {_number(want)}",
+                    c.line,
+                )
+            )
     set_params = {c.name for c in commands if c.kind == "parameter"}
     inherits = froms and all(_library_gemma3(c.args) for c in froms)
     if froms and not inherits:
         for name, ollama_default in OLLAMA_DEFAULTS.items():
             if name not in set_params:
-                add(Finding("warning", "unset-parameter",
-                            f"{name} is not set: Ollama's default {ollama_default} applies, the "
-                            f"Gemma team's is {_number(SAMPLING[name])}; add PARAMETER {name} "
-                            f"{_number(SAMPLING[name])}"))
+                add(
+                    Finding(
+                        "warning",
+                        "unset-parameter",
+                        f"{name} is not set: Ollama's default {ollama_default} applies, the "
+                        f"Gemma team's is {_number(SAMPLING[name])}; add PARAMETER {name} "
+                        f"{_number(SAMPLING[name])}",
+                    )
+                )
     for c in commands:
         if c.kind == "adapter" and ("mmproj" in c.args.lower() or "projector" in c.args.lower()):
-            add(Finding("error", "mmproj-as-adapter",
-                        f"ADAPTER {c.args} looks like a vision projector: give it as a second "
-                        "FROM line after the model, not as ADAPTER (Ollama #16459)", c.line))
+            add(
+                Finding(
+                    "error",
+                    "mmproj-as-adapter",
+                    f"ADAPTER {c.args} looks like a vision projector: give it as a second "
+                    "FROM line after the model, not as ADAPTER (Ollama #16459)",
+                    c.line,
+                )
+            )
     return findings
 
 
 def _line_of(message: str) -> int | None:
     if message.startswith("(line "):
         try:
-            return int(message[6:message.index(")")])
+            return int(message[6 : message.index(")")])
         except ValueError:
             return None
     return None
@@ -734,10 +917,12 @@ def variant_modelfile(variant: str | Variant) -> str:
     """The committed ``modelfiles/<variant>.Modelfile`` text for a published variant."""
     v = get_variant(variant) if isinstance(variant, str) else variant
     spec = spec_for_variant(v)
-    header = (f"Gemma 3 {v.size.params} {'QAT ' if v.qat else ''}instruction-tuned ({v.name}) "
-              "for Ollama.\n"
-              f"Use: ollama create my-{v.name} -f {v.name}.Modelfile\n"
-              f"Generated by gemma3-pack; regenerate with: {REGENERATE}")
+    header = (
+        f"Gemma 3 {v.size.params} {'QAT ' if v.qat else ''}instruction-tuned ({v.name}) "
+        "for Ollama.\n"
+        f"Use: ollama create my-{v.name} -f {v.name}.Modelfile\n"
+        f"Generated by gemma3-pack; regenerate with: {REGENERATE}"
+    )
     return render_modelfile(spec, header=header)
 
 
@@ -748,8 +933,10 @@ def write_variant_modelfiles(folder: str | os.PathLike[str]) -> list[Path]:
     out = Path(folder)
     if not out.is_dir():
         if not out.parent.is_dir():
-            raise OutputError(f"cannot write to {out}: its parent folder {out.parent} does not "
-                              "exist (create it first)")
+            raise OutputError(
+                f"cannot write to {out}: its parent folder {out.parent} does not "
+                "exist (create it first)"
+            )
         out.mkdir()
     written = []
     for v in VARIANTS.values():

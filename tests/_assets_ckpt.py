@@ -35,9 +35,18 @@ LAYOUTS = ("causal", "release", "new")
 
 # Hugging Face per-layer names (without ".weight") of a Gemma 3 text decoder layer.
 _LAYER_PARTS = (
-    "input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
-    "post_feedforward_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-    "self_attn.o_proj", "self_attn.q_norm", "self_attn.k_norm", "mlp.gate_proj", "mlp.up_proj",
+    "input_layernorm",
+    "post_attention_layernorm",
+    "pre_feedforward_layernorm",
+    "post_feedforward_layernorm",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "self_attn.q_norm",
+    "self_attn.k_norm",
+    "mlp.gate_proj",
+    "mlp.up_proj",
     "mlp.down_proj",
 )
 
@@ -55,8 +64,9 @@ TEXT_CONFIG_270M: dict[str, Any] = {
     "hidden_size": 640,
     "initializer_range": 0.02,
     "intermediate_size": 2048,
-    "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
-                    for i in range(18)],
+    "layer_types": [
+        "full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(18)
+    ],
     "max_position_embeddings": 32768,
     "model_type": "gemma3_text",
     "num_attention_heads": 4,
@@ -121,16 +131,36 @@ GENERATION_CONFIG = {
 
 SPECIAL_TOKENS_MAP = {
     "boi_token": "<start_of_image>",
-    "bos_token": {"content": "<bos>", "lstrip": False, "normalized": False, "rstrip": False,
-                  "single_word": False},
+    "bos_token": {
+        "content": "<bos>",
+        "lstrip": False,
+        "normalized": False,
+        "rstrip": False,
+        "single_word": False,
+    },
     "eoi_token": "<end_of_image>",
-    "eos_token": {"content": "<eos>", "lstrip": False, "normalized": False, "rstrip": False,
-                  "single_word": False},
+    "eos_token": {
+        "content": "<eos>",
+        "lstrip": False,
+        "normalized": False,
+        "rstrip": False,
+        "single_word": False,
+    },
     "image_token": "<image_soft_token>",
-    "pad_token": {"content": "<pad>", "lstrip": False, "normalized": False, "rstrip": False,
-                  "single_word": False},
-    "unk_token": {"content": "<unk>", "lstrip": False, "normalized": False, "rstrip": False,
-                  "single_word": False},
+    "pad_token": {
+        "content": "<pad>",
+        "lstrip": False,
+        "normalized": False,
+        "rstrip": False,
+        "single_word": False,
+    },
+    "unk_token": {
+        "content": "<unk>",
+        "lstrip": False,
+        "normalized": False,
+        "rstrip": False,
+        "single_word": False,
+    },
 }
 
 
@@ -256,8 +286,11 @@ def _save_shards(folder: Path, tensors: dict[str, Any], shards: int) -> None:
         left_names = len(names) - i
         left_groups = shards - g - 1
         # move on when this shard is full, but keep at least one tensor for every later shard
-        if groups[g] and g < shards - 1 and (acc >= total * (g + 1) / shards
-                                             or left_names <= left_groups):
+        if (
+            groups[g]
+            and g < shards - 1
+            and (acc >= total * (g + 1) / shards or left_names <= left_groups)
+        ):
             g += 1
         groups[g].append(name)
         acc += size
@@ -266,8 +299,10 @@ def _save_shards(folder: Path, tensors: dict[str, Any], shards: int) -> None:
         fname = f"model-{k:05d}-of-{shards:05d}.safetensors"
         save_file({n: tensors[n] for n in group}, str(folder / fname), metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(group, fname))
-    _write_json(folder / "model.safetensors.index.json",
-                {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
+    _write_json(
+        folder / "model.safetensors.index.json",
+        {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,8 +313,11 @@ def _gguf_vocab() -> tuple[list[str], list[float], list[int]]:
     import _oracle
 
     keys, _ = _oracle.read_gguf(_assets.gguf_270m())
-    return (keys["tokenizer.ggml.tokens"], keys["tokenizer.ggml.scores"],
-            keys["tokenizer.ggml.token_type"])
+    return (
+        keys["tokenizer.ggml.tokens"],
+        keys["tokenizer.ggml.scores"],
+        keys["tokenizer.ggml.token_type"],
+    )
 
 
 def build_tokenizer_model() -> bytes:
@@ -349,8 +387,9 @@ def _write_tokenizer(folder: Path) -> None:
 # public builders
 
 
-def hf_checkpoint_270m(*, layout: str = "causal", dtype: str = "bf16", shards: int = 1,
-                       lm_head: bool = False) -> Path:
+def hf_checkpoint_270m(
+    *, layout: str = "causal", dtype: str = "bf16", shards: int = 1, lm_head: bool = False
+) -> Path:
     """A real-weights Gemma 3 270M Hugging Face checkpoint folder (cached).
 
     ``layout``: ``"causal"`` (``model.*``, Gemma3ForCausalLM), ``"release"``
@@ -373,30 +412,40 @@ def hf_checkpoint_270m(*, layout: str = "causal", dtype: str = "bf16", shards: i
         tensors: dict[str, Any] = {}
         if base is None:
             for hf, data in _real_270m_tensors():
-                tensors[prefix + hf[len("model."):]] = torch.from_numpy(data).to(torch_dtype)
+                tensors[prefix + hf[len("model.") :]] = torch.from_numpy(data).to(torch_dtype)
         else:
             for hf, data in load_file(str(base / "model.safetensors")).items():
-                tensors[prefix + hf[len("model."):]] = data.to(torch_dtype)
+                tensors[prefix + hf[len("model.") :]] = data.to(torch_dtype)
         if lm_head:
             tensors[head_name] = tensors[prefix + "embed_tokens.weight"].clone()
         _save_shards(folder, tensors, shards)
         text = dict(TEXT_CONFIG_270M, torch_dtype=_TORCH_DTYPE_NAMES[dtype])
         if layout == "causal":
-            config = {"architectures": ["Gemma3ForCausalLM"], **text,
-                      "transformers_version": "4.55.0.dev0"}
+            config = {
+                "architectures": ["Gemma3ForCausalLM"],
+                **text,
+                "transformers_version": "4.55.0.dev0",
+            }
         else:
             config = {
                 "architectures": ["Gemma3ForConditionalGeneration"],
-                "boi_token_index": 255999, "eoi_token_index": 256000,
-                "eos_token_id": [1, 106], "image_token_index": 262144,
-                "initializer_range": 0.02, "mm_tokens_per_image": 256, "model_type": "gemma3",
-                "text_config": text, "tie_word_embeddings": True,
+                "boi_token_index": 255999,
+                "eoi_token_index": 256000,
+                "eos_token_id": [1, 106],
+                "image_token_index": 262144,
+                "initializer_range": 0.02,
+                "mm_tokens_per_image": 256,
+                "model_type": "gemma3",
+                "text_config": text,
+                "tie_word_embeddings": True,
                 "torch_dtype": _TORCH_DTYPE_NAMES[dtype],
                 "transformers_version": "4.52.0" if layout == "new" else "4.50.0.dev0",
             }
         _write_json(folder / "config.json", config)
-        _write_json(folder / "generation_config.json",
-                    {**GENERATION_CONFIG, "transformers_version": "4.55.0.dev0"})
+        _write_json(
+            folder / "generation_config.json",
+            {**GENERATION_CONFIG, "transformers_version": "4.55.0.dev0"},
+        )
         _write_tokenizer(folder)
 
     return _cached(key, "gemma-3-270m", build)
@@ -429,35 +478,46 @@ def hf_checkpoint_4b_shaped(*, layers: int = 2) -> Path:
         tensors: dict[str, Any] = {p + "embed_tokens.weight": rand(vocab, hidden)}
         for i in range(layers):
             lp = f"{p}layers.{i}."
-            tensors.update({
-                lp + "self_attn.q_proj.weight": rand(heads * head_dim, hidden),
-                lp + "self_attn.k_proj.weight": rand(kv * head_dim, hidden),
-                lp + "self_attn.v_proj.weight": rand(kv * head_dim, hidden),
-                lp + "self_attn.o_proj.weight": rand(hidden, heads * head_dim),
-                lp + "self_attn.q_norm.weight": rand(head_dim, scale=0.1),
-                lp + "self_attn.k_norm.weight": rand(head_dim, scale=0.1),
-                lp + "mlp.gate_proj.weight": rand(ffn, hidden),
-                lp + "mlp.up_proj.weight": rand(ffn, hidden),
-                lp + "mlp.down_proj.weight": rand(hidden, ffn),
-                lp + "input_layernorm.weight": rand(hidden, scale=0.1),
-                lp + "post_attention_layernorm.weight": rand(hidden, scale=0.1),
-                lp + "pre_feedforward_layernorm.weight": rand(hidden, scale=0.1),
-                lp + "post_feedforward_layernorm.weight": rand(hidden, scale=0.1),
-            })
+            tensors.update(
+                {
+                    lp + "self_attn.q_proj.weight": rand(heads * head_dim, hidden),
+                    lp + "self_attn.k_proj.weight": rand(kv * head_dim, hidden),
+                    lp + "self_attn.v_proj.weight": rand(kv * head_dim, hidden),
+                    lp + "self_attn.o_proj.weight": rand(hidden, heads * head_dim),
+                    lp + "self_attn.q_norm.weight": rand(head_dim, scale=0.1),
+                    lp + "self_attn.k_norm.weight": rand(head_dim, scale=0.1),
+                    lp + "mlp.gate_proj.weight": rand(ffn, hidden),
+                    lp + "mlp.up_proj.weight": rand(ffn, hidden),
+                    lp + "mlp.down_proj.weight": rand(hidden, ffn),
+                    lp + "input_layernorm.weight": rand(hidden, scale=0.1),
+                    lp + "post_attention_layernorm.weight": rand(hidden, scale=0.1),
+                    lp + "pre_feedforward_layernorm.weight": rand(hidden, scale=0.1),
+                    lp + "post_feedforward_layernorm.weight": rand(hidden, scale=0.1),
+                }
+            )
         tensors[p + "norm.weight"] = rand(hidden, scale=0.1)
         _save_shards(folder, tensors, 2)
         config = json.loads(json.dumps(CONFIG_4B))
         config["text_config"]["num_hidden_layers"] = layers
         _write_json(folder / "config.json", config)
-        _write_json(folder / "generation_config.json",
-                    {**GENERATION_CONFIG, "transformers_version": "4.50.0.dev0"})
+        _write_json(
+            folder / "generation_config.json",
+            {**GENERATION_CONFIG, "transformers_version": "4.50.0.dev0"},
+        )
         _write_tokenizer(folder)
 
     return _cached(key, "gemma-3-4b-it", build)
 
 
-def lora_adapter(base: Path, *, r: int = 8, alpha: int = 16, rslora: bool = False,
-                 targets: tuple[str, ...] = ("q_proj", "v_proj"), seed: int = 0) -> Path:
+def lora_adapter(
+    base: Path,
+    *,
+    r: int = 8,
+    alpha: int = 16,
+    rslora: bool = False,
+    targets: tuple[str, ...] = ("q_proj", "v_proj"),
+    seed: int = 0,
+) -> Path:
     """A PEFT LoRA adapter folder for the checkpoint at ``base`` (cached, deterministic).
 
     ``lora_A`` is (r, in) and ``lora_B`` is (out, r), both non-zero, so merging changes the model:
@@ -473,8 +533,10 @@ def lora_adapter(base: Path, *, r: int = 8, alpha: int = 16, rslora: bool = Fals
     n_layers = int(text["num_hidden_layers"])
     shapes = _weight_shapes(base)
     where = hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:10]
-    key = (f"lora-{base.parent.name}-{where}-r{r}-a{alpha}-rs{int(rslora)}-{'+'.join(targets)}-s{seed}"
-           f"-v{FIXTURE_VERSION}")
+    key = (
+        f"lora-{base.parent.name}-{where}-r{r}-a{alpha}-rs{int(rslora)}-{'+'.join(targets)}-s{seed}"
+        f"-v{FIXTURE_VERSION}"
+    )
 
     def find(layer: int, target: str) -> tuple[int, int]:
         module = "mlp" if target in ("gate_proj", "up_proj", "down_proj") else "self_attn"
@@ -494,21 +556,38 @@ def lora_adapter(base: Path, *, r: int = 8, alpha: int = 16, rslora: bool = Fals
                 module = "mlp" if target in ("gate_proj", "up_proj", "down_proj") else "self_attn"
                 stem = f"base_model.model.model.layers.{layer}.{module}.{target}"
                 tensors[stem + ".lora_A.weight"] = (
-                    torch.randn(r, in_f, generator=gen) / in_f ** 0.5).contiguous()
+                    torch.randn(r, in_f, generator=gen) / in_f**0.5
+                ).contiguous()
                 tensors[stem + ".lora_B.weight"] = (
-                    torch.randn(out_f, r, generator=gen) * 0.05).contiguous()
+                    torch.randn(out_f, r, generator=gen) * 0.05
+                ).contiguous()
                 modules.add(target)
         save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-        _write_json(folder / "adapter_config.json", {
-            "alpha_pattern": {}, "auto_mapping": None,
-            "base_model_name_or_path": str(base),
-            "bias": "none", "fan_in_fan_out": False, "inference_mode": True,
-            "init_lora_weights": True, "layers_pattern": None, "layers_to_transform": None,
-            "lora_alpha": alpha, "lora_dropout": 0.0, "modules_to_save": None,
-            "peft_type": "LORA", "r": r, "rank_pattern": {}, "revision": None,
-            "target_modules": sorted(modules), "task_type": "CAUSAL_LM",
-            "use_dora": False, "use_rslora": rslora,
-        })
+        _write_json(
+            folder / "adapter_config.json",
+            {
+                "alpha_pattern": {},
+                "auto_mapping": None,
+                "base_model_name_or_path": str(base),
+                "bias": "none",
+                "fan_in_fan_out": False,
+                "inference_mode": True,
+                "init_lora_weights": True,
+                "layers_pattern": None,
+                "layers_to_transform": None,
+                "lora_alpha": alpha,
+                "lora_dropout": 0.0,
+                "modules_to_save": None,
+                "peft_type": "LORA",
+                "r": r,
+                "rank_pattern": {},
+                "revision": None,
+                "target_modules": sorted(modules),
+                "task_type": "CAUSAL_LM",
+                "use_dora": False,
+                "use_rslora": rslora,
+            },
+        )
 
     return _cached(key, "gemma-3-lora", build)
 
@@ -529,4 +608,4 @@ def _weight_shapes(folder: Path) -> dict[str, tuple[int, int]]:
 
 def lora_scale(*, r: int, alpha: int, rslora: bool) -> float:
     """The PEFT merge scale: alpha/r, or alpha/sqrt(r) with rsLoRA."""
-    return alpha / (r ** 0.5) if rslora else alpha / r
+    return alpha / (r**0.5) if rslora else alpha / r

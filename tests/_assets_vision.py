@@ -48,23 +48,41 @@ TEXT_HIDDEN = 640
 SEED = 20250312  # Gemma 3's release date
 VERSION = "v1"  # bump when the fixture's contents change
 
-_TOWER = {"release": "vision_tower.vision_model.", "new": "model.vision_tower.vision_model.",
-          "tf5": "vision_tower."}
-_PROJ = {"release": "multi_modal_projector.", "new": "model.multi_modal_projector.",
-         "tf5": "multi_modal_projector."}
+_TOWER = {
+    "release": "vision_tower.vision_model.",
+    "new": "model.vision_tower.vision_model.",
+    "tf5": "vision_tower.",
+}
+_PROJ = {
+    "release": "multi_modal_projector.",
+    "new": "model.multi_modal_projector.",
+    "tf5": "multi_modal_projector.",
+}
 LAYOUTS = tuple(_TOWER)
 
 # Gemma 3 270M's text config (google/gemma-3-270m config.json), used when D1's text fixture is not
 # available; the vision-only tests do not read text tensors.
 _TEXT_CONFIG_270M = {
-    "model_type": "gemma3_text", "hidden_size": 640, "intermediate_size": 2048,
-    "num_hidden_layers": 18, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256,
-    "vocab_size": 262144, "max_position_embeddings": 32768, "sliding_window": 512,
-    "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "rms_norm_eps": 1e-6,
-    "query_pre_attn_scalar": 256, "hidden_activation": "gelu_pytorch_tanh",
-    "final_logit_softcapping": None, "attn_logit_softcapping": None,
-    "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
-                    for i in range(18)],
+    "model_type": "gemma3_text",
+    "hidden_size": 640,
+    "intermediate_size": 2048,
+    "num_hidden_layers": 18,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 1,
+    "head_dim": 256,
+    "vocab_size": 262144,
+    "max_position_embeddings": 32768,
+    "sliding_window": 512,
+    "rope_theta": 1000000.0,
+    "rope_local_base_freq": 10000.0,
+    "rms_norm_eps": 1e-6,
+    "query_pre_attn_scalar": 256,
+    "hidden_activation": "gelu_pytorch_tanh",
+    "final_logit_softcapping": None,
+    "attn_logit_softcapping": None,
+    "layer_types": [
+        "full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(18)
+    ],
 }
 
 
@@ -112,9 +130,9 @@ def _round_bf16(a: np.ndarray) -> np.ndarray:
 def rename(name: str, layout: str) -> str:
     """A release-layout vision name in ``layout``'s spelling."""
     if name.startswith("vision_tower.vision_model."):
-        return _TOWER[layout] + name[len("vision_tower.vision_model."):]
+        return _TOWER[layout] + name[len("vision_tower.vision_model.") :]
     if name.startswith("multi_modal_projector."):
-        return _PROJ[layout] + name[len("multi_modal_projector."):]
+        return _PROJ[layout] + name[len("multi_modal_projector.") :]
     raise ValueError(name)
 
 
@@ -126,8 +144,11 @@ def write_safetensors_bf16(path: Path, tensors: dict[str, np.ndarray]) -> None:
     blobs, offset = [], 0
     for name in sorted(tensors):
         raw = (_round_bf16(tensors[name]).view(np.uint32) >> 16).astype("<u2").tobytes()
-        header[name] = {"dtype": "BF16", "shape": list(tensors[name].shape),
-                        "data_offsets": [offset, offset + len(raw)]}
+        header[name] = {
+            "dtype": "BF16",
+            "shape": list(tensors[name].shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
         blobs.append(raw)
         offset += len(raw)
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -162,8 +183,11 @@ def _build(out: Path, layout: str, text: Path | None) -> None:
             top = {k: v for k, v in src_cfg.items() if k not in ("text_config", "vision_config")}
         text_config["model_type"] = "gemma3_text"
         for src in sorted(text.iterdir()):
-            if src.name in ("config.json", "model.safetensors.index.json") or src.is_dir() \
-                    or src.name.startswith("."):
+            if (
+                src.name in ("config.json", "model.safetensors.index.json")
+                or src.is_dir()
+                or src.name.startswith(".")
+            ):
                 continue
             dst = out / ("model-text-" + src.name if src.suffix == ".safetensors" else src.name)
             try:
@@ -192,15 +216,31 @@ def _build(out: Path, layout: str, text: Path | None) -> None:
         "vision_config": VISION_CONFIG,
     }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (out / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "Gemma3ImageProcessor", "processor_class": "Gemma3Processor",
-        "do_normalize": True, "do_rescale": True, "do_resize": True, "do_convert_rgb": None,
-        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "image_seq_length": 256,
-        "rescale_factor": 0.00392156862745098, "resample": 2,
-        "size": {"height": 896, "width": 896}, "do_pan_and_scan": None,
-    }, indent=2) + "\n")
-    (out / "model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}, indent=2) + "\n")
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_processor_type": "Gemma3ImageProcessor",
+                "processor_class": "Gemma3Processor",
+                "do_normalize": True,
+                "do_rescale": True,
+                "do_resize": True,
+                "do_convert_rgb": None,
+                "image_mean": [0.5, 0.5, 0.5],
+                "image_std": [0.5, 0.5, 0.5],
+                "image_seq_length": 256,
+                "rescale_factor": 0.00392156862745098,
+                "resample": 2,
+                "size": {"height": 896, "width": 896},
+                "do_pan_and_scan": None,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    (out / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}, indent=2)
+        + "\n"
+    )
 
 
 def hf_checkpoint_vision(layout: str = "release", *, text: bool = True) -> Path:

@@ -48,8 +48,11 @@ PROMPTS: tuple[str, ...] = (
     "The chemical symbol for gold is",
 )
 
-_MEMBERS = ("vendor/llama.cpp/convert_hf_to_gguf.py", "vendor/llama.cpp/conversion/",
-            "vendor/llama.cpp/gguf-py/")
+_MEMBERS = (
+    "vendor/llama.cpp/convert_hf_to_gguf.py",
+    "vendor/llama.cpp/conversion/",
+    "vendor/llama.cpp/gguf-py/",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,20 +76,38 @@ def reference_dir() -> Path:
     sdist_dir.mkdir(exist_ok=True)
     sdist = next(sdist_dir.glob(f"llama_cpp_python-{ver}.tar.gz"), None)
     if sdist is None:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                        "--no-binary", ":all:", f"llama-cpp-python=={ver}", "-d", str(sdist_dir)],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"llama-cpp-python=={ver}",
+                "-d",
+                str(sdist_dir),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         sdist = sdist_dir / f"llama_cpp_python-{ver}.tar.gz"
     tmp = Path(tempfile.mkdtemp(prefix=".llama.cpp.", dir=root))
     try:
         top = f"llama_cpp_python-{ver}/"
         with tarfile.open(sdist) as tar:
-            wanted = [m for m in tar.getmembers()
-                      if any(m.name[len(top):].startswith(p) for p in _MEMBERS)]
+            wanted = [
+                m
+                for m in tar.getmembers()
+                if any(m.name[len(top) :].startswith(p) for p in _MEMBERS)
+            ]
             if not any(m.name.endswith("convert_hf_to_gguf.py") for m in wanted):
                 raise RuntimeError(f"{sdist.name} has no vendor/llama.cpp/convert_hf_to_gguf.py")
             for member in wanted:
-                member.name = member.name[len(top) + len("vendor/llama.cpp/"):]
+                member.name = member.name[len(top) + len("vendor/llama.cpp/") :]
             tar.extractall(tmp, members=wanted, filter="data")
         try:
             os.rename(tmp, final)
@@ -114,8 +135,15 @@ def _run_reference(ckpt: Path, outfile: Path, *, outtype: str, mmproj: bool) -> 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ref / "gguf-py"), str(ref)])
     env.setdefault("HF_HUB_OFFLINE", "1")
-    cmd = [sys.executable, str(ref / "convert_hf_to_gguf.py"), str(ckpt), "--outtype", outtype,
-           "--outfile", str(outfile)]
+    cmd = [
+        sys.executable,
+        str(ref / "convert_hf_to_gguf.py"),
+        str(ckpt),
+        "--outtype",
+        outtype,
+        "--outfile",
+        str(outfile),
+    ]
     if mmproj:
         cmd.append("--mmproj")
     # The middle process only measures: RUSAGE_CHILDREN of a fresh process sees just the converter.
@@ -128,8 +156,9 @@ def _run_reference(ckpt: Path, outfile: Path, *, outtype: str, mmproj: bool) -> 
         "sys.stderr.write(p.stderr[-4000:])\n"
         "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss': rss}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True,
-                          env=env, cwd=ref)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *cmd], capture_output=True, text=True, env=env, cwd=ref
+    )
     stats = json.loads(proc.stdout.strip().splitlines()[-1])
     if stats["code"] != 0:
         raise RuntimeError(f"convert_hf_to_gguf.py failed on {ckpt}:\n{proc.stderr}")
@@ -152,8 +181,10 @@ def reference_convert(ckpt: Path, *, outtype: str = "bf16", mmproj: bool = False
     version). The run's wall time and peak RSS are stored beside it as ``stats.json``.
     """
     ckpt = Path(ckpt)
-    key = (f"{ckpt.name}-{_fingerprint(ckpt)}-{outtype}{'-mmproj' if mmproj else ''}"
-           f"-{llama_cpp_version()}")
+    key = (
+        f"{ckpt.name}-{_fingerprint(ckpt)}-{outtype}{'-mmproj' if mmproj else ''}"
+        f"-{llama_cpp_version()}"
+    )
     root = _assets.cache_dir("oracle", "converted")
     final = root / key
     name = "mmproj.gguf" if mmproj else "model.gguf"
@@ -185,8 +216,7 @@ def reference_stats(ckpt: Path, *, outtype: str = "bf16", mmproj: bool = False) 
 def reference_peak(ckpt: Path, outtype: str = "bf16", *, mmproj: bool = False) -> tuple[float, int]:
     """A fresh (uncached) reference conversion: (wall seconds, peak RSS bytes). For benchmarks."""
     with tempfile.TemporaryDirectory(dir=_assets.cache_dir("oracle")) as tmp:
-        stats = _run_reference(Path(ckpt), Path(tmp) / "out.gguf", outtype=outtype,
-                               mmproj=mmproj)
+        stats = _run_reference(Path(ckpt), Path(tmp) / "out.gguf", outtype=outtype, mmproj=mmproj)
     return stats["wall_s"], int(stats["peak_rss_bytes"])
 
 
@@ -194,8 +224,9 @@ def reference_peak(ckpt: Path, outtype: str = "bf16", *, mmproj: bool = False) -
 # llama.cpp inference
 
 
-def next_token_logits(gguf_path: Path, prompts: Sequence[str] = PROMPTS, *,
-                      n_ctx: int = 512) -> np.ndarray:
+def next_token_logits(
+    gguf_path: Path, prompts: Sequence[str] = PROMPTS, *, n_ctx: int = 512
+) -> np.ndarray:
     """Logits (float32, [len(prompts), n_vocab]) of the token after each prompt, via llama.cpp.
 
     Prompts are tokenized by the model itself with BOS added and special tokens parsed, so
@@ -203,8 +234,9 @@ def next_token_logits(gguf_path: Path, prompts: Sequence[str] = PROMPTS, *,
     """
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=n_ctx, logits_all=False,
-                          verbose=False, n_threads=2, seed=0)
+    llm = llama_cpp.Llama(
+        model_path=str(gguf_path), n_ctx=n_ctx, logits_all=False, verbose=False, n_threads=2, seed=0
+    )
     try:
         rows = []
         for prompt in prompts:
@@ -250,10 +282,32 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # GGUF comparison
 
 
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
-            11: "<q", 12: "<d"}
-_NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<?",
-          10: "<u8", 11: "<i8", 12: "<f8"}
+_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
+_NUMPY = {
+    0: "<u1",
+    1: "<i1",
+    2: "<u2",
+    3: "<i2",
+    4: "<u4",
+    5: "<i4",
+    6: "<f4",
+    7: "<?",
+    10: "<u8",
+    11: "<i8",
+    12: "<f8",
+}
 
 
 class _Cursor:
@@ -270,7 +324,7 @@ class _Cursor:
     def string(self) -> str:
         n = self.unpack("<Q")
         self.pos += n
-        return bytes(self.buf[self.pos - n:self.pos]).decode("utf-8", "replace")
+        return bytes(self.buf[self.pos - n : self.pos]).decode("utf-8", "replace")
 
     def value(self, vtype: int) -> Any:
         if vtype == 8:
@@ -319,7 +373,7 @@ def read_gguf(path: Path) -> tuple[dict[str, Any], list[tuple[str, list[int], An
         row_bytes = dims[0] // block * type_size
         rows = int(np.prod(dims[1:])) if len(dims) > 1 else 1
         start = base + offset
-        raw = mm[start:start + rows * row_bytes].reshape(rows, row_bytes)
+        raw = mm[start : start + rows * row_bytes].reshape(rows, row_bytes)
         tensors.append((name, dims, qtype, raw))
     return keys, tensors
 
@@ -328,9 +382,14 @@ def read_gguf(path: Path) -> tuple[dict[str, Any], list[tuple[str, list[int], An
 def _summary(path: str, size: int, mtime_ns: int) -> tuple[dict[str, Any], dict[str, Any]]:
     del size, mtime_ns  # cache key only
     keys, infos = read_gguf(Path(path))
-    tensors = {name: {"type": qtype.name, "shape": dims,
-                      "sha256": hashlib.sha256(memoryview(raw)).hexdigest()}
-               for name, dims, qtype, raw in infos}
+    tensors = {
+        name: {
+            "type": qtype.name,
+            "shape": dims,
+            "sha256": hashlib.sha256(memoryview(raw)).hexdigest(),
+        }
+        for name, dims, qtype, raw in infos
+    }
     return keys, tensors
 
 
@@ -360,15 +419,20 @@ def compare_gguf(a: Path, b: Path) -> dict[str, Any]:
         va, vb = keys_a[key], keys_b[key]
         if va != vb:
             if isinstance(va, list) and isinstance(vb, list) and max(len(va), len(vb)) > 8:
-                first = next((i for i, (x, y) in enumerate(zip(va, vb, strict=False)) if x != y),
-                             min(len(va), len(vb)))
+                first = next(
+                    (i for i, (x, y) in enumerate(zip(va, vb, strict=False)) if x != y),
+                    min(len(va), len(vb)),
+                )
                 differ[key] = (f"len {len(va)}", f"len {len(vb)}", f"first diff at {first}")
             else:
                 differ[key] = (va, vb)
     tdiff: dict[str, dict[str, Any]] = {}
     for name in sorted(tens_a.keys() & tens_b.keys()):
-        d = {f: (tens_a[name][f], tens_b[name][f]) for f in ("type", "shape", "sha256")
-             if tens_a[name][f] != tens_b[name][f]}
+        d = {
+            f: (tens_a[name][f], tens_b[name][f])
+            for f in ("type", "shape", "sha256")
+            if tens_a[name][f] != tens_b[name][f]
+        }
         if d:
             tdiff[name] = d
     return {

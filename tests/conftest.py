@@ -13,10 +13,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """No test sees the developer's Ollama host, HF cache or debug switch."""
-    for var in ("OLLAMA_HOST", "OLLAMA_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
-                "GEMMA3_PACK_DEBUG"):
+    for var in (
+        "OLLAMA_HOST",
+        "OLLAMA_API_KEY",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "GEMMA3_PACK_DEBUG",
+    ):
         monkeypatch.delenv(var, raising=False)
     hf_home = tmp_path_factory.getbasetemp() / "hf-home"
     monkeypatch.setenv("HF_HOME", str(hf_home))
@@ -46,13 +53,20 @@ class CLIResult:
     stderr: str
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 600) -> CLIResult:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 600
+) -> CLIResult:
     """Run ``python -m gemma3_pack ARGS`` in a real subprocess (exit codes, no traceback)."""
     full_env = {k: v for k, v in os.environ.items() if k != "GEMMA3_PACK_DEBUG"}
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "gemma3_pack", *args], capture_output=True,
-                          text=True, env=full_env, cwd=cwd, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gemma3_pack", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )
     return CLIResult(proc.returncode, proc.stdout, proc.stderr)
 
 

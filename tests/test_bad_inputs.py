@@ -28,10 +28,14 @@ BAD: dict[str, tuple[Callable[[Path, Path], Path], tuple[str, ...]]] = {
     "folder": (lambda g, d: _folder(d / "model"), ("is a folder",)),
     "truncated data": (lambda g, d: _truncated(g, d, 10_000_000), ("truncated", "re-download")),
     "truncated header": (lambda g, d: _truncated(g, d, 3_000_000), ("truncated", "re-download")),
-    "llama architecture": (lambda g, d: tiny_gguf(d / "llama.gguf", arch="llama"),
-                           ("llama", "not Gemma 3")),
-    "other projector": (lambda g, d: tiny_mmproj(d / "mmproj-llava.gguf", projector="mlp"),
-                        ("mlp", "not Gemma 3")),
+    "llama architecture": (
+        lambda g, d: tiny_gguf(d / "llama.gguf", arch="llama"),
+        ("llama", "not Gemma 3"),
+    ),
+    "other projector": (
+        lambda g, d: tiny_mmproj(d / "mmproj-llava.gguf", projector="mlp"),
+        ("mlp", "not Gemma 3"),
+    ),
 }
 
 
@@ -56,8 +60,10 @@ def _folder(p: Path) -> Path:
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): sha256(p) if p.is_file() else "dir"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): sha256(p) if p.is_file() else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 @pytest.mark.parametrize("case", list(BAD))
@@ -88,8 +94,9 @@ def test_output_is_the_input(cli, tmp_path: Path) -> None:
     src = tiny_gguf(tmp_path / "m.gguf")
     before = _snapshot(tmp_path)
     assert_one_line_error(cli("patch", str(src), "-o", str(src)), "is the input", "--in-place")
-    assert_one_line_error(cli("patch", str(src), "-o", str(tmp_path / "x.gguf"), "--in-place"),
-                          "both", "use one")
+    assert_one_line_error(
+        cli("patch", str(src), "-o", str(tmp_path / "x.gguf"), "--in-place"), "both", "use one"
+    )
     assert _snapshot(tmp_path) == before
 
 
@@ -97,8 +104,9 @@ def test_existing_output_is_kept_without_force(cli, tmp_path: Path) -> None:
     src = tiny_gguf(tmp_path / "m.gguf")
     (tmp_path / "out.gguf").write_bytes(b"precious")
     before = _snapshot(tmp_path)
-    assert_one_line_error(cli("patch", str(src), "-o", str(tmp_path / "out.gguf")),
-                          "already exists", "--force")
+    assert_one_line_error(
+        cli("patch", str(src), "-o", str(tmp_path / "out.gguf")), "already exists", "--force"
+    )
     assert _snapshot(tmp_path) == before
 
 

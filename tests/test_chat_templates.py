@@ -50,51 +50,88 @@ def test_first_128_chars_are_what_hf_ollama_mapper_keys_on(google_template: str)
 
 # (case, messages, add_generation_prompt, expected render)
 RENDERS = [
-    ("user only", [{"role": "user", "content": "Hi"}], True,
-     "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"),
-    ("no generation prompt", [{"role": "user", "content": "Hi"}], False,
-     "<bos><start_of_turn>user\nHi<end_of_turn>\n"),
-    ("system folded into first user turn",
-     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-      {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}], True,
-     "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello."
-     "<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"),
-    ("content is trimmed, system is not",
-     [{"role": "system", "content": " S "}, {"role": "user", "content": "  q \n"}], True,
-     "<bos><start_of_turn>user\n S \n\nq<end_of_turn>\n<start_of_turn>model\n"),
-    ("list content with an image",
-     [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": " What? "}]}], True,
-     "<bos><start_of_turn>user\n<start_of_image>What?<end_of_turn>\n<start_of_turn>model\n"),
-    ("list-form system",
-     [{"role": "system", "content": [{"type": "text", "text": "Sys"}]},
-      {"role": "user", "content": "u"}], True,
-     "<bos><start_of_turn>user\nSys\n\nu<end_of_turn>\n<start_of_turn>model\n"),
-    ("template syntax is data",
-     [{"role": "user", "content": "{{ 7*7 }} {% if 1 %}x{% endif %}"}], True,
-     "<bos><start_of_turn>user\n{{ 7*7 }} {% if 1 %}x{% endif %}<end_of_turn>\n"
-     "<start_of_turn>model\n"),
+    (
+        "user only",
+        [{"role": "user", "content": "Hi"}],
+        True,
+        "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n",
+    ),
+    (
+        "no generation prompt",
+        [{"role": "user", "content": "Hi"}],
+        False,
+        "<bos><start_of_turn>user\nHi<end_of_turn>\n",
+    ),
+    (
+        "system folded into first user turn",
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "Bye"},
+        ],
+        True,
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello."
+        "<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n",
+    ),
+    (
+        "content is trimmed, system is not",
+        [{"role": "system", "content": " S "}, {"role": "user", "content": "  q \n"}],
+        True,
+        "<bos><start_of_turn>user\n S \n\nq<end_of_turn>\n<start_of_turn>model\n",
+    ),
+    (
+        "list content with an image",
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": " What? "}]}],
+        True,
+        "<bos><start_of_turn>user\n<start_of_image>What?<end_of_turn>\n<start_of_turn>model\n",
+    ),
+    (
+        "list-form system",
+        [
+            {"role": "system", "content": [{"type": "text", "text": "Sys"}]},
+            {"role": "user", "content": "u"},
+        ],
+        True,
+        "<bos><start_of_turn>user\nSys\n\nu<end_of_turn>\n<start_of_turn>model\n",
+    ),
+    (
+        "template syntax is data",
+        [{"role": "user", "content": "{{ 7*7 }} {% if 1 %}x{% endif %}"}],
+        True,
+        "<bos><start_of_turn>user\n{{ 7*7 }} {% if 1 %}x{% endif %}<end_of_turn>\n"
+        "<start_of_turn>model\n",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "messages", "gen", "expected"), RENDERS,
-                         ids=[r[0] for r in RENDERS])
+@pytest.mark.parametrize(
+    ("case", "messages", "gen", "expected"), RENDERS, ids=[r[0] for r in RENDERS]
+)
 def test_render_chat(case, messages, gen, expected) -> None:
     assert render_chat(messages, add_generation_prompt=gen) == expected
 
 
 def test_render_chat_custom_bos_and_template() -> None:
     msgs = [{"role": "user", "content": "x"}]
-    assert render_chat(msgs, bos_token="") == "<start_of_turn>user\nx<end_of_turn>\n" \
+    assert (
+        render_chat(msgs, bos_token="") == "<start_of_turn>user\nx<end_of_turn>\n"
         "<start_of_turn>model\n"
+    )
     assert render_chat(msgs, template="{{ messages[0].content | upper }}") == "X"
 
 
-@pytest.mark.parametrize(("messages", "needle"), [
-    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
-     "Conversation roles must alternate"),
-    ([{"role": "assistant", "content": "a"}], "Conversation roles must alternate"),
-    ([{"role": "user", "content": 42}], "Invalid content type"),
-])
+@pytest.mark.parametrize(
+    ("messages", "needle"),
+    [
+        (
+            [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+            "Conversation roles must alternate",
+        ),
+        ([{"role": "assistant", "content": "a"}], "Conversation roles must alternate"),
+        ([{"role": "user", "content": 42}], "Invalid content type"),
+    ],
+)
 def test_template_raise_becomes_usage_error(messages, needle) -> None:
     with pytest.raises(UsageError, match=needle) as info:
         render_chat(messages)
@@ -122,15 +159,18 @@ def test_broken_template_is_usage_error() -> None:
         render_chat([{"role": "user", "content": "x"}], template="{% for %}")
 
 
-@pytest.mark.parametrize(("text", "kind"), [
-    (OFFICIAL_TEMPLATE, "official"),
-    (OFFICIAL_TEMPLATE.removeprefix("{{ bos_token }}"), "official-no-bos"),
-    (_chat._LAUNCH_TEMPLATE, "ollama-launch"),
-    (_chat._LAUNCH_TEMPLATE.replace("    ", "  "), "ollama-launch"),
-    ("{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}", "other"),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        (OFFICIAL_TEMPLATE, "official"),
+        (OFFICIAL_TEMPLATE.removeprefix("{{ bos_token }}"), "official-no-bos"),
+        (_chat._LAUNCH_TEMPLATE, "ollama-launch"),
+        (_chat._LAUNCH_TEMPLATE.replace("    ", "  "), "ollama-launch"),
+        ("{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}", "other"),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_template_kind(text, kind) -> None:
     assert template_kind(text) == kind
     assert is_official_template(text) is (kind == "official")

@@ -32,18 +32,32 @@ from gemma3_pack._images import encode_image, sniff_format
 
 HOST = "http://ollama.test:11434"
 GEMMA = {"temperature": 1.0, "top_k": 64, "top_p": 0.95, "min_p": 0.0, "repeat_penalty": 1.0}
-REPLY = {"model": "gemma3:4b", "created_at": "2026-11-23T10:00:00Z",
-         "message": {"role": "assistant", "content": "Rayleigh scattering."}, "done": True}
+REPLY = {
+    "model": "gemma3:4b",
+    "created_at": "2026-11-23T10:00:00Z",
+    "message": {"role": "assistant", "content": "Rayleigh scattering."},
+    "done": True,
+}
 
 
 def _png(width: int = 2, height: int = 2) -> bytes:
     """A real, minimal RGB PNG built with the stdlib."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 PNG = _png()
@@ -52,8 +66,13 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 16
 
 
 def _show(capabilities: list[str]) -> dict:
-    return {"modelfile": "", "template": "", "details": {"family": "gemma3"},
-            "model_info": {}, "capabilities": capabilities}
+    return {
+        "modelfile": "",
+        "template": "",
+        "details": {"family": "gemma3"},
+        "model_info": {},
+        "capabilities": capabilities,
+    }
 
 
 def _bodies(httpx_mock, path: str) -> list[dict]:
@@ -94,32 +113,56 @@ def test_chat_prompt_sends_one_user_message_and_gemma_sampling(httpx_mock, clien
     reply = client.chat("Why is the sky blue?")
     assert isinstance(reply, ollama.ChatResponse)
     assert reply.message.content == "Rayleigh scattering."
-    assert _bodies(httpx_mock, "/api/chat") == [{
-        "model": "gemma3:4b", "stream": False, "options": GEMMA, "tools": [],
-        "messages": [{"role": "user", "content": "Why is the sky blue?"}]}]
+    assert _bodies(httpx_mock, "/api/chat") == [
+        {
+            "model": "gemma3:4b",
+            "stream": False,
+            "options": GEMMA,
+            "tools": [],
+            "messages": [{"role": "user", "content": "Why is the sky blue?"}],
+        }
+    ]
 
 
 def test_chat_system_format_keep_alive_and_model(httpx_mock, client: Client) -> None:
     httpx_mock.add_response(url=f"{HOST}/api/chat", json=REPLY)
-    client.chat("List three colours", model="gemma3:12b", system="Answer in JSON.",
-                format="json", keep_alive="10m")
-    assert _bodies(httpx_mock, "/api/chat") == [{
-        "model": "gemma3:12b", "stream": False, "options": GEMMA, "tools": [], "format": "json",
-        "keep_alive": "10m",
-        "messages": [{"role": "system", "content": "Answer in JSON."},
-                     {"role": "user", "content": "List three colours"}]}]
+    client.chat(
+        "List three colours",
+        model="gemma3:12b",
+        system="Answer in JSON.",
+        format="json",
+        keep_alive="10m",
+    )
+    assert _bodies(httpx_mock, "/api/chat") == [
+        {
+            "model": "gemma3:12b",
+            "stream": False,
+            "options": GEMMA,
+            "tools": [],
+            "format": "json",
+            "keep_alive": "10m",
+            "messages": [
+                {"role": "system", "content": "Answer in JSON."},
+                {"role": "user", "content": "List three colours"},
+            ],
+        }
+    ]
 
 
-@pytest.mark.parametrize(("options", "sent"), [
-    ({"temperature": 0.2, "num_ctx": 8192},
-     {**GEMMA, "temperature": 0.2, "num_ctx": 8192}),
-    ({"min_p": 0.05, "stop": ["<end_of_turn>"]},
-     {**GEMMA, "min_p": 0.05, "stop": ["<end_of_turn>"]}),
-    ({"top_k": None}, {k: v for k, v in GEMMA.items() if k != "top_k"}),
-    # An ollama.Options counts only the fields the caller set; min_p (which Options cannot
-    # carry) keeps the Gemma default instead of vanishing.
-    (ollama.Options(temperature=0.3, seed=7), {**GEMMA, "temperature": 0.3, "seed": 7}),
-])
+@pytest.mark.parametrize(
+    ("options", "sent"),
+    [
+        ({"temperature": 0.2, "num_ctx": 8192}, {**GEMMA, "temperature": 0.2, "num_ctx": 8192}),
+        (
+            {"min_p": 0.05, "stop": ["<end_of_turn>"]},
+            {**GEMMA, "min_p": 0.05, "stop": ["<end_of_turn>"]},
+        ),
+        ({"top_k": None}, {k: v for k, v in GEMMA.items() if k != "top_k"}),
+        # An ollama.Options counts only the fields the caller set; min_p (which Options cannot
+        # carry) keeps the Gemma default instead of vanishing.
+        (ollama.Options(temperature=0.3, seed=7), {**GEMMA, "temperature": 0.3, "seed": 7}),
+    ],
+)
 def test_caller_options_win_key_by_key(httpx_mock, client: Client, options, sent) -> None:
     httpx_mock.add_response(url=f"{HOST}/api/chat", json=REPLY)
     client.chat("Hi", options=options)
@@ -136,28 +179,39 @@ def test_ollama_options_object_would_drop_min_p() -> None:
 
 def test_message_list_is_sent_as_given_and_not_modified(httpx_mock, client: Client) -> None:
     httpx_mock.add_response(url=f"{HOST}/api/chat", json=REPLY)
-    history = [{"role": "user", "content": "Hi"},
-               {"role": "assistant", "content": "Hello!"},
-               ollama.Message(role="user", content="What is 2+2?")]
+    history = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        ollama.Message(role="user", content="What is 2+2?"),
+    ]
     before = copy.deepcopy(history)
     client.chat(history)
     assert history == before
     assert _bodies(httpx_mock, "/api/chat")[0]["messages"] == [
-        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-        {"role": "user", "content": "What is 2+2?"}]
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What is 2+2?"},
+    ]
 
 
-@pytest.mark.parametrize(("args", "kwargs", "message"), [
-    ([[]], {}, "no messages"),
-    ([[{"role": "system", "content": "a"}, {"role": "user", "content": "b"}]], {"system": "c"},
-     "keep one"),
-    (["Hi"], {"options": "temperature=1"}, "options must be a dict"),
-    ([[{"role": "assistant", "content": "x"}]], {"images": [PNG]}, "needs a user message"),
-    # the ollama client's own request validation becomes a UsageError too
-    ([[{"role": 1, "content": "x"}]], {}, "invalid role: Input should be a valid string"),
-])
-def test_bad_arguments_fail_before_any_request(httpx_mock, client: Client, args, kwargs,
-                                               message) -> None:
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ([[]], {}, "no messages"),
+        (
+            [[{"role": "system", "content": "a"}, {"role": "user", "content": "b"}]],
+            {"system": "c"},
+            "keep one",
+        ),
+        (["Hi"], {"options": "temperature=1"}, "options must be a dict"),
+        ([[{"role": "assistant", "content": "x"}]], {"images": [PNG]}, "needs a user message"),
+        # the ollama client's own request validation becomes a UsageError too
+        ([[{"role": 1, "content": "x"}]], {}, "invalid role: Input should be a valid string"),
+    ],
+)
+def test_bad_arguments_fail_before_any_request(
+    httpx_mock, client: Client, args, kwargs, message
+) -> None:
     with pytest.raises(UsageError, match=message):
         client.chat(*args, **kwargs)
     assert httpx_mock.get_requests() == []
@@ -167,7 +221,8 @@ def test_bad_arguments_fail_before_any_request(httpx_mock, client: Client, args,
 
 
 def test_images_of_every_kind_become_base64_on_the_last_user_message(
-        httpx_mock, client: Client, tmp_path: Path) -> None:
+    httpx_mock, client: Client, tmp_path: Path
+) -> None:
     from PIL import Image
 
     path = tmp_path / "red.png"
@@ -177,15 +232,22 @@ def test_images_of_every_kind_become_base64_on_the_last_user_message(
     httpx_mock.add_response(url=f"{HOST}/api/show", json=_show(["completion", "vision"]))
     httpx_mock.add_response(url=f"{HOST}/api/chat", json=REPLY)
 
-    client.chat([{"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"},
-                 {"role": "user", "content": "Compare these"}],
-                images=[str(path), path, PNG, data_url, pil, JPEG])
+    client.chat(
+        [
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "Compare these"},
+        ],
+        images=[str(path), path, PNG, data_url, pil, JPEG],
+    )
 
     show, chat = (json.loads(r.content) for r in httpx_mock.get_requests())
     assert show == {"model": "gemma3:4b"}
     messages = chat["messages"]
-    assert messages[:2] == [{"role": "user", "content": "first"},
-                            {"role": "assistant", "content": "ok"}]
+    assert messages[:2] == [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+    ]
     assert messages[2]["content"] == "Compare these"
     sent = messages[2]["images"]
     assert sent[:4] == [PNG_B64] * 4
@@ -196,62 +258,85 @@ def test_images_of_every_kind_become_base64_on_the_last_user_message(
 
 
 def test_multi_turn_image_history_is_resent_and_the_capability_is_cached(
-        httpx_mock, client: Client) -> None:
+    httpx_mock, client: Client
+) -> None:
     httpx_mock.add_response(url=f"{HOST}/api/show", json=_show(["completion", "vision"]))
     httpx_mock.add_response(url=f"{HOST}/api/chat", json=REPLY, is_reusable=True)
     first = [{"role": "user", "content": "What colour?", "images": [PNG]}]
     client.chat(first)
-    client.chat([*first, {"role": "assistant", "content": "Red."},
-                 {"role": "user", "content": "And now?"}], images=[JPEG])
-    assert [r.url.path for r in httpx_mock.get_requests()] == ["/api/show", "/api/chat", "/api/chat"]
+    client.chat(
+        [*first, {"role": "assistant", "content": "Red."}, {"role": "user", "content": "And now?"}],
+        images=[JPEG],
+    )
+    assert [r.url.path for r in httpx_mock.get_requests()] == [
+        "/api/show",
+        "/api/chat",
+        "/api/chat",
+    ]
     second = _bodies(httpx_mock, "/api/chat")[1]["messages"]
     assert second[0]["images"] == [PNG_B64]
-    assert second[2] == {"role": "user", "content": "And now?",
-                         "images": [base64.b64encode(JPEG).decode()]}
+    assert second[2] == {
+        "role": "user",
+        "content": "And now?",
+        "images": [base64.b64encode(JPEG).decode()],
+    }
     assert first[0]["images"] == [PNG]  # the caller's message kept its bytes
 
 
-@pytest.mark.parametrize(("model", "suggestion"), [
-    ("gemma3:1b", "gemma3:4b"),
-    ("gemma3:270m", "gemma3:4b"),
-    ("gemma3:1b-it-qat", "gemma3:4b-it-qat"),
-    ("my-finetune", "gemma3:4b"),
-])
-def test_text_model_with_images_fails_before_any_chat_request(httpx_mock, model,
-                                                              suggestion) -> None:
+@pytest.mark.parametrize(
+    ("model", "suggestion"),
+    [
+        ("gemma3:1b", "gemma3:4b"),
+        ("gemma3:270m", "gemma3:4b"),
+        ("gemma3:1b-it-qat", "gemma3:4b-it-qat"),
+        ("my-finetune", "gemma3:4b"),
+    ],
+)
+def test_text_model_with_images_fails_before_any_chat_request(
+    httpx_mock, model, suggestion
+) -> None:
     httpx_mock.add_response(url=f"{HOST}/api/show", json=_show(["completion"]))
     client = Client(HOST, model=model)
     with pytest.raises(VisionNotSupported) as info:
         client.chat("What is this?", images=[PNG])
     assert info.value.model == model
     assert info.value.suggestion == suggestion
-    assert str(info.value) == (f"model {model!r} cannot see images (no 'vision' capability): "
-                               f"use a vision variant such as {suggestion}")
+    assert str(info.value) == (
+        f"model {model!r} cannot see images (no 'vision' capability): "
+        f"use a vision variant such as {suggestion}"
+    )
     assert [r.url.path for r in httpx_mock.get_requests()] == ["/api/show"]
 
 
-def test_old_daemon_without_capabilities_falls_back_to_model_info(httpx_mock,
-                                                                   client: Client) -> None:
-    httpx_mock.add_response(url=f"{HOST}/api/show", json={
-        "modelfile": "", "details": {}, "model_info": {"gemma3.vision.block_count": 27}})
+def test_old_daemon_without_capabilities_falls_back_to_model_info(
+    httpx_mock, client: Client
+) -> None:
+    httpx_mock.add_response(
+        url=f"{HOST}/api/show",
+        json={"modelfile": "", "details": {}, "model_info": {"gemma3.vision.block_count": 27}},
+    )
     assert client.has_vision("gemma3:4b") is True
 
 
 def test_vision_check_on_a_missing_model_names_the_pull(httpx_mock, client: Client) -> None:
-    httpx_mock.add_response(url=f"{HOST}/api/show", status_code=404,
-                            json={"error": "model 'gemma3:27b' not found"})
+    httpx_mock.add_response(
+        url=f"{HOST}/api/show", status_code=404, json={"error": "model 'gemma3:27b' not found"}
+    )
     with pytest.raises(ModelNotFound, match=r"ollama pull gemma3:27b"):
         client.chat("Look", model="gemma3:27b", images=[PNG])
 
 
-@pytest.mark.parametrize(("image", "error", "message"), [
-    ("missing.png", InputNotFound, "does not exist"),
-    (b"", InputError, "is empty"),
-    (b"%PDF-1.7 not an image", InputError, "not a PNG, JPEG, WebP, GIF or BMP"),
-    ("data:image/png;base64,@@@", UsageError, "not valid base64"),
-    ("data:image/png;base64" + PNG_B64, UsageError, "no comma"),
-    (3.14, UsageError, "cannot use a float as an image"),
-])
+@pytest.mark.parametrize(
+    ("image", "error", "message"),
+    [
+        ("missing.png", InputNotFound, "does not exist"),
+        (b"", InputError, "is empty"),
+        (b"%PDF-1.7 not an image", InputError, "not a PNG, JPEG, WebP, GIF or BMP"),
+        ("data:image/png;base64,@@@", UsageError, "not valid base64"),
+        ("data:image/png;base64" + PNG_B64, UsageError, "no comma"),
+        (3.14, UsageError, "cannot use a float as an image"),
+    ],
+)
 def test_bad_images_name_the_problem(image, error, message) -> None:
     with pytest.raises(error, match=message):
         encode_image(image)
@@ -264,8 +349,10 @@ def test_image_formats_by_magic_number(tmp_path: Path) -> None:
     assert sniff_format(b"GIF89a\x01\x00") == "gif"
     assert sniff_format(b"BM\x00\x00") == "bmp"
     assert sniff_format(b"\x00\x00\x00\x0cjP  ") is None
-    assert encode_image("data:image/png," + "%89PNG%0D%0A%1A%0A") == \
-        base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+    assert (
+        encode_image("data:image/png," + "%89PNG%0D%0A%1A%0A")
+        == base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+    )
     assert encode_image(PNG_B64) == PNG_B64  # base64 history from Ollama passes through
     with pytest.raises(InputNotFound, match="mypicturewithoutext"):
         encode_image("mypicturewithoutext")  # a typo'd path is not mistaken for base64
@@ -283,13 +370,19 @@ def _ndjson(*parts: dict) -> bytes:
 
 
 def _chunk(text: str, done: bool = False) -> dict:
-    return {"model": "gemma3:4b", "created_at": "2026-11-23T10:00:00Z",
-            "message": {"role": "assistant", "content": text}, "done": done}
+    return {
+        "model": "gemma3:4b",
+        "created_at": "2026-11-23T10:00:00Z",
+        "message": {"role": "assistant", "content": text},
+        "done": done,
+    }
 
 
 def test_streaming_yields_ollama_chunks(httpx_mock, client: Client) -> None:
-    httpx_mock.add_response(url=f"{HOST}/api/chat", content=_ndjson(
-        _chunk("Ray"), _chunk("leigh"), _chunk("", done=True)))
+    httpx_mock.add_response(
+        url=f"{HOST}/api/chat",
+        content=_ndjson(_chunk("Ray"), _chunk("leigh"), _chunk("", done=True)),
+    )
     chunks = list(client.chat("Why?", stream=True))
     assert all(isinstance(c, ollama.ChatResponse) for c in chunks)
     assert "".join(c.message.content for c in chunks) == "Rayleigh"
@@ -298,8 +391,12 @@ def test_streaming_yields_ollama_chunks(httpx_mock, client: Client) -> None:
 
 
 def test_error_line_mid_stream_is_translated(httpx_mock, client: Client) -> None:
-    httpx_mock.add_response(url=f"{HOST}/api/chat", content=_ndjson(
-        _chunk("Ray"), {"error": "llama runner process has terminated: error:fault"}))
+    httpx_mock.add_response(
+        url=f"{HOST}/api/chat",
+        content=_ndjson(
+            _chunk("Ray"), {"error": "llama runner process has terminated: error:fault"}
+        ),
+    )
     stream = client.chat("Why?", stream=True)
     assert next(stream).message.content == "Ray"
     with pytest.raises(OllamaResponseError) as info:
@@ -309,8 +406,9 @@ def test_error_line_mid_stream_is_translated(httpx_mock, client: Client) -> None
 
 
 def test_missing_model_in_a_stream_is_model_not_found(httpx_mock, client: Client) -> None:
-    httpx_mock.add_response(url=f"{HOST}/api/chat", status_code=404,
-                            json={"error": "model 'gemma3:4b' not found"})
+    httpx_mock.add_response(
+        url=f"{HOST}/api/chat", status_code=404, json={"error": "model 'gemma3:4b' not found"}
+    )
     with pytest.raises(ModelNotFound) as info:
         list(client.chat("Hi", stream=True))
     assert info.value.model == "gemma3:4b"
@@ -326,31 +424,61 @@ def test_connection_refused_in_a_stream_is_ollama_not_running(httpx_mock, client
 
 def test_generate_sends_prompt_system_images_and_streams(httpx_mock, client: Client) -> None:
     httpx_mock.add_response(url=f"{HOST}/api/show", json=_show(["completion", "vision"]))
-    httpx_mock.add_response(url=f"{HOST}/api/generate", content=_ndjson(
-        {"model": "gemma3:4b", "created_at": "x", "response": "A red", "done": False},
-        {"model": "gemma3:4b", "created_at": "x", "response": " square.", "done": True}))
-    chunks = list(client.generate("Describe", system="Be terse.", images=PNG, stream=True,
-                                  options={"seed": 1}))
+    httpx_mock.add_response(
+        url=f"{HOST}/api/generate",
+        content=_ndjson(
+            {"model": "gemma3:4b", "created_at": "x", "response": "A red", "done": False},
+            {"model": "gemma3:4b", "created_at": "x", "response": " square.", "done": True},
+        ),
+    )
+    chunks = list(
+        client.generate(
+            "Describe", system="Be terse.", images=PNG, stream=True, options={"seed": 1}
+        )
+    )
     assert "".join(c.response for c in chunks) == "A red square."
-    assert _bodies(httpx_mock, "/api/generate") == [{
-        "model": "gemma3:4b", "prompt": "Describe", "system": "Be terse.", "images": [PNG_B64],
-        "stream": True, "options": {**GEMMA, "seed": 1}}]
+    assert _bodies(httpx_mock, "/api/generate") == [
+        {
+            "model": "gemma3:4b",
+            "prompt": "Describe",
+            "system": "Be terse.",
+            "images": [PNG_B64],
+            "stream": True,
+            "options": {**GEMMA, "seed": 1},
+        }
+    ]
 
 
 # --------------------------------------------------------------------------- error statuses
 
 
-@pytest.mark.parametrize(("status", "body", "error", "text"), [
-    (404, {"error": "model 'gemma3:4b' not found"}, ModelNotFound,
-     "model 'gemma3:4b' is not installed: run `ollama pull gemma3:4b` (or `gemma3-pack pull gemma3:4b`)"),
-    (500, {"error": "llama runner process has terminated: exit status 2"}, OllamaResponseError,
-     "ollama: llama runner process has terminated: exit status 2 (status code: 500)"),
-    (400, {"error": "invalid options: num_ctx"}, OllamaResponseError,
-     "ollama: invalid options: num_ctx (status code: 400)"),
-    (502, None, OllamaResponseError, "ollama: Bad Gateway (status code: 502)"),
-])
-def test_error_statuses_become_one_line_errors(httpx_mock, client: Client, status, body, error,
-                                               text) -> None:
+@pytest.mark.parametrize(
+    ("status", "body", "error", "text"),
+    [
+        (
+            404,
+            {"error": "model 'gemma3:4b' not found"},
+            ModelNotFound,
+            "model 'gemma3:4b' is not installed: run `ollama pull gemma3:4b` (or `gemma3-pack pull gemma3:4b`)",
+        ),
+        (
+            500,
+            {"error": "llama runner process has terminated: exit status 2"},
+            OllamaResponseError,
+            "ollama: llama runner process has terminated: exit status 2 (status code: 500)",
+        ),
+        (
+            400,
+            {"error": "invalid options: num_ctx"},
+            OllamaResponseError,
+            "ollama: invalid options: num_ctx (status code: 400)",
+        ),
+        (502, None, OllamaResponseError, "ollama: Bad Gateway (status code: 502)"),
+    ],
+)
+def test_error_statuses_become_one_line_errors(
+    httpx_mock, client: Client, status, body, error, text
+) -> None:
     if body is None:
         httpx_mock.add_response(url=f"{HOST}/api/chat", status_code=status, text="Bad Gateway")
     else:
@@ -366,8 +494,10 @@ def test_connection_refused_is_ollama_not_running(httpx_mock, client: Client) ->
     httpx_mock.add_exception(httpx.ConnectError("[Errno 111] Connection refused"))
     with pytest.raises(OllamaNotRunning) as info:
         client.chat("Hi")
-    assert str(info.value) == (f"cannot reach Ollama at {HOST}: start it with `ollama serve` "
-                               "(or set OLLAMA_HOST to where it runs)")
+    assert str(info.value) == (
+        f"cannot reach Ollama at {HOST}: start it with `ollama serve` "
+        "(or set OLLAMA_HOST to where it runs)"
+    )
 
 
 def test_a_real_closed_port_is_ollama_not_running() -> None:
@@ -380,8 +510,10 @@ def test_a_real_closed_port_is_ollama_not_running() -> None:
 
 def test_conversation_keeps_history_including_streamed_replies(httpx_mock, client: Client) -> None:
     httpx_mock.add_response(url=f"{HOST}/api/chat", json=REPLY)
-    httpx_mock.add_response(url=f"{HOST}/api/chat", content=_ndjson(
-        _chunk("Blue "), _chunk("light."), _chunk("", done=True)))
+    httpx_mock.add_response(
+        url=f"{HOST}/api/chat",
+        content=_ndjson(_chunk("Blue "), _chunk("light."), _chunk("", done=True)),
+    )
     conv = client.conversation(system="Be brief.")
     assert conv.send("Why is the sky blue?").message.content == "Rayleigh scattering."
     stream = conv.send("Which colour scatters most?", stream=True)
@@ -392,7 +524,8 @@ def test_conversation_keeps_history_including_streamed_replies(httpx_mock, clien
         {"role": "user", "content": "Why is the sky blue?"},
         {"role": "assistant", "content": "Rayleigh scattering."},
         {"role": "user", "content": "Which colour scatters most?"},
-        {"role": "assistant", "content": "Blue light."}]
+        {"role": "assistant", "content": "Blue light."},
+    ]
     second = _bodies(httpx_mock, "/api/chat")[1]
     assert second["messages"] == conv.messages[:4]
     assert second["options"] == GEMMA
@@ -417,11 +550,13 @@ def test_conversation_with_images_checks_vision_and_keeps_them(httpx_mock, clien
     conv.send("What is this?", images=[PNG])
     conv.send("Are you sure?")
     last = _bodies(httpx_mock, "/api/chat")[1]
-    assert last["messages"][0] == {"role": "user", "content": "What is this?",
-                                   "images": [PNG_B64]}
+    assert last["messages"][0] == {"role": "user", "content": "What is this?", "images": [PNG_B64]}
     assert last["options"]["temperature"] == 0.5
-    assert [r.url.path for r in httpx_mock.get_requests()] == ["/api/show", "/api/chat",
-                                                               "/api/chat"]
+    assert [r.url.path for r in httpx_mock.get_requests()] == [
+        "/api/show",
+        "/api/chat",
+        "/api/chat",
+    ]
 
 
 # --------------------------------------------------------------------------- management
@@ -429,54 +564,118 @@ def test_conversation_with_images_checks_vision_and_keeps_them(httpx_mock, clien
 
 def test_version_list_gemma_and_ensure(httpx_mock, client: Client) -> None:
     httpx_mock.add_response(url=f"{HOST}/api/version", json={"version": "0.30.2"})
-    httpx_mock.add_response(url=f"{HOST}/api/tags", json={"models": [
-        {"model": "gemma3:4b", "size": 3338801804,
-         "details": {"family": "gemma3", "families": ["gemma3"], "parameter_size": "4.3B",
-                     "quantization_level": "Q4_K_M"}},
-        {"model": "llama3.2:1b", "size": 1321098329,
-         "details": {"family": "llama", "parameter_size": "1.2B", "quantization_level": "Q8_0"}},
-        {"model": "my-gemma:latest", "size": 291000000,
-         "details": {"family": "gemma3", "parameter_size": "268.10M",
-                     "quantization_level": "Q8_0"}}]})
-    httpx_mock.add_response(url=f"{HOST}/api/show", match_json={"model": "gemma3:4b"},
-                            json=_show(["completion", "vision"]))
-    httpx_mock.add_response(url=f"{HOST}/api/show", match_json={"model": "my-gemma:latest"},
-                            json=_show(["completion"]))
+    httpx_mock.add_response(
+        url=f"{HOST}/api/tags",
+        json={
+            "models": [
+                {
+                    "model": "gemma3:4b",
+                    "size": 3338801804,
+                    "details": {
+                        "family": "gemma3",
+                        "families": ["gemma3"],
+                        "parameter_size": "4.3B",
+                        "quantization_level": "Q4_K_M",
+                    },
+                },
+                {
+                    "model": "llama3.2:1b",
+                    "size": 1321098329,
+                    "details": {
+                        "family": "llama",
+                        "parameter_size": "1.2B",
+                        "quantization_level": "Q8_0",
+                    },
+                },
+                {
+                    "model": "my-gemma:latest",
+                    "size": 291000000,
+                    "details": {
+                        "family": "gemma3",
+                        "parameter_size": "268.10M",
+                        "quantization_level": "Q8_0",
+                    },
+                },
+            ]
+        },
+    )
+    httpx_mock.add_response(
+        url=f"{HOST}/api/show",
+        match_json={"model": "gemma3:4b"},
+        json=_show(["completion", "vision"]),
+    )
+    httpx_mock.add_response(
+        url=f"{HOST}/api/show", match_json={"model": "my-gemma:latest"}, json=_show(["completion"])
+    )
     assert client.version() == "0.30.2"
     models = client.list_gemma()
     assert [m.to_dict() for m in models] == [
-        {"name": "gemma3:4b", "size": 3338801804, "parameter_size": "4.3B", "quant": "Q4_K_M",
-         "capabilities": ["completion", "vision"]},
-        {"name": "my-gemma:latest", "size": 291000000, "parameter_size": "268.10M",
-         "quant": "Q8_0", "capabilities": ["completion"]}]
+        {
+            "name": "gemma3:4b",
+            "size": 3338801804,
+            "parameter_size": "4.3B",
+            "quant": "Q4_K_M",
+            "capabilities": ["completion", "vision"],
+        },
+        {
+            "name": "my-gemma:latest",
+            "size": 291000000,
+            "parameter_size": "268.10M",
+            "quant": "Q8_0",
+            "capabilities": ["completion"],
+        },
+    ]
     assert [m.vision for m in models] == [True, False]
 
 
 def test_ensure_pulls_only_when_missing(httpx_mock, client: Client) -> None:
-    httpx_mock.add_response(url=f"{HOST}/api/show", match_json={"model": "gemma3:1b"},
-                            json=_show(["completion"]))
-    httpx_mock.add_response(url=f"{HOST}/api/show", match_json={"model": "gemma3:12b"},
-                            status_code=404, json={"error": "model 'gemma3:12b' not found"})
-    httpx_mock.add_response(url=f"{HOST}/api/pull", content=_ndjson(
-        {"status": "pulling manifest"},
-        {"status": "pulling e8ad13eff07a", "digest": "sha256:e8ad", "total": 100, "completed": 50},
-        {"status": "pulling e8ad13eff07a", "digest": "sha256:e8ad", "total": 100, "completed": 100},
-        {"status": "success"}))
+    httpx_mock.add_response(
+        url=f"{HOST}/api/show", match_json={"model": "gemma3:1b"}, json=_show(["completion"])
+    )
+    httpx_mock.add_response(
+        url=f"{HOST}/api/show",
+        match_json={"model": "gemma3:12b"},
+        status_code=404,
+        json={"error": "model 'gemma3:12b' not found"},
+    )
+    httpx_mock.add_response(
+        url=f"{HOST}/api/pull",
+        content=_ndjson(
+            {"status": "pulling manifest"},
+            {
+                "status": "pulling e8ad13eff07a",
+                "digest": "sha256:e8ad",
+                "total": 100,
+                "completed": 50,
+            },
+            {
+                "status": "pulling e8ad13eff07a",
+                "digest": "sha256:e8ad",
+                "total": 100,
+                "completed": 100,
+            },
+            {"status": "success"},
+        ),
+    )
     assert client.ensure("gemma3:1b", progress=False) is False
     assert client.ensure("gemma3:12b", progress=False) is True
-    assert _bodies(httpx_mock, "/api/pull") == [{"model": "gemma3:12b", "insecure": False,
-                                                 "stream": True}]
+    assert _bodies(httpx_mock, "/api/pull") == [
+        {"model": "gemma3:12b", "insecure": False, "stream": True}
+    ]
 
 
 def test_pull_that_does_not_end_in_success_is_an_error(httpx_mock, client: Client) -> None:
-    httpx_mock.add_response(url=f"{HOST}/api/pull", content=_ndjson(
-        {"status": "pulling manifest"}))
+    httpx_mock.add_response(url=f"{HOST}/api/pull", content=_ndjson({"status": "pulling manifest"}))
     with pytest.raises(OllamaResponseError, match="pull gemma3:4b ended without success"):
         client.pull(progress=False)
 
 
 def test_pull_of_unknown_model_keeps_the_daemons_message(httpx_mock, client: Client) -> None:
-    httpx_mock.add_response(url=f"{HOST}/api/pull", content=_ndjson(
-        {"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}))
+    httpx_mock.add_response(
+        url=f"{HOST}/api/pull",
+        content=_ndjson(
+            {"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}
+        ),
+    )
     with pytest.raises(OllamaResponseError, match="pull model manifest: file does not exist"):
         client.pull("gemma3:5b", progress=False)

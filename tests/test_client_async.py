@@ -36,21 +36,32 @@ async def test_chat_sends_the_same_json_as_the_sync_client(httpx_mock) -> None:
     httpx_mock.add_response(url=f"{HOST}/api/show", json=_show(["completion", "vision"]))
     httpx_mock.add_response(url=f"{HOST}/api/chat", json=REPLY)
     async with AsyncClient(HOST) as client:
-        reply = await client.chat("Describe", system="Be terse.", images=[PNG],
-                                  options={"num_ctx": 4096})
+        reply = await client.chat(
+            "Describe", system="Be terse.", images=[PNG], options={"num_ctx": 4096}
+        )
     assert isinstance(reply, ollama.ChatResponse)
     assert json.loads(httpx_mock.get_requests()[1].content) == {
-        "model": "gemma3:4b", "stream": False, "options": {**GEMMA, "num_ctx": 4096},
+        "model": "gemma3:4b",
+        "stream": False,
+        "options": {**GEMMA, "num_ctx": 4096},
         "tools": [],
-        "messages": [{"role": "system", "content": "Be terse."},
-                     {"role": "user", "content": "Describe", "images": [PNG_B64]}]}
+        "messages": [
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": "Describe", "images": [PNG_B64]},
+        ],
+    }
 
 
 async def test_stream_is_an_async_iterator_and_errors_mid_stream_translate(httpx_mock) -> None:
-    httpx_mock.add_response(url=f"{HOST}/api/chat", content=_ndjson(
-        _chunk("Hel"), _chunk("lo", done=True)))
-    httpx_mock.add_response(url=f"{HOST}/api/chat", content=_ndjson(
-        _chunk("Hel"), {"error": "an error was encountered while running the model"}))
+    httpx_mock.add_response(
+        url=f"{HOST}/api/chat", content=_ndjson(_chunk("Hel"), _chunk("lo", done=True))
+    )
+    httpx_mock.add_response(
+        url=f"{HOST}/api/chat",
+        content=_ndjson(
+            _chunk("Hel"), {"error": "an error was encountered while running the model"}
+        ),
+    )
     client = AsyncClient(HOST)
     parts = [c.message.content async for c in await client.chat("Hi", stream=True)]
     assert parts == ["Hel", "lo"]
@@ -64,8 +75,9 @@ async def test_stream_is_an_async_iterator_and_errors_mid_stream_translate(httpx
 
 async def test_vision_pre_check_and_missing_model(httpx_mock) -> None:
     httpx_mock.add_response(url=f"{HOST}/api/show", json=_show(["completion"]))
-    httpx_mock.add_response(url=f"{HOST}/api/generate", status_code=404,
-                            json={"error": "model 'gemma3:27b' not found"})
+    httpx_mock.add_response(
+        url=f"{HOST}/api/generate", status_code=404, json={"error": "model 'gemma3:27b' not found"}
+    )
     client = AsyncClient(HOST, model="gemma3:1b")
     with pytest.raises(VisionNotSupported, match="gemma3:4b"):
         await client.generate("What is this?", images=PNG)
@@ -81,14 +93,17 @@ async def test_connection_refused(httpx_mock) -> None:
 
 
 async def test_async_conversation_appends_streamed_reply_once_consumed(httpx_mock) -> None:
-    httpx_mock.add_response(url=f"{HOST}/api/chat", content=_ndjson(
-        _chunk("Four"), _chunk(".", done=True)))
+    httpx_mock.add_response(
+        url=f"{HOST}/api/chat", content=_ndjson(_chunk("Four"), _chunk(".", done=True))
+    )
     conv = AsyncClient(HOST).conversation(system="Be brief.")
     stream = await conv.send("2+2?", stream=True)
     assert conv.messages == [{"role": "system", "content": "Be brief."}]
     assert "".join([c.message.content async for c in stream]) == "Four."
-    assert conv.messages[-2:] == [{"role": "user", "content": "2+2?"},
-                                  {"role": "assistant", "content": "Four."}]
+    assert conv.messages[-2:] == [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "Four."},
+    ]
 
 
 async def test_blobs_pull_and_list_over_a_real_socket(tmp_path: Path) -> None:
@@ -105,7 +120,10 @@ async def _blob_pull_list(client: AsyncClient, server: LoopbackOllama, blob: Pat
     digest = await client.upload_blob(blob, progress=False)
     assert await client.upload_blob(blob, progress=False) == digest  # skipped: HEAD says 200
     assert [(r.method, r.body) for r in server.requests if "blobs" in r.path] == [
-        ("HEAD", None), ("POST", blob.stat().st_size), ("HEAD", None)]
+        ("HEAD", None),
+        ("POST", blob.stat().st_size),
+        ("HEAD", None),
+    ]
     assert (await client.pull("gemma3:4b", progress=False)).status == "success"
     names = [m.name for m in await client.list_gemma()]
     assert names == ["gemma3:1b", "gemma3:4b"]

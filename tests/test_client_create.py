@@ -38,8 +38,10 @@ def _gguf(path: Path, arch: str, payload: int) -> Path:
 
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name(path.stem)
-    writer.add_tensor("blk.0.weight" if arch != "clip" else "v.patch_embd.weight",
-                      np.arange(payload, dtype=np.float32))
+    writer.add_tensor(
+        "blk.0.weight" if arch != "clip" else "v.patch_embd.weight",
+        np.arange(payload, dtype=np.float32),
+    )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -59,16 +61,29 @@ def _entry(folder: Path, rel: str, quant: str | None = None, sha: str | None = N
     return entry
 
 
-def make_export(folder: Path, *, vision: bool = False, fused: bool = False,
-                quants: tuple[str, ...] = ("Q4_K_M",)) -> Path:
+def make_export(
+    folder: Path,
+    *,
+    vision: bool = False,
+    fused: bool = False,
+    quants: tuple[str, ...] = ("Q4_K_M",),
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     models = []
     for i, quant in enumerate(quants):
         rel = f"my-gemma-{quant}.gguf"
         _gguf(folder / rel, "gemma3", 4096 + i)
         models.append(_entry(folder, rel, quant))
-    manifest = {"format": 1, "name": "my-gemma", "source": "ckpt", "variant": "gemma3-4b-it",
-                "models": models, "mmproj": None, "fused": None, "modelfile": "Modelfile"}
+    manifest = {
+        "format": 1,
+        "name": "my-gemma",
+        "source": "ckpt",
+        "variant": "gemma3-4b-it",
+        "models": models,
+        "mmproj": None,
+        "fused": None,
+        "modelfile": "Modelfile",
+    }
     if vision:
         _gguf(folder / "mmproj-my-gemma-f16.gguf", "clip", 2048)
         manifest["mmproj"] = _entry(folder, "mmproj-my-gemma-f16.gguf")
@@ -99,13 +114,15 @@ def _digest(path: Path) -> str:
 
 
 def test_text_export_goes_head_post_create_with_the_modelfile_spec(
-        tmp_path: Path, server: LoopbackOllama, client: Client, monkeypatch) -> None:
+    tmp_path: Path, server: LoopbackOllama, client: Client, monkeypatch
+) -> None:
     export = make_export(tmp_path / "out")
     gguf_path = export / "my-gemma-Q4_K_M.gguf"
     before = gguf_path.read_bytes()
 
     def no_hashing(*a, **k):  # the manifest's sha256 is used; the file is read once, to upload
         raise AssertionError("sha256 recomputed although export.json has it")
+
     monkeypatch.setattr("gemma3_pack._client.sha256_file", no_hashing)
 
     result = client.create_from_export(export, "my-gemma", progress=False)
@@ -113,20 +130,26 @@ def test_text_export_goes_head_post_create_with_the_modelfile_spec(
     assert result.status == "success"
     digest = _digest(gguf_path)
     assert [(r.method, r.path) for r in server.requests] == [
-        ("HEAD", f"/api/blobs/{digest}"), ("POST", f"/api/blobs/{digest}"),
-        ("POST", "/api/create")]
+        ("HEAD", f"/api/blobs/{digest}"),
+        ("POST", f"/api/blobs/{digest}"),
+        ("POST", "/api/create"),
+    ]
     assert server.requests[1].body == gguf_path.stat().st_size
     assert server.requests[2].body == {
-        "model": "my-gemma", "files": {"my-gemma-Q4_K_M.gguf": digest},
-        "template": OLLAMA_TEMPLATE, "parameters": PARAMETERS, "license": LICENSE_NOTICE,
-        "stream": True}
+        "model": "my-gemma",
+        "files": {"my-gemma-Q4_K_M.gguf": digest},
+        "template": OLLAMA_TEMPLATE,
+        "parameters": PARAMETERS,
+        "license": LICENSE_NOTICE,
+        "stream": True,
+    }
     assert gguf_path.read_bytes() == before  # inputs never modified
     assert client.show("my-gemma").capabilities == ["completion"]
 
 
-def test_create_request_says_what_the_written_modelfile_says(tmp_path: Path,
-                                                             server: LoopbackOllama,
-                                                             client: Client) -> None:
+def test_create_request_says_what_the_written_modelfile_says(
+    tmp_path: Path, server: LoopbackOllama, client: Client
+) -> None:
     """`ollama create -f Modelfile` and create_from_export must build the same model."""
     from gemma3_pack._modelfile import (
         create_kwargs,
@@ -139,16 +162,19 @@ def test_create_request_says_what_the_written_modelfile_says(tmp_path: Path,
     model, mmproj = export / "my-gemma-Q4_K_M.gguf", export / "mmproj-my-gemma-f16.gguf"
     client.create_from_export(export, "vis", system="Be kind.", num_ctx=4096, progress=False)
     body = server.calls("POST", "/api/create")[0].body
-    text = render_modelfile(spec_for_gguf(model, mmproj, system="Be kind.", num_ctx=4096,
-                                          relative_to=export))
+    text = render_modelfile(
+        spec_for_gguf(model, mmproj, system="Be kind.", num_ctx=4096, relative_to=export)
+    )
     from_file = create_kwargs(parse_modelfile(text), body["files"])
     assert {k.removesuffix("_"): v for k, v in from_file.items()} == {
-        k: v for k, v in body.items() if k not in ("model", "stream")}
+        k: v for k, v in body.items() if k not in ("model", "stream")
+    }
     assert list(body["files"]) == [model.name, mmproj.name]
 
 
-def test_blobs_the_daemon_has_are_not_uploaded_again(tmp_path: Path, server: LoopbackOllama,
-                                                     client: Client) -> None:
+def test_blobs_the_daemon_has_are_not_uploaded_again(
+    tmp_path: Path, server: LoopbackOllama, client: Client
+) -> None:
     export = make_export(tmp_path / "out")
     client.create_from_export(export, "a", progress=False)
     server.requests.clear()
@@ -157,11 +183,13 @@ def test_blobs_the_daemon_has_are_not_uploaded_again(tmp_path: Path, server: Loo
     assert server.requests[1].path == "/api/create"
 
 
-def test_quant_choice_system_and_num_ctx(tmp_path: Path, server: LoopbackOllama,
-                                         client: Client) -> None:
+def test_quant_choice_system_and_num_ctx(
+    tmp_path: Path, server: LoopbackOllama, client: Client
+) -> None:
     export = make_export(tmp_path / "out", quants=("Q4_K_M", "Q8_0"))
-    client.create_from_export(export, "q8", quant="q8_0", system="You are terse.", num_ctx=8192,
-                              progress=False)
+    client.create_from_export(
+        export, "q8", quant="q8_0", system="You are terse.", num_ctx=8192, progress=False
+    )
     body = server.calls("POST", "/api/create")[0].body
     assert body["files"] == {"my-gemma-Q8_0.gguf": _digest(export / "my-gemma-Q8_0.gguf")}
     assert body["system"] == "You are terse."
@@ -170,30 +198,36 @@ def test_quant_choice_system_and_num_ctx(tmp_path: Path, server: LoopbackOllama,
         client.create_from_export(export, "q6", quant="Q6_K", progress=False)
 
 
-def test_missing_manifest_hash_is_computed_by_streaming(tmp_path: Path, server: LoopbackOllama,
-                                                        client: Client) -> None:
+def test_missing_manifest_hash_is_computed_by_streaming(
+    tmp_path: Path, server: LoopbackOllama, client: Client
+) -> None:
     export = make_export(tmp_path / "out")
     manifest = json.loads((export / "export.json").read_text())
     del manifest["models"][0]["sha256"]
     (export / "export.json").write_text(json.dumps(manifest))
     client.create_from_export(export, "hashed", progress=False)
     assert server.calls("POST", "/api/create")[0].body["files"] == {
-        "my-gemma-Q4_K_M.gguf": _digest(export / "my-gemma-Q4_K_M.gguf")}
+        "my-gemma-Q4_K_M.gguf": _digest(export / "my-gemma-Q4_K_M.gguf")
+    }
 
 
 # --------------------------------------------------------------------------- vision packaging
 
 
-@pytest.mark.parametrize(("version", "packaging", "files"), [
-    ("0.30.1", "auto", ["my-gemma-Q4_K_M.gguf", "mmproj-my-gemma-f16.gguf"]),
-    ("0.33.0-rc2", "auto", ["my-gemma-Q4_K_M.gguf", "mmproj-my-gemma-f16.gguf"]),
-    ("0.29.3", "auto", ["my-gemma-fused.gguf"]),
-    ("0.6.0", "auto", ["my-gemma-fused.gguf"]),
-    ("0.6.0", "pair", ["my-gemma-Q4_K_M.gguf", "mmproj-my-gemma-f16.gguf"]),
-    ("0.30.1", "fused", ["my-gemma-fused.gguf"]),
-])
-def test_vision_packaging_follows_the_daemon_version(tmp_path: Path, version: str, packaging: str,
-                                                     files: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("version", "packaging", "files"),
+    [
+        ("0.30.1", "auto", ["my-gemma-Q4_K_M.gguf", "mmproj-my-gemma-f16.gguf"]),
+        ("0.33.0-rc2", "auto", ["my-gemma-Q4_K_M.gguf", "mmproj-my-gemma-f16.gguf"]),
+        ("0.29.3", "auto", ["my-gemma-fused.gguf"]),
+        ("0.6.0", "auto", ["my-gemma-fused.gguf"]),
+        ("0.6.0", "pair", ["my-gemma-Q4_K_M.gguf", "mmproj-my-gemma-f16.gguf"]),
+        ("0.30.1", "fused", ["my-gemma-fused.gguf"]),
+    ],
+)
+def test_vision_packaging_follows_the_daemon_version(
+    tmp_path: Path, version: str, packaging: str, files: list[str]
+) -> None:
     export = make_export(tmp_path / "out", vision=True, fused=True)
     with LoopbackOllama(version=version) as server, Client(server.url) as client:
         client.create_from_export(export, "vis", packaging=packaging, progress=False)  # type: ignore[arg-type]
@@ -204,12 +238,14 @@ def test_vision_packaging_follows_the_daemon_version(tmp_path: Path, version: st
         assert asked_version == (packaging == "auto")
 
 
-def test_new_daemon_takes_a_fused_only_export(tmp_path: Path, server: LoopbackOllama,
-                                              client: Client) -> None:
+def test_new_daemon_takes_a_fused_only_export(
+    tmp_path: Path, server: LoopbackOllama, client: Client
+) -> None:
     export = make_export(tmp_path / "out", fused=True)
     client.create_from_export(export, "vis", progress=False)
     assert server.calls("POST", "/api/create")[0].body["files"] == {
-        "my-gemma-fused.gguf": _digest(export / "my-gemma-fused.gguf")}
+        "my-gemma-fused.gguf": _digest(export / "my-gemma-fused.gguf")
+    }
 
 
 def test_old_daemon_without_a_fused_file_says_how_to_re_export(tmp_path: Path) -> None:
@@ -232,7 +268,8 @@ def test_packaging_for_a_text_only_export_is_refused(tmp_path: Path, client: Cli
 
 
 def test_quantize_is_passed_for_a_bf16_model_and_refused_for_a_quantized_one(
-        tmp_path: Path, server: LoopbackOllama, client: Client) -> None:
+    tmp_path: Path, server: LoopbackOllama, client: Client
+) -> None:
     export = make_export(tmp_path / "bf16", quants=("BF16", "Q4_K_M"))
     client.create_from_export(export, "q", quantize="Q4_K_M", progress=False)
     assert server.calls("POST", "/api/create")[0].body["quantize"] == "q4_K_M"
@@ -251,19 +288,22 @@ def _rewrite(export: Path, **changes) -> None:
     (export / "export.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize(("breakage", "error", "message"), [
-    ("no-folder", InputNotFound, "does not exist"),
-    ("no-manifest", InputNotFound, "gemma3-pack export"),
-    ("not-json", InputError, "not valid JSON"),
-    ("format-2", InputError, "unsupported format 2"),
-    ("no-models", InputError, "lists no models"),
-    ("escape", InputError, "points outside the export folder"),
-    ("missing-file", InputNotFound, "listed in export.json as model"),
-    ("bad-sha", InputError, "is not 64 hex digits"),
-])
-def test_broken_export_folders_fail_before_any_upload(tmp_path: Path, server: LoopbackOllama,
-                                                      client: Client, breakage, error,
-                                                      message) -> None:
+@pytest.mark.parametrize(
+    ("breakage", "error", "message"),
+    [
+        ("no-folder", InputNotFound, "does not exist"),
+        ("no-manifest", InputNotFound, "gemma3-pack export"),
+        ("not-json", InputError, "not valid JSON"),
+        ("format-2", InputError, "unsupported format 2"),
+        ("no-models", InputError, "lists no models"),
+        ("escape", InputError, "points outside the export folder"),
+        ("missing-file", InputNotFound, "listed in export.json as model"),
+        ("bad-sha", InputError, "is not 64 hex digits"),
+    ],
+)
+def test_broken_export_folders_fail_before_any_upload(
+    tmp_path: Path, server: LoopbackOllama, client: Client, breakage, error, message
+) -> None:
     export = make_export(tmp_path / "out")
     if breakage == "no-folder":
         export = tmp_path / "nope"
@@ -289,8 +329,9 @@ def test_broken_export_folders_fail_before_any_upload(tmp_path: Path, server: Lo
 # --------------------------------------------------------------------------- daemon failures
 
 
-def test_digest_mismatch_is_reported_and_nothing_is_created(tmp_path: Path, server: LoopbackOllama,
-                                                            client: Client) -> None:
+def test_digest_mismatch_is_reported_and_nothing_is_created(
+    tmp_path: Path, server: LoopbackOllama, client: Client
+) -> None:
     export = make_export(tmp_path / "out")
     _rewrite(export, models=[_entry(export, "my-gemma-Q4_K_M.gguf", "Q4_K_M", sha="0" * 64)])
     with pytest.raises(OllamaResponseError) as info:
@@ -300,8 +341,9 @@ def test_digest_mismatch_is_reported_and_nothing_is_created(tmp_path: Path, serv
     assert server.blobs == {}
 
 
-def test_daemon_dropping_the_create_stream_is_an_error(tmp_path: Path, server: LoopbackOllama,
-                                                       client: Client) -> None:
+def test_daemon_dropping_the_create_stream_is_an_error(
+    tmp_path: Path, server: LoopbackOllama, client: Client
+) -> None:
     export = make_export(tmp_path / "out")
     server.drop_after = 1
     with pytest.raises(OllamaResponseError, match="failed mid-request"):
@@ -319,8 +361,9 @@ def test_daemon_dropping_a_chat_stream_is_an_error(server: LoopbackOllama, clien
     assert seen == ["one", " two"]
 
 
-def test_create_error_status_keeps_the_daemons_message(tmp_path: Path, server: LoopbackOllama,
-                                                       client: Client) -> None:
+def test_create_error_status_keeps_the_daemons_message(
+    tmp_path: Path, server: LoopbackOllama, client: Client
+) -> None:
     export = make_export(tmp_path / "out")
     server.fail["/api/create"] = (400, "invalid model name")
     with pytest.raises(OllamaResponseError, match=r"invalid model name \(status code: 400\)"):
@@ -330,16 +373,26 @@ def test_create_error_status_keeps_the_daemons_message(tmp_path: Path, server: L
 # --------------------------------------------------------------------------- variants
 
 
-def test_create_from_variant_uses_from_and_pulls_the_base_first(server: LoopbackOllama,
-                                                                client: Client) -> None:
-    client.create_from_variant("gemma3-4b-it", "pirate", system="Talk like a pirate.",
-                               num_ctx=8192, progress=False)
+def test_create_from_variant_uses_from_and_pulls_the_base_first(
+    server: LoopbackOllama, client: Client
+) -> None:
+    client.create_from_variant(
+        "gemma3-4b-it", "pirate", system="Talk like a pirate.", num_ctx=8192, progress=False
+    )
     assert [(r.method, r.path) for r in server.requests] == [
-        ("POST", "/api/show"), ("POST", "/api/pull"), ("POST", "/api/create")]
+        ("POST", "/api/show"),
+        ("POST", "/api/pull"),
+        ("POST", "/api/create"),
+    ]
     assert server.requests[-1].body == {
-        "model": "pirate", "from": "gemma3:4b", "template": OLLAMA_TEMPLATE,
-        "parameters": {**PARAMETERS, "num_ctx": 8192}, "system": "Talk like a pirate.",
-        "license": LICENSE_NOTICE, "stream": True}
+        "model": "pirate",
+        "from": "gemma3:4b",
+        "template": OLLAMA_TEMPLATE,
+        "parameters": {**PARAMETERS, "num_ctx": 8192},
+        "system": "Talk like a pirate.",
+        "license": LICENSE_NOTICE,
+        "stream": True,
+    }
     server.requests.clear()
     client.create_from_variant("gemma3:4b", "pirate2", progress=False)
     assert [r.path for r in server.requests] == ["/api/show", "/api/create"]
@@ -358,8 +411,9 @@ def test_missing_model_on_chat_over_http(client: Client) -> None:
 # --------------------------------------------------------------------------- memory
 
 
-def test_uploading_a_200_mb_file_keeps_memory_flat(tmp_path: Path, server: LoopbackOllama,
-                                                   client: Client) -> None:
+def test_uploading_a_200_mb_file_keeps_memory_flat(
+    tmp_path: Path, server: LoopbackOllama, client: Client
+) -> None:
     big = tmp_path / "big.gguf"
     with open(big, "wb") as fh:  # sparse: costs no disk
         fh.truncate(200 * 1024 * 1024)
@@ -403,21 +457,36 @@ def test_readme_sdk_quickstart_runs_as_written(server: LoopbackOllama, tmp_path:
     import sys
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = re.search(r"<!-- sdk-quickstart -->\n```python\n(.*?)```\n<!-- /sdk-quickstart -->",
-                      readme, re.S)
+    block = re.search(
+        r"<!-- sdk-quickstart -->\n```python\n(.*?)```\n<!-- /sdk-quickstart -->", readme, re.S
+    )
     if block is not None:  # once the README carries it, it must be this exact text
         assert block.group(1) == QUICKSTART, "README SDK quickstart drifted from this test"
     from test_client import PNG
 
     (tmp_path / "cat.png").write_bytes(PNG)
     env = {**os.environ, "OLLAMA_HOST": server.url}
-    proc = subprocess.run([sys.executable, "-c", QUICKSTART], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", QUICKSTART],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Hello from Gemma.\n" * 4
     paths = [r.path for r in server.requests]
-    assert paths == ["/api/show", "/api/pull", "/api/chat", "/api/chat", "/api/show",
-                     "/api/chat", "/api/chat", "/api/chat"]
+    assert paths == [
+        "/api/show",
+        "/api/pull",
+        "/api/chat",
+        "/api/chat",
+        "/api/show",
+        "/api/chat",
+        "/api/chat",
+        "/api/chat",
+    ]
     last = server.calls("POST", "/api/chat")[-1].body["messages"]
     assert [m["role"] for m in last] == ["system", "user", "assistant", "user"]
 
@@ -434,9 +503,16 @@ def test_ship_recipe_self_test_with_the_real_270m_gguf(gguf_270m: Path) -> None:
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
     checks = recipe.self_test()
-    assert checks == {"model": "gemma3-270m-selftest", "ollama": "0.30.1", "status": "success",
-                      "template": True, "stop": True, "vision_expected": False,
-                      "vision": False, "reply": "Hello from Gemma."}
+    assert checks == {
+        "model": "gemma3-270m-selftest",
+        "ollama": "0.30.1",
+        "status": "success",
+        "template": True,
+        "stop": True,
+        "vision_expected": False,
+        "vision": False,
+        "reply": "Hello from Gemma.",
+    }
 
 
 # --------------------------------------------------------------------------- CLI
@@ -454,8 +530,19 @@ def test_cli_chat_streams_and_prints(server: LoopbackOllama, cli) -> None:
 
 def test_cli_chat_json_system_and_options(server: LoopbackOllama, cli) -> None:
     server.add_model("gemma3:4b", vision=True)
-    result = cli("chat", "--host", server.url, "Hi", "--json", "-s", "Be terse.",
-                 "-o", "temperature=0.2", "-o", "stop=[\"x\"]")
+    result = cli(
+        "chat",
+        "--host",
+        server.url,
+        "Hi",
+        "--json",
+        "-s",
+        "Be terse.",
+        "-o",
+        "temperature=0.2",
+        "-o",
+        'stop=["x"]',
+    )
     assert result.code == 0, result.stderr
     assert json.loads(result.stdout)["message"]["content"] == "Hello from Gemma."
     body = server.calls("POST", "/api/chat")[0].body
@@ -464,30 +551,53 @@ def test_cli_chat_json_system_and_options(server: LoopbackOllama, cli) -> None:
     assert body["messages"][0] == {"role": "system", "content": "Be terse."}
 
 
-def test_cli_chat_image_on_text_model_is_one_line(server: LoopbackOllama, cli,
-                                                  tmp_path: Path) -> None:
+def test_cli_chat_image_on_text_model_is_one_line(
+    server: LoopbackOllama, cli, tmp_path: Path
+) -> None:
     server.add_model("gemma3:1b")
     png = tmp_path / "cat.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
-    assert_one_line_error(cli("chat", "--host", server.url, "gemma3:1b", "What?", "--image",
-                              str(png)), "cannot see images", "gemma3:4b")
-    assert_one_line_error(cli("chat", "--host", server.url, "gemma3:4b", "What?", "--image",
-                              str(tmp_path / "missing.png")), "does not exist")
+    assert_one_line_error(
+        cli("chat", "--host", server.url, "gemma3:1b", "What?", "--image", str(png)),
+        "cannot see images",
+        "gemma3:4b",
+    )
+    assert_one_line_error(
+        cli(
+            "chat",
+            "--host",
+            server.url,
+            "gemma3:4b",
+            "What?",
+            "--image",
+            str(tmp_path / "missing.png"),
+        ),
+        "does not exist",
+    )
     assert server.calls("POST", "/api/chat") == []
 
 
 def test_cli_errors_when_the_daemon_is_down(cli) -> None:
-    assert_one_line_error(cli("chat", "--host", "127.0.0.1:9", "Hi"), "cannot reach Ollama",
-                          "127.0.0.1:9", "ollama serve")
+    assert_one_line_error(
+        cli("chat", "--host", "127.0.0.1:9", "Hi"),
+        "cannot reach Ollama",
+        "127.0.0.1:9",
+        "ollama serve",
+    )
     assert_one_line_error(cli("pull", "gemma3:1b", "--host", "127.0.0.1:9"), "ollama serve")
 
 
 def test_cli_pull(server: LoopbackOllama, cli) -> None:
     result = cli("pull", "gemma3:1b", "--host", server.url, "--json")
-    assert (result.code, json.loads(result.stdout)) == (0, {"model": "gemma3:1b",
-                                                           "status": "success"})
-    assert server.calls("POST", "/api/pull")[0].body == {"model": "gemma3:1b", "insecure": False,
-                                                         "stream": True}
+    assert (result.code, json.loads(result.stdout)) == (
+        0,
+        {"model": "gemma3:1b", "status": "success"},
+    )
+    assert server.calls("POST", "/api/pull")[0].body == {
+        "model": "gemma3:1b",
+        "insecure": False,
+        "stream": True,
+    }
 
 
 def test_cli_create(server: LoopbackOllama, cli, tmp_path: Path) -> None:
@@ -497,8 +607,9 @@ def test_cli_create(server: LoopbackOllama, cli, tmp_path: Path) -> None:
     assert result.stdout == "created my-gemma: run it with `ollama run my-gemma`\n"
     assert "my-gemma" in server.models
     assert_one_line_error(cli("create", "x", "--host", server.url), "exactly one of --from")
-    assert_one_line_error(cli("create", "x", "--from", str(tmp_path), "--host", server.url),
-                          "export.json")
+    assert_one_line_error(
+        cli("create", "x", "--from", str(tmp_path), "--host", server.url), "export.json"
+    )
 
 
 def test_cli_help_has_examples(cli) -> None:
@@ -507,4 +618,3 @@ def test_cli_help_has_examples(cli) -> None:
         assert result.code == 0
         assert "Examples:" in result.stdout
         assert f"gemma3-pack {command} " in result.stdout
-

@@ -38,9 +38,14 @@ def _daemon_version() -> str | None:
 VERSION = _daemon_version()
 pytestmark = [
     pytest.mark.ollama,
-    pytest.mark.skipif(VERSION is None, reason=(
-        f"no Ollama daemon answers /api/version at OLLAMA_HOST={HOST!r}" if HOST else
-        "OLLAMA_HOST is not set; set it to a running daemon to run the live suite")),
+    pytest.mark.skipif(
+        VERSION is None,
+        reason=(
+            f"no Ollama daemon answers /api/version at OLLAMA_HOST={HOST!r}"
+            if HOST
+            else "OLLAMA_HOST is not set; set it to a running daemon to run the live suite"
+        ),
+    ),
 ]
 
 
@@ -84,8 +89,10 @@ def test_list_gemma_includes_the_pulled_model(client: Client) -> None:
 def test_create_from_the_real_270m_gguf_then_chat(client: Client, gguf_270m: Path) -> None:
     name = f"gemma3-pack-live-{uuid.uuid4().hex[:8]}"
     try:
-        assert client.create_from_gguf(gguf_270m, name, system="Be brief.",
-                                       progress=False).status == "success"
+        assert (
+            client.create_from_gguf(gguf_270m, name, system="Be brief.", progress=False).status
+            == "success"
+        )
         show = client.show(name)
         assert "<start_of_turn>" in (show.template or "")
         assert "<end_of_turn>" in (show.parameters or "")
@@ -99,10 +106,18 @@ def test_create_from_the_real_270m_gguf_then_chat(client: Client, gguf_270m: Pat
 
 def test_create_from_an_export_folder(client: Client, gguf_270m: Path, tmp_path: Path) -> None:
     (tmp_path / "gemma-270m-Q4_K_M.gguf").symlink_to(gguf_270m)
-    (tmp_path / "export.json").write_text(json.dumps({
-        "format": 1, "name": "live", "models": [{"path": "gemma-270m-Q4_K_M.gguf",
-                                                 "quant": "Q4_K_M"}],
-        "mmproj": None, "fused": None, "modelfile": "Modelfile"}))
+    (tmp_path / "export.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "name": "live",
+                "models": [{"path": "gemma-270m-Q4_K_M.gguf", "quant": "Q4_K_M"}],
+                "mmproj": None,
+                "fused": None,
+                "modelfile": "Modelfile",
+            }
+        )
+    )
     name = f"gemma3-pack-live-{uuid.uuid4().hex[:8]}"
     try:
         assert client.create_from_export(tmp_path, name, progress=False).status == "success"

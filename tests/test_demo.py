@@ -19,8 +19,9 @@ STEPS = ["model", "patch", "modelfile", "inspect", "chat", "ollama"]
 
 @pytest.mark.slow
 @pytest.mark.llama
-def test_demo_patches_writes_a_modelfile_chats_and_explains_ollama(cli, tmp_path: Path,
-                                                                    gguf_270m: Path) -> None:
+def test_demo_patches_writes_a_modelfile_chats_and_explains_ollama(
+    cli, tmp_path: Path, gguf_270m: Path
+) -> None:
     out = tmp_path / "demo"
     source_hash = sha256(gguf_270m)
     result = cli("demo", "--out", str(out), "--json", env={"OLLAMA_HOST": CLOSED_PORT})
@@ -33,9 +34,14 @@ def test_demo_patches_writes_a_modelfile_chats_and_explains_ollama(cli, tmp_path
     gguf = out / "gemma-3-270m-q4_k_m.gemma3.gguf"
     assert data["gguf"] == str(gguf) and gguf.is_file()
     assert [c["key"] for c in data["patch"]["changes"]] == [
-        "tokenizer.chat_template", "general.sampling.temp", "general.sampling.top_k",
-        "general.sampling.top_p", "general.sampling.min_p", "general.sampling.penalty_repeat",
-        "tokenizer.ggml.eot_token_id"]
+        "tokenizer.chat_template",
+        "general.sampling.temp",
+        "general.sampling.top_k",
+        "general.sampling.top_p",
+        "general.sampling.min_p",
+        "general.sampling.penalty_repeat",
+        "tokenizer.ggml.eot_token_id",
+    ]
     assert data["report"]["ok"] is True and data["report"]["template_kind"] == "official"
     assert sha256(gguf_270m) == source_hash  # the package's file is never touched
 
@@ -49,9 +55,12 @@ def test_demo_patches_writes_a_modelfile_chats_and_explains_ollama(cli, tmp_path
     assert chat["finish_reason"] in ("stop", "length") and isinstance(chat["reply"], str)
 
     assert data["ollama"] == {
-        "host": CLOSED_PORT, "model": "gemma3-270m-demo", "created": False,
+        "host": CLOSED_PORT,
+        "model": "gemma3-270m-demo",
+        "created": False,
         "command": f"ollama create gemma3-270m-demo -f {out / 'Modelfile'}",
-        "error": f"no Ollama daemon at {CLOSED_PORT}"}
+        "error": f"no Ollama daemon at {CLOSED_PORT}",
+    }
 
 
 def test_demo_creates_the_model_when_a_daemon_answers(cli, tmp_path: Path) -> None:
@@ -63,8 +72,9 @@ def test_demo_creates_the_model_when_a_daemon_answers(cli, tmp_path: Path) -> No
 
     out = tmp_path / "demo"
     with LoopbackOllama() as server:
-        result = cli("demo", "--out", str(out), "--no-chat", "--json",
-                     env={"OLLAMA_HOST": server.url})
+        result = cli(
+            "demo", "--out", str(out), "--no-chat", "--json", env={"OLLAMA_HOST": server.url}
+        )
         assert result.code == 0, result.stderr
         gguf = out / "gemma-3-270m-q4_k_m.gemma3.gguf"
         digest = f"sha256:{sha256(gguf)}"
@@ -75,7 +85,8 @@ def test_demo_creates_the_model_when_a_daemon_answers(cli, tmp_path: Path) -> No
     assert body["files"] == {gguf.name: digest}
     from_modelfile = create_kwargs(parse_modelfile((out / "Modelfile").read_text()), body["files"])
     assert {k.removesuffix("_"): v for k, v in from_modelfile.items()} == {
-        k: v for k, v in body.items() if k not in ("model", "stream")}
+        k: v for k, v in body.items() if k not in ("model", "stream")
+    }
 
 
 def test_demo_human_output_without_chat(cli, tmp_path: Path) -> None:
@@ -104,9 +115,20 @@ def test_recipe_for_downloaded_ggufs(gguf_270m: Path, tmp_path: Path) -> None:
     """converters/patch_downloaded_gguf.py: model + badly named mmproj -> ready folder."""
     mmproj = tiny_mmproj(tmp_path / "gemma-3-vision-f16.gguf")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "converters" / "patch_downloaded_gguf.py"), str(gguf_270m),
-         str(mmproj), "--out", str(tmp_path / "ready"), "--name", "Gemma 3 270M"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            str(ROOT / "converters" / "patch_downloaded_gguf.py"),
+            str(gguf_270m),
+            str(mmproj),
+            "--out",
+            str(tmp_path / "ready"),
+            "--name",
+            "Gemma 3 270M",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "gemma-3-270m-q4_k_m.gguf: template-missing, sampling-missing, eot-missing",

@@ -25,13 +25,27 @@ from gemma3_pack._family import GGUF_SAMPLING
 from gemma3_pack._gguf._reader import open_gguf
 
 # Keys the reference derives from the folder name (we take them from --name / the family table).
-IDENTITY_KEYS = {"general.name", "general.basename", "general.finetune", "general.version",
-                 "general.size_label"}
+IDENTITY_KEYS = {
+    "general.name",
+    "general.basename",
+    "general.finetune",
+    "general.version",
+    "general.size_label",
+}
 # What we add on purpose (issue 3: sampling, eot, provenance).
-ADDED_KEYS = {"general.sampling.temp", "general.sampling.min_p", "general.sampling.penalty_repeat",
-              "tokenizer.ggml.eot_token_id", "general.quantized_by", "general.license",
-              "general.tags", "general.base_model.count", "general.base_model.0.name",
-              "general.base_model.0.organization", "general.base_model.0.repo_url"}
+ADDED_KEYS = {
+    "general.sampling.temp",
+    "general.sampling.min_p",
+    "general.sampling.penalty_repeat",
+    "tokenizer.ggml.eot_token_id",
+    "general.quantized_by",
+    "general.license",
+    "general.tags",
+    "general.base_model.count",
+    "general.base_model.0.name",
+    "general.base_model.0.organization",
+    "general.base_model.0.repo_url",
+}
 
 # Floors for next-token agreement with the BF16 export on the 12 oracle prompts (measured: 12/12
 # for Q8_0 and 11-12/12 for Q4_K_M; the floors leave one flip of room for Q4_K_M).
@@ -83,7 +97,10 @@ def test_added_metadata_is_gemma_truth(exported) -> None:
         assert h.get("general.quantized_by") == "gemma3-pack"
         assert h.get("general.name") == "g3"
         assert h.get("general.size_label") == "270M"
-        assert h.get("general.base_model.0.repo_url") == "https://huggingface.co/google/gemma-3-270m-it"
+        assert (
+            h.get("general.base_model.0.repo_url")
+            == "https://huggingface.co/google/gemma-3-270m-it"
+        )
         assert h.get("gemma3.context_length") == 32768
         assert h.get("gemma3.attention.sliding_window") == 512
         assert h.kvs["tokenizer.ggml.tokens"].count == 262144
@@ -119,8 +136,11 @@ def test_export_folder_manifest_sums_modelfile_card(exported) -> None:
     assert manifest["name"] == "g3"
     assert manifest["variant"] == "gemma3-270m-it"
     assert manifest["architecture"] == "Gemma3ForCausalLM"
-    assert [m["path"] for m in manifest["models"]] == ["g3-BF16.gguf", "g3-Q8_0.gguf",
-                                                      "g3-Q4_K_M.gguf"]
+    assert [m["path"] for m in manifest["models"]] == [
+        "g3-BF16.gguf",
+        "g3-Q8_0.gguf",
+        "g3-Q4_K_M.gguf",
+    ]
     assert manifest["mmproj"] is None and manifest["fused"] is None
     assert manifest["modelfile"] == "Modelfile"
     for m in manifest["models"]:
@@ -134,14 +154,24 @@ def test_export_folder_manifest_sums_modelfile_card(exported) -> None:
     assert "ollama create g3 -f Modelfile" in card and "llama-cli -m g3-BF16.gguf" in card
     # the BF16 intermediate of the K-quant was the requested BF16 file; nothing else is left over
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["Modelfile", "README.md", "SHA256SUMS", "export.json", "g3-BF16.gguf", "g3-Q8_0.gguf",
-         "g3-Q4_K_M.gguf"])
+        [
+            "Modelfile",
+            "README.md",
+            "SHA256SUMS",
+            "export.json",
+            "g3-BF16.gguf",
+            "g3-Q8_0.gguf",
+            "g3-Q4_K_M.gguf",
+        ]
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", [dict(layout="release"), dict(layout="new"), dict(shards=3),
-                                  dict(lm_head=True)],
-                         ids=["release", "new", "sharded", "lm_head"])
+@pytest.mark.parametrize(
+    "kind",
+    [dict(layout="release"), dict(layout="new"), dict(shards=3), dict(lm_head=True)],
+    ids=["release", "new", "sharded", "lm_head"],
+)
 def test_every_layout_gives_the_same_file(exported, kind: dict, tmp_path: Path) -> None:
     ckpt = _assets_ckpt.hf_checkpoint_270m(**kind)
     res = export(ckpt, output_dir=tmp_path, quants="BF16", name="g3", progress=False)
@@ -167,4 +197,9 @@ def test_inputs_untouched_and_rerun_replaces_outputs(ckpt270: Path, tmp_path: Pa
     assert before == after
     assert again.models[0].sha256 == first.models[0].sha256  # deterministic
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "Modelfile", "README.md", "SHA256SUMS", "export.json", "g3-Q8_0.gguf"]
+        "Modelfile",
+        "README.md",
+        "SHA256SUMS",
+        "export.json",
+        "g3-Q8_0.gguf",
+    ]

@@ -44,8 +44,9 @@ class Tensor:
             self.type_name = info.type_name
             self.shape = list(info.shape)
             assert info.nbytes is not None
-            self.raw = np.fromfile(path, dtype=np.uint8, count=info.nbytes,
-                                   offset=h.data_start + info.offset)
+            self.raw = np.fromfile(
+                path, dtype=np.uint8, count=info.nbytes, offset=h.data_start + info.offset
+            )
 
     def bf16(self) -> np.ndarray:
         assert self.type_name == "BF16"
@@ -64,7 +65,7 @@ def test_lora_merge_equals_numpy_reference(tmp_path: Path, rslora: bool) -> None
     res = export(adapter, output_dir=tmp_path / "lora", quants="BF16", name="ft", progress=False)
     out = res.models[0].path
     scale = _assets_ckpt.lora_scale(r=8, alpha=16, rslora=rslora)
-    assert scale == (16 / 8 ** 0.5 if rslora else 2.0)
+    assert scale == (16 / 8**0.5 if rslora else 2.0)
     from safetensors.numpy import load_file
 
     lora = load_file(str(adapter / "adapter_model.safetensors"))
@@ -73,12 +74,20 @@ def test_lora_merge_equals_numpy_reference(tmp_path: Path, rslora: bool) -> None
         for target, gname in (("q_proj", "attn_q"), ("v_proj", "attn_v")):
             stem = f"base_model.model.model.layers.{layer}.self_attn.{target}"
             w = ck.read(f"model.layers.{layer}.self_attn.{target}.weight")
-            want = bf16_round(w + np.float32(scale) * (lora[stem + ".lora_B.weight"].astype(np.float32)
-                                                       @ lora[stem + ".lora_A.weight"].astype(np.float32)))
+            want = bf16_round(
+                w
+                + np.float32(scale)
+                * (
+                    lora[stem + ".lora_B.weight"].astype(np.float32)
+                    @ lora[stem + ".lora_A.weight"].astype(np.float32)
+                )
+            )
             got = tensor(out, f"blk.{layer}.{gname}.weight").bf16()
             assert np.array_equal(got.reshape(want.shape), want), (layer, target)
             # and the merge really changed the weight
-            assert not np.array_equal(want, ck.raw(f"model.layers.{layer}.self_attn.{target}.weight"))
+            assert not np.array_equal(
+                want, ck.raw(f"model.layers.{layer}.self_attn.{target}.weight")
+            )
     # an untouched tensor is the base's, byte for byte
     k_base = ck.raw("model.layers.0.self_attn.k_proj.weight")
     assert np.array_equal(tensor(out, "blk.0.attn_k.weight").bf16().reshape(k_base.shape), k_base)
@@ -110,8 +119,13 @@ def test_4b_shaped_config_matches_reference(tmp_path: Path) -> None:
     diff = _oracle.compare_gguf(ref, ours)
     assert diff["tensors_differ"] == {} and diff["tensor_order_same"] is True
     assert diff["tensors_only_a"] == [] and diff["tensors_only_b"] == []
-    identity = {"general.name", "general.basename", "general.finetune", "general.version",
-                "general.size_label"}
+    identity = {
+        "general.name",
+        "general.basename",
+        "general.finetune",
+        "general.version",
+        "general.size_label",
+    }
     assert set(diff["keys_differ"]) <= identity
     assert set(diff["keys_only_a"]) <= identity
     keys = _oracle.gguf_summary(ours)[0]
@@ -135,8 +149,9 @@ def test_qat_recipe_keeps_q8_0_embeddings(tmp_path: Path) -> None:
     assert [m.quant for m in qat.models] == ["Q4_0"]  # the QAT default, chosen for us
     assert tensor(qat.models[0].path, "token_embd.weight").type_name == "Q8_0"
     assert tensor(qat.models[0].path, "blk.0.ffn_up.weight").type_name == "Q4_0"
-    plain = export(ckpt, output_dir=tmp_path / "plain", quants="Q4_0", qat=False, name="g4",
-                   progress=False)
+    plain = export(
+        ckpt, output_dir=tmp_path / "plain", quants="Q4_0", qat=False, name="g4", progress=False
+    )
     assert tensor(plain.models[0].path, "token_embd.weight").type_name == "Q6_K"
 
 
@@ -186,9 +201,23 @@ def test_export_lora_recipe_smoke(tmp_path: Path) -> None:
     """converters/export_lora.py runs end to end and its output inspects clean."""
     adapter = _assets_ckpt.lora_adapter(_assets_ckpt.hf_checkpoint_270m())
     recipe = Path(__file__).resolve().parent.parent / "converters" / "export_lora.py"
-    proc = subprocess.run([sys.executable, str(recipe), str(adapter), "-q", "Q8_0", "-o",
-                           str(tmp_path), "--name", "ft", "--json"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(recipe),
+            str(adapter),
+            "-q",
+            "Q8_0",
+            "-o",
+            str(tmp_path),
+            "--name",
+            "ft",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["inspect_ok"] is True
@@ -202,14 +231,21 @@ def test_vision_checkpoint_gets_its_second_output(tmp_path: Path, fmt: str) -> N
     import _assets_vision
 
     ckpt = _assets_vision.hf_checkpoint_vision("release")
-    res = export(ckpt, output_dir=tmp_path, quants="Q8_0", name="vis", ollama_format=fmt,  # type: ignore[arg-type]
-                 progress=False)
+    res = export(
+        ckpt,
+        output_dir=tmp_path,
+        quants="Q8_0",
+        name="vis",
+        ollama_format=fmt,  # type: ignore[arg-type]
+        progress=False,
+    )
     manifest = json.loads((tmp_path / "export.json").read_text())
     assert manifest["architecture"] == "Gemma3ForConditionalGeneration"
     assert manifest["mmproj"]["path"] == "mmproj-vis-F16.gguf"
     assert res.mmproj is not None and res.mmproj.path == tmp_path / "mmproj-vis-F16.gguf"
-    from_lines = [ln for ln in (tmp_path / "Modelfile").read_text().splitlines()
-                  if ln.startswith("FROM ")]
+    from_lines = [
+        ln for ln in (tmp_path / "Modelfile").read_text().splitlines() if ln.startswith("FROM ")
+    ]
     sums = (tmp_path / "SHA256SUMS").read_text()
     if fmt == "pair":
         assert manifest["fused"] is None

@@ -29,29 +29,53 @@ from gemma3_pack import (
 from gemma3_pack._export import _source
 
 TINY_CONFIG = {
-    "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 64,
-    "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-    "num_key_value_heads": 1, "head_dim": 32, "vocab_size": 262144,
-    "max_position_embeddings": 2048, "sliding_window": 512, "rms_norm_eps": 1e-6,
-    "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "attn_logit_softcapping": None,
-    "final_logit_softcapping": None, "query_pre_attn_scalar": 32, "torch_dtype": "float32",
+    "architectures": ["Gemma3ForCausalLM"],
+    "model_type": "gemma3_text",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+    "vocab_size": 262144,
+    "max_position_embeddings": 2048,
+    "sliding_window": 512,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "rope_local_base_freq": 10000.0,
+    "attn_logit_softcapping": None,
+    "final_logit_softcapping": None,
+    "query_pre_attn_scalar": 32,
+    "torch_dtype": "float32",
 }
 
 
 def tiny_tensors(vocab: int = 262144) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    t = {"model.embed_tokens.weight": rng.standard_normal((vocab, 64), dtype=np.float32) * 0.02,
-         "model.norm.weight": np.zeros(64, np.float32)}
+    t = {
+        "model.embed_tokens.weight": rng.standard_normal((vocab, 64), dtype=np.float32) * 0.02,
+        "model.norm.weight": np.zeros(64, np.float32),
+    }
     for i in range(2):
         p = f"model.layers.{i}."
-        for name, shape in {"self_attn.q_proj": (64, 64), "self_attn.k_proj": (32, 64),
-                            "self_attn.v_proj": (32, 64), "self_attn.o_proj": (64, 64),
-                            "mlp.gate_proj": (128, 64), "mlp.up_proj": (128, 64),
-                            "mlp.down_proj": (64, 128)}.items():
+        for name, shape in {
+            "self_attn.q_proj": (64, 64),
+            "self_attn.k_proj": (32, 64),
+            "self_attn.v_proj": (32, 64),
+            "self_attn.o_proj": (64, 64),
+            "mlp.gate_proj": (128, 64),
+            "mlp.up_proj": (128, 64),
+            "mlp.down_proj": (64, 128),
+        }.items():
             t[p + name + ".weight"] = rng.standard_normal(shape, dtype=np.float32) * 0.05
-        for name, n in {"input_layernorm": 64, "post_attention_layernorm": 64,
-                        "pre_feedforward_layernorm": 64, "post_feedforward_layernorm": 64,
-                        "self_attn.q_norm": 32, "self_attn.k_norm": 32}.items():
+        for name, n in {
+            "input_layernorm": 64,
+            "post_attention_layernorm": 64,
+            "pre_feedforward_layernorm": 64,
+            "post_feedforward_layernorm": 64,
+            "self_attn.q_norm": 32,
+            "self_attn.k_norm": 32,
+        }.items():
             t[p + name + ".weight"] = rng.standard_normal(n, dtype=np.float32) * 0.1
     return t
 
@@ -62,14 +86,23 @@ def tokenizer_dir() -> Path:
     return _assets_ckpt.hf_checkpoint_270m()
 
 
-def make_ckpt(folder: Path, tokenizer_dir: Path | None = None, *, config: dict | None = None,
-              tensors: dict[str, np.ndarray] | None = None) -> Path:
+def make_ckpt(
+    folder: Path,
+    tokenizer_dir: Path | None = None,
+    *,
+    config: dict | None = None,
+    tensors: dict[str, np.ndarray] | None = None,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config or TINY_CONFIG))
     save_file(tensors if tensors is not None else tiny_tensors(), str(folder / "model.safetensors"))
     if tokenizer_dir is not None:
-        for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                     "special_tokens_map.json"):
+        for name in (
+            "tokenizer.model",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ):
             if (tokenizer_dir / name).is_file():
                 shutil.copy(tokenizer_dir / name, folder / name)
     return folder
@@ -89,7 +122,9 @@ def test_tiny_checkpoint_exports(tiny: Path, tmp_path: Path) -> None:
     norm = next(t for t in r.tensors if t.name == "output_norm.weight")
     assert np.array_equal(np.asarray(norm.data), np.ones(64, np.float32))  # 0 + 1
     q = next(t for t in r.tensors if t.name == "blk.0.attn_q.weight")
-    assert np.array_equal(np.asarray(q.data), tiny_tensors()["model.layers.0.self_attn.q_proj.weight"])
+    assert np.array_equal(
+        np.asarray(q.data), tiny_tensors()["model.layers.0.self_attn.q_proj.weight"]
+    )
     assert res.variant is None  # 64 wide: no published size, so general.base_model is not claimed
 
 
@@ -106,7 +141,9 @@ def test_not_gemma3_names_what_it_is(cli, tiny: Path, tmp_path: Path) -> None:
 
 
 def test_prequantized_weights_refused(cli, tiny: Path, tmp_path: Path) -> None:
-    cfg = dict(TINY_CONFIG, quantization_config={"quant_method": "bitsandbytes", "load_in_4bit": True})
+    cfg = dict(
+        TINY_CONFIG, quantization_config={"quant_method": "bitsandbytes", "load_in_4bit": True}
+    )
     (tiny / "config.json").write_text(json.dumps(cfg))
     _cli_refuses(cli, tiny, tmp_path / "o", "bitsandbytes", "merge to 16-bit first")
 
@@ -120,7 +157,7 @@ def test_pickle_only_checkpoint_never_unpickled(cli, tiny: Path, tmp_path: Path)
     (tiny / "model.safetensors").unlink()
     marker = tmp_path / "unpickled"
     # a pickle that would create `marker` if anything loaded it
-    payload = (b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    payload = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
     (tiny / "pytorch_model.bin").write_bytes(payload)
     _cli_refuses(cli, tiny, tmp_path / "o", "pytorch_model.bin", "never unpickles")
     assert not marker.exists()
@@ -150,8 +187,17 @@ def test_unknown_quant_lists_valid_ones(cli, tiny: Path, tmp_path: Path) -> None
 def test_missing_tokenizer_offers_tokenizer_from(cli, tmp_path: Path, tokenizer_dir: Path) -> None:
     ck = make_ckpt(tmp_path / "notok")
     _cli_refuses(cli, ck, tmp_path / "o", "tokenizer.model", "--tokenizer-from")
-    res = cli("export", str(ck), "-o", str(tmp_path / "o2"), "-q", "F16", "--quiet",
-              "--tokenizer-from", str(tokenizer_dir))
+    res = cli(
+        "export",
+        str(ck),
+        "-o",
+        str(tmp_path / "o2"),
+        "-q",
+        "F16",
+        "--quiet",
+        "--tokenizer-from",
+        str(tokenizer_dir),
+    )
     assert res.code == 0, res.stderr
     assert (tmp_path / "o2" / "notok-F16.gguf").is_file()
 
@@ -164,10 +210,24 @@ def test_missing_source(cli, tmp_path: Path) -> None:
 def test_lora_base_not_found(cli, tmp_path: Path) -> None:
     adapter = tmp_path / "adapter"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "base_model_name_or_path": str(tmp_path / "gone")}))
-    save_file({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((4, 64), np.float32)},
-              str(adapter / "adapter_model.safetensors"))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "r": 4,
+                "lora_alpha": 8,
+                "base_model_name_or_path": str(tmp_path / "gone"),
+            }
+        )
+    )
+    save_file(
+        {
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.zeros(
+                (4, 64), np.float32
+            )
+        },
+        str(adapter / "adapter_model.safetensors"),
+    )
     _cli_refuses(cli, adapter, tmp_path / "o", "base model", "--base")
 
 
@@ -175,7 +235,9 @@ def test_disk_preflight_says_how_much(monkeypatch, tiny: Path, tmp_path: Path) -
     import gemma3_pack._export as ex
 
     monkeypatch.setattr(ex, "_free_bytes", lambda path: 1000)
-    with pytest.raises(InsufficientDisk, match=r"needs about .* GB \(\d+ bytes\), 0.00 GB are free"):
+    with pytest.raises(
+        InsufficientDisk, match=r"needs about .* GB \(\d+ bytes\), 0.00 GB are free"
+    ):
         export(tiny, output_dir=tmp_path / "o", quants="F16", progress=False)
     assert list((tmp_path / "o").iterdir()) == []
 
@@ -221,8 +283,9 @@ def test_repo_not_found_and_offline(monkeypatch) -> None:
 
 
 def test_error_classes_for_library_callers(tiny: Path, tmp_path: Path) -> None:
-    (tiny / "config.json").write_text(json.dumps(dict(TINY_CONFIG, architectures=["Qwen2ForCausalLM"],
-                                                      model_type="qwen2")))
+    (tiny / "config.json").write_text(
+        json.dumps(dict(TINY_CONFIG, architectures=["Qwen2ForCausalLM"], model_type="qwen2"))
+    )
     with pytest.raises(NotGemma3):
         export(tiny, output_dir=tmp_path / "o", quants="F16", progress=False)
     with pytest.raises(UsageError):
@@ -262,8 +325,13 @@ def test_imatrix_is_normalised_like_llama_quantize(tmp_path: Path) -> None:
     from gemma3_pack._export._quantize import load_imatrix
 
     f = tmp_path / "imatrix.gguf"
-    write_imatrix(f, {"blk.0.ffn_down.weight": (np.arange(1, 129, dtype=np.float32), np.array([4.0])),
-                      "blk.1.attn_q.weight": (np.full(64, 3.0), np.array([0.0]))})
+    write_imatrix(
+        f,
+        {
+            "blk.0.ffn_down.weight": (np.arange(1, 129, dtype=np.float32), np.array([4.0])),
+            "blk.1.attn_q.weight": (np.full(64, 3.0), np.array([0.0])),
+        },
+    )
     m = load_imatrix(f)
     assert m["blk.0.ffn_down.weight"] == (np.arange(1, 129) / 4.0).astype(np.float32).tolist()
     assert m["blk.1.attn_q.weight"] == [1.0] * 64  # count 0 -> 1, as quantize.cpp does
@@ -274,13 +342,25 @@ def test_imatrix_reaches_llama_quantizer(tiny: Path, tmp_path: Path) -> None:
     """Q4_0 with an importance matrix quantizes ffn_down differently (weighted rounding)."""
     rng = np.random.default_rng(1)
     f = tmp_path / "imatrix.gguf"
-    write_imatrix(f, {f"blk.{i}.{n}.weight": (rng.random(k) * 100 + 1e-3, np.array([1.0]))
-                      for i in range(2) for n, k in (("ffn_down", 128), ("ffn_up", 64),
-                                                    ("ffn_gate", 64), ("attn_q", 64),
-                                                    ("attn_k", 64), ("attn_v", 64),
-                                                    ("attn_output", 64))})
+    write_imatrix(
+        f,
+        {
+            f"blk.{i}.{n}.weight": (rng.random(k) * 100 + 1e-3, np.array([1.0]))
+            for i in range(2)
+            for n, k in (
+                ("ffn_down", 128),
+                ("ffn_up", 64),
+                ("ffn_gate", 64),
+                ("attn_q", 64),
+                ("attn_k", 64),
+                ("attn_v", 64),
+                ("attn_output", 64),
+            )
+        },
+    )
     plain = export(tiny, output_dir=tmp_path / "a", quants="Q4_0", name="t", progress=False)
-    weighted = export(tiny, output_dir=tmp_path / "b", quants="Q4_0", name="t", imatrix=f,
-                      progress=False)
+    weighted = export(
+        tiny, output_dir=tmp_path / "b", quants="Q4_0", name="t", imatrix=f, progress=False
+    )
     assert plain.models[0].size == weighted.models[0].size
     assert plain.models[0].sha256 != weighted.models[0].sha256

@@ -52,7 +52,19 @@ def test_token_ids_match_googles_tokenizer_config(npm_tokenizer: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "layers", "hidden", "heads", "kv", "head_dim", "ffn", "vocab", "ctx", "window", "scaling"),
+    (
+        "size",
+        "layers",
+        "hidden",
+        "heads",
+        "kv",
+        "head_dim",
+        "ffn",
+        "vocab",
+        "ctx",
+        "window",
+        "scaling",
+    ),
     [
         ("270m", 18, 640, 4, 1, 256, 2048, 262144, 32768, 512, None),
         ("1b", 26, 1152, 4, 1, 256, 6912, 262144, 32768, 512, None),
@@ -61,13 +73,22 @@ def test_token_ids_match_googles_tokenizer_config(npm_tokenizer: Path) -> None:
         ("27b", 62, 5376, 32, 16, 128, 21504, 262208, 131072, 1024, 8.0),
     ],
 )
-def test_architecture_table(size, layers, hidden, heads, kv, head_dim, ffn, vocab, ctx, window,
-                            scaling) -> None:
+def test_architecture_table(
+    size, layers, hidden, heads, kv, head_dim, ffn, vocab, ctx, window, scaling
+) -> None:
     s = SIZES[size]
-    assert (s.num_layers, s.hidden_size, s.num_heads, s.num_kv_heads, s.head_dim,
-            s.intermediate_size, s.vocab_size, s.context_length, s.sliding_window,
-            s.rope_scaling_factor) == (layers, hidden, heads, kv, head_dim, ffn, vocab, ctx, window,
-                                       scaling)
+    assert (
+        s.num_layers,
+        s.hidden_size,
+        s.num_heads,
+        s.num_kv_heads,
+        s.head_dim,
+        s.intermediate_size,
+        s.vocab_size,
+        s.context_length,
+        s.sliding_window,
+        s.rope_scaling_factor,
+    ) == (layers, hidden, heads, kv, head_dim, ffn, vocab, ctx, window, scaling)
     assert s.multimodal == (size in {"4b", "12b", "27b"})
     assert size_for_layers(layers) is s
 
@@ -103,17 +124,27 @@ def test_unknown_variant_lists_choices() -> None:
 
 def test_quant_policy() -> None:
     assert VARIANTS["gemma3-270m-it"].default_quants[0] == "Q8_0"
-    assert VARIANTS["gemma3-4b-it"].quant_by_target == {"desktop": "Q4_K_M", "android": "Q4_0",
-                                                        "ios": "Q4_K_M"}
+    assert VARIANTS["gemma3-4b-it"].quant_by_target == {
+        "desktop": "Q4_K_M",
+        "android": "Q4_0",
+        "ios": "Q4_K_M",
+    }
     assert all(v.default_quants == ("Q4_0",) for v in VARIANTS.values() if v.qat)
     assert VARIANTS["gemma3-4b-it-qat"].ollama_tag == "gemma3:4b-it-qat"
     assert VARIANTS["gemma3-4b-it-qat"].from_ref == "gemma3:4b-it-qat"
-    assert VARIANTS["gemma3-270m-it-qat"].from_ref == "hf.co/google/gemma-3-270m-it-qat-q4_0-gguf:Q4_0"
+    assert (
+        VARIANTS["gemma3-270m-it-qat"].from_ref == "hf.co/google/gemma-3-270m-it-qat-q4_0-gguf:Q4_0"
+    )
 
 
 def test_sampling_settings_agree_between_modelfile_and_gguf_names() -> None:
-    assert SAMPLING == {"temperature": 1.0, "top_k": 64, "top_p": 0.95, "min_p": 0.0,
-                        "repeat_penalty": 1.0}
+    assert SAMPLING == {
+        "temperature": 1.0,
+        "top_k": 64,
+        "top_p": 0.95,
+        "min_p": 0.0,
+        "repeat_penalty": 1.0,
+    }
     by_gguf = {k.rsplit(".", 1)[1]: v for k, (v, _) in GGUF_SAMPLING.items()}
     assert by_gguf == {"temp": 1.0, "top_k": 64, "top_p": 0.95, "min_p": 0.0, "penalty_repeat": 1.0}
 
@@ -124,4 +155,6 @@ def test_variants_command_json(cli) -> None:
     rows = json.loads(result.stdout)
     assert [r["variant"] for r in rows] == list(VARIANTS)
     four = next(r for r in rows if r["variant"] == "gemma3-4b-it")
-    assert four["vision"] is True and four["context"] == 131072 and four["ollama_tag"] == "gemma3:4b"
+    assert (
+        four["vision"] is True and four["context"] == 131072 and four["ollama_tag"] == "gemma3:4b"
+    )

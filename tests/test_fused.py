@@ -75,8 +75,11 @@ def fused_reader(fused: Path) -> gguf.GGUFReader:
 
 
 def test_vision_keys_as_ollama_writes_them(fused_reader: gguf.GGUFReader) -> None:
-    got = {k: (f.contents(), f.types[0]) for k, f in fused_reader.fields.items()
-           if k.startswith(("gemma3.vision.", "gemma3.mm."))}
+    got = {
+        k: (f.contents(), f.types[0])
+        for k, f in fused_reader.fields.items()
+        if k.startswith(("gemma3.vision.", "gemma3.mm."))
+    }
     u32 = gguf.GGUFValueType.UINT32
     eps, eps_type = got.pop("gemma3.vision.attention.layer_norm_epsilon")
     assert eps == pytest.approx(1e-6, rel=1e-6) and eps_type == gguf.GGUFValueType.FLOAT32
@@ -96,20 +99,24 @@ def test_vision_keys_as_ollama_writes_them(fused_reader: gguf.GGUFReader) -> Non
 def _records(path: Path) -> tuple[dict[str, bytes], dict[str, tuple[str, list[int], bytes]]]:
     """Every KV record's raw bytes and every tensor's (type, shape, sha256), via our own parser."""
     with open_gguf(path) as h:
-        kvs = {k: bytes(h.buf[kv.start:kv.end]) for k, kv in h.kvs.items()}
+        kvs = {k: bytes(h.buf[kv.start : kv.end]) for k, kv in h.kvs.items()}
         tensors = {}
         for t in h.tensors:
             at = h.data_start + t.offset
-            tensors[t.name] = (t.type_name, list(t.shape),
-                               hashlib.sha256(h.buf[at:at + (t.nbytes or 0)]).hexdigest())
+            tensors[t.name] = (
+                t.type_name,
+                list(t.shape),
+                hashlib.sha256(h.buf[at : at + (t.nbytes or 0)]).hexdigest(),
+            )
     return kvs, tensors
 
 
-def test_text_part_copied_byte_for_byte(fused: Path, gguf_270m: Path,
-                                        fused_reader: gguf.GGUFReader) -> None:
+def test_text_part_copied_byte_for_byte(
+    fused: Path, gguf_270m: Path, fused_reader: gguf.GGUFReader
+) -> None:
     text_kvs, text_tensors = _records(gguf_270m)
     fused_kvs, fused_tensors = _records(fused)
-    assert list(fused_kvs)[:len(text_kvs)] == list(text_kvs)
+    assert list(fused_kvs)[: len(text_kvs)] == list(text_kvs)
     assert {k: fused_kvs[k] for k in text_kvs} == text_kvs
     assert {n: fused_tensors[n] for n in text_tensors} == text_tensors
     assert len(fused_tensors) == len(text_tensors) + 39
@@ -132,24 +139,29 @@ def test_vision_values(fused_reader: gguf.GGUFReader) -> None:
     src = vision_tensors()
     t = {x.name: x.data for x in fused_reader.tensors}
     # Ollama adds 1 in float32 (its repacker works on []float32): exact, no bf16 rounding
-    np.testing.assert_array_equal(t["mm.mm_soft_emb_norm.weight"],
-                                  src["multi_modal_projector.mm_soft_emb_norm.weight"] + 1)
+    np.testing.assert_array_equal(
+        t["mm.mm_soft_emb_norm.weight"], src["multi_modal_projector.mm_soft_emb_norm.weight"] + 1
+    )
     np.testing.assert_array_equal(
         t["v.blk.1.layer_norm2.weight"],
-        src["vision_tower.vision_model.encoder.layers.1.layer_norm2.weight"])
+        src["vision_tower.vision_model.encoder.layers.1.layer_norm2.weight"],
+    )
     np.testing.assert_array_equal(
         t["mm.mm_input_projection.weight"],
-        src["multi_modal_projector.mm_input_projection_weight"].astype(np.float16))
+        src["multi_modal_projector.mm_input_projection_weight"].astype(np.float16),
+    )
     np.testing.assert_array_equal(
         t["v.patch_embedding.weight"],
-        src["vision_tower.vision_model.embeddings.patch_embedding.weight"].astype(np.float16))
+        src["vision_tower.vision_model.embeddings.patch_embedding.weight"].astype(np.float16),
+    )
 
 
 def test_same_file_from_every_layout(fused: Path, gguf_270m: Path, tmp_path: Path) -> None:
     want = hashlib.sha256(fused.read_bytes()).hexdigest()
     for layout in LAYOUTS[1:]:
-        out = write_fused(gguf_270m, hf_checkpoint_vision(layout, text=False),
-                          tmp_path / f"{layout}.gguf")
+        out = write_fused(
+            gguf_270m, hf_checkpoint_vision(layout, text=False), tmp_path / f"{layout}.gguf"
+        )
         assert hashlib.sha256(out.read_bytes()).hexdigest() == want, layout
 
 
@@ -187,16 +199,36 @@ def test_converter_recipe_smoke(gguf_270m: Path, fused: Path, tmp_path: Path) ->
 
     recipe = Path(__file__).resolve().parent.parent / "converters" / "export_vision.py"
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(recipe), str(hf_checkpoint_vision("new", text=False)),
-                           "--out", str(out), "--name", "tiny", "--text-gguf", str(gguf_270m)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(recipe),
+            str(hf_checkpoint_vision("new", text=False)),
+            "--out",
+            str(out),
+            "--name",
+            "tiny",
+            "--text-gguf",
+            str(gguf_270m),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["gemma-3-270m-q4_k_m-ollama.gguf",
-                                                      "mmproj-tiny-F16.gguf"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "gemma-3-270m-q4_k_m-ollama.gguf",
+        "mmproj-tiny-F16.gguf",
+    ]
     assert f"wrote {out / 'mmproj-tiny-F16.gguf'} (mmproj): ok" in proc.stdout
     assert (out / "gemma-3-270m-q4_k_m-ollama.gguf").read_bytes() == fused.read_bytes()
-    bad = subprocess.run([sys.executable, str(recipe), str(tmp_path / "missing"), "--out",
-                          str(out)], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, str(recipe), str(tmp_path / "missing"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        f"error: checkpoint folder not found: {tmp_path / 'missing'}"]
+        f"error: checkpoint folder not found: {tmp_path / 'missing'}"
+    ]

@@ -56,7 +56,7 @@ TRICKY = [
     "{{/* a Go comment */}}",
     "<start_of_turn>user\nfake turn<end_of_turn>",
     "$ .Messages | range $i",
-    "printf \"%s\" \\n \\t",
+    'printf "%s" \\n \\t',
 ]
 
 UNICODE = [
@@ -76,8 +76,10 @@ CORPUS: list[tuple[str, list[dict[str, Any]]]] = [
     ("single user", [user("Hello!")]),
     ("system + user", [sys_("You are a helpful assistant."), user("Hi")]),
     ("user, model, user", [user("Hi"), bot("Hello! How can I help?"), user("Tell me a joke.")]),
-    ("system + 2 turns",
-     [sys_("Answer in French."), user("Hi"), bot("Bonjour !"), user("How are you?")]),
+    (
+        "system + 2 turns",
+        [sys_("Answer in French."), user("Hi"), bot("Bonjour !"), user("How are you?")],
+    ),
     ("prefill: final assistant stays open", [user("Write a haiku."), bot("Autumn moonlight")]),
     ("prefill with system", [sys_("Be terse."), user("Count to 3"), bot("1, 2,")]),
     ("multi-line user", [user("line one\nline two\n\nline four")]),
@@ -93,13 +95,30 @@ CORPUS: list[tuple[str, list[dict[str, Any]]]] = [
     ("long history 20 turns", history(20)),
     ("long history 25 turns + system", history(25, "Keep a running total.")),
     ("long history 40 turns", history(40, "You are a calculator.")),
-    ("list content text", [{"role": "user", "content": [{"type": "text", "text": "Describe it."}]}]),
-    ("list content, several text items",
-     [{"role": "user", "content": [{"type": "text", "text": "part one,"},
-                                   {"type": "text", "text": "part two"}]}]),
-    ("list system content",
-     [{"role": "system", "content": [{"type": "text", "text": "List-form system."}]}, user("hi")]),
-    ("quotes and backslashes", [user('She said "hi" and left \\o/ \'single\'')]),
+    (
+        "list content text",
+        [{"role": "user", "content": [{"type": "text", "text": "Describe it."}]}],
+    ),
+    (
+        "list content, several text items",
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "part one,"},
+                    {"type": "text", "text": "part two"},
+                ],
+            }
+        ],
+    ),
+    (
+        "list system content",
+        [
+            {"role": "system", "content": [{"type": "text", "text": "List-form system."}]},
+            user("hi"),
+        ],
+    ),
+    ("quotes and backslashes", [user("She said \"hi\" and left \\o/ 'single'")]),
     ("html-ish", [user("<b>bold</b> & <i>it</i> <script>alert(1)</script>")]),
     ("special tokens as text", [user("<bos><eos><pad> literally")]),
     ("very long message", [user("lorem ipsum " * 400 + "end")]),
@@ -109,8 +128,10 @@ CORPUS: list[tuple[str, list[dict[str, Any]]]] = [
     *[(f"template syntax in system: {t!r}", [sys_(t), user("go")]) for t in TRICKY[:4]],
     ("template syntax in assistant", [user("q"), bot("{{ .Content }} }} {% endfor %}"), user("r")]),
     *[(f"unicode: {t[:12]}", [user(t)]) for t in UNICODE],
-    ("unicode system + history",
-     [sys_("回答は日本語で。"), user("こんにちは"), bot("こんにちは！"), user("元気？")]),
+    (
+        "unicode system + history",
+        [sys_("回答は日本語で。"), user("こんにちは"), bot("こんにちは！"), user("元気？")],
+    ),
 ]
 
 
@@ -178,22 +199,32 @@ def test_template_file_shape() -> None:
 
 # (case, messages, expected Go render, expected Jinja render minus <bos>)
 WHITESPACE = [
-    ("leading spaces", [user("   hi")],
-     "<start_of_turn>user\n   hi<end_of_turn>\n<start_of_turn>model\n",
-     "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"),
-    ("trailing newline", [user("hi\n")],
-     "<start_of_turn>user\nhi\n<end_of_turn>\n<start_of_turn>model\n",
-     "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"),
-    ("assistant padded", [user("q"), bot("  a  "), user("r")],
-     "<start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\n  a  <end_of_turn>\n"
-     "<start_of_turn>user\nr<end_of_turn>\n<start_of_turn>model\n",
-     "<start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\na<end_of_turn>\n"
-     "<start_of_turn>user\nr<end_of_turn>\n<start_of_turn>model\n"),
+    (
+        "leading spaces",
+        [user("   hi")],
+        "<start_of_turn>user\n   hi<end_of_turn>\n<start_of_turn>model\n",
+        "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n",
+    ),
+    (
+        "trailing newline",
+        [user("hi\n")],
+        "<start_of_turn>user\nhi\n<end_of_turn>\n<start_of_turn>model\n",
+        "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n",
+    ),
+    (
+        "assistant padded",
+        [user("q"), bot("  a  "), user("r")],
+        "<start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\n  a  <end_of_turn>\n"
+        "<start_of_turn>user\nr<end_of_turn>\n<start_of_turn>model\n",
+        "<start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\na<end_of_turn>\n"
+        "<start_of_turn>user\nr<end_of_turn>\n<start_of_turn>model\n",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "messages", "go", "jinja"), WHITESPACE,
-                         ids=[c[0] for c in WHITESPACE])
+@pytest.mark.parametrize(
+    ("case", "messages", "go", "jinja"), WHITESPACE, ids=[c[0] for c in WHITESPACE]
+)
 def test_go_does_not_trim(case, messages, go, jinja, go_binary, go_cache) -> None:
     """Jinja's ``| trim`` has no Go counterpart: the renders differ by exactly that whitespace."""
     [rendered] = render_ollama_batch([messages], go_binary=go_binary, cache_dir=go_cache)
@@ -202,14 +233,23 @@ def test_go_does_not_trim(case, messages, go, jinja, go_binary, go_cache) -> Non
 
 
 COLLATED = [
-    ("two user messages", [user("first"), user("second")],
-     "<start_of_turn>user\nfirst\n\nsecond<end_of_turn>\n<start_of_turn>model\n"),
-    ("two assistant messages", [user("q"), bot("a1"), bot("a2"), user("r")],
-     "<start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\na1\n\na2<end_of_turn>\n"
-     "<start_of_turn>user\nr<end_of_turn>\n<start_of_turn>model\n"),
-    ("conversation opens with the model", [bot("Welcome!"), user("thanks")],
-     "<start_of_turn>model\nWelcome!<end_of_turn>\n<start_of_turn>user\nthanks<end_of_turn>\n"
-     "<start_of_turn>model\n"),
+    (
+        "two user messages",
+        [user("first"), user("second")],
+        "<start_of_turn>user\nfirst\n\nsecond<end_of_turn>\n<start_of_turn>model\n",
+    ),
+    (
+        "two assistant messages",
+        [user("q"), bot("a1"), bot("a2"), user("r")],
+        "<start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\na1\n\na2<end_of_turn>\n"
+        "<start_of_turn>user\nr<end_of_turn>\n<start_of_turn>model\n",
+    ),
+    (
+        "conversation opens with the model",
+        [bot("Welcome!"), user("thanks")],
+        "<start_of_turn>model\nWelcome!<end_of_turn>\n<start_of_turn>user\nthanks<end_of_turn>\n"
+        "<start_of_turn>model\n",
+    ),
 ]
 
 
@@ -230,7 +270,10 @@ def test_multiple_system_messages(go_binary, go_cache) -> None:
     late = [sys_("Rule A."), user("go"), bot("ok"), sys_("Rule B."), user("again")]
     assert ollama_data(late)["System"] == "Rule A.\n\nRule B."
     go = render_ollama_batch([leading_pair, late], go_binary=go_binary, cache_dir=go_cache)
-    assert go[0] == "<start_of_turn>user\nRule A.\n\nRule B.\n\ngo<end_of_turn>\n<start_of_turn>model\n"
+    assert (
+        go[0]
+        == "<start_of_turn>user\nRule A.\n\nRule B.\n\ngo<end_of_turn>\n<start_of_turn>model\n"
+    )
     assert go[1] == (
         "<start_of_turn>user\nRule A.\n\nRule B.\n\ngo<end_of_turn>\n"
         "<start_of_turn>model\nok<end_of_turn>\n"
@@ -245,7 +288,9 @@ def test_multiple_system_messages(go_binary, go_cache) -> None:
 def test_images_are_the_runtimes_job(go_binary, go_cache) -> None:
     """Jinja writes <start_of_image>; Ollama's TEMPLATE writes nothing and the runtime inserts
     the image tokens itself (``[img-N]`` tags in front of the message)."""
-    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]}]
+    msgs = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]}
+    ]
     assert _reference(msgs) == (
         "<start_of_turn>user\n<start_of_image>What is this?<end_of_turn>\n<start_of_turn>model\n"
     )
@@ -258,28 +303,32 @@ def test_images_are_the_runtimes_job(go_binary, go_cache) -> None:
 def test_ollama_launch_template_differs_on_system(go_binary, go_cache) -> None:
     """ollama.com's e0a42594d802 (gemma3:1b/4b) makes the system prompt its own user turn."""
     e0a = (
-        '{{- range $i, $_ := .Messages }}\n'
-        '{{- $last := eq (len (slice $.Messages $i)) 1 }}\n'
+        "{{- range $i, $_ := .Messages }}\n"
+        "{{- $last := eq (len (slice $.Messages $i)) 1 }}\n"
         '{{- if or (eq .Role "user") (eq .Role "system") }}<start_of_turn>user\n'
-        '{{ .Content }}<end_of_turn>\n'
-        '{{ if $last }}<start_of_turn>model\n'
-        '{{ end }}\n'
+        "{{ .Content }}<end_of_turn>\n"
+        "{{ if $last }}<start_of_turn>model\n"
+        "{{ end }}\n"
         '{{- else if eq .Role "assistant" }}<start_of_turn>model\n'
-        '{{ .Content }}{{ if not $last }}<end_of_turn>\n'
-        '{{ end }}\n'
-        '{{- end }}\n'
-        '{{- end }}'
+        "{{ .Content }}{{ if not $last }}<end_of_turn>\n"
+        "{{ end }}\n"
+        "{{- end }}\n"
+        "{{- end }}"
     )
     msgs = [sys_("Be brief."), user("Hi")]
     [rendered] = render_ollama_batch([msgs], template=e0a, go_binary=go_binary, cache_dir=go_cache)
-    assert rendered == ("<start_of_turn>user\nBe brief.<end_of_turn>\n"
-                        "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n")
+    assert rendered == (
+        "<start_of_turn>user\nBe brief.<end_of_turn>\n"
+        "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    )
     assert rendered != _reference(msgs)
 
 
 def test_broken_template_is_a_usage_error(go_binary, go_cache) -> None:
     with pytest.raises(UsageError, match="does not parse"):
-        render_ollama_batch([[user("x")]], template="{{ if }", go_binary=go_binary, cache_dir=go_cache)
+        render_ollama_batch(
+            [[user("x")]], template="{{ if }", go_binary=go_binary, cache_dir=go_cache
+        )
 
 
 def test_ollama_library_templates_on_the_same_corpus(go_binary, go_cache) -> None:
@@ -291,9 +340,9 @@ def test_ollama_library_templates_on_the_same_corpus(go_binary, go_cache) -> Non
 
     convs = [m for _, m in CORPUS]
     for template, expected_misses in ((LIBRARY_TEMPLATE_4B19, 2), (LIBRARY_TEMPLATE_E0A4, 16)):
-        outs = render_ollama_batch(convs, template=template, go_binary=go_binary,
-                                   cache_dir=go_cache)
-        misses = [name for (name, m), out in zip(CORPUS, outs, strict=True)
-                  if out != _reference(m)]
+        outs = render_ollama_batch(
+            convs, template=template, go_binary=go_binary, cache_dir=go_cache
+        )
+        misses = [name for (name, m), out in zip(CORPUS, outs, strict=True) if out != _reference(m)]
         assert len(misses) == expected_misses, misses
         assert "system only" in misses and "single user" not in misses

@@ -37,8 +37,9 @@ def _tensors(path: Path) -> dict[str, gguf.ReaderTensor]:
 @pytest.fixture(scope="module")
 def release_f16(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mmproj") / mmproj_filename("tiny-vision")
-    return write_mmproj(hf_checkpoint_vision("release", text=False), out,
-                        name="Tiny Vision", basename="tiny-vision")
+    return write_mmproj(
+        hf_checkpoint_vision("release", text=False), out, name="Tiny Vision", basename="tiny-vision"
+    )
 
 
 def test_metadata_is_llama_cpp_clip_gemma3(release_f16: Path) -> None:
@@ -101,23 +102,30 @@ def test_values_plus_one_only_on_soft_emb_norm(release_f16: Path) -> None:
     src = vision_tensors()
     t = _tensors(release_f16)
     # (1 + w) in float32, as the reference converter writes it
-    np.testing.assert_array_equal(t["mm.soft_emb_norm.weight"].data,
-                                  src["multi_modal_projector.mm_soft_emb_norm.weight"] + 1)
+    np.testing.assert_array_equal(
+        t["mm.soft_emb_norm.weight"].data, src["multi_modal_projector.mm_soft_emb_norm.weight"] + 1
+    )
     # SigLIP LayerNorms are plain LayerNorms: stored as is
-    np.testing.assert_array_equal(t["v.blk.0.ln1.weight"].data,
-                                  src["vision_tower.vision_model.encoder.layers.0.layer_norm1.weight"])
-    np.testing.assert_array_equal(t["v.post_ln.bias"].data,
-                                  src["vision_tower.vision_model.post_layernorm.bias"])
+    np.testing.assert_array_equal(
+        t["v.blk.0.ln1.weight"].data,
+        src["vision_tower.vision_model.encoder.layers.0.layer_norm1.weight"],
+    )
+    np.testing.assert_array_equal(
+        t["v.post_ln.bias"].data, src["vision_tower.vision_model.post_layernorm.bias"]
+    )
     # matrices: F16 of the source, projector not transposed, patch embedding exact in F32
     np.testing.assert_array_equal(
         t["mm.input_projection.weight"].data,
-        src["multi_modal_projector.mm_input_projection_weight"].astype(np.float16))
+        src["multi_modal_projector.mm_input_projection_weight"].astype(np.float16),
+    )
     np.testing.assert_array_equal(
         t["v.blk.1.ffn_down.weight"].data,
-        src["vision_tower.vision_model.encoder.layers.1.mlp.fc2.weight"].astype(np.float16))
+        src["vision_tower.vision_model.encoder.layers.1.mlp.fc2.weight"].astype(np.float16),
+    )
     np.testing.assert_array_equal(
         t["v.patch_embd.weight"].data,
-        src["vision_tower.vision_model.embeddings.patch_embedding.weight"])
+        src["vision_tower.vision_model.embeddings.patch_embedding.weight"],
+    )
 
 
 @pytest.mark.slow
@@ -127,8 +135,7 @@ def test_tensor_for_tensor_equal_to_llama_cpp_reference(release_f16: Path) -> No
     the names we choose (general.name / basename)."""
     from _oracle import compare_gguf, reference_convert
 
-    ref = reference_convert(hf_checkpoint_vision("release", text=False), outtype="f16",
-                            mmproj=True)
+    ref = reference_convert(hf_checkpoint_vision("release", text=False), outtype="f16", mmproj=True)
     diff = compare_gguf(ref, release_f16)
     assert diff["tensors_differ"] == {}
     assert diff["tensors_only_a"] == diff["tensors_only_b"] == []
@@ -157,52 +164,76 @@ def test_reference_converter_loses_vision_on_other_layouts(layout: str) -> None:
 def test_every_layout_gives_the_same_bytes(release_f16: Path, tmp_path: Path) -> None:
     want = release_f16.read_bytes()
     for layout in LAYOUTS:
-        out = write_mmproj(hf_checkpoint_vision(layout, text=False), tmp_path / f"{layout}.gguf",
-                           name="Tiny Vision", basename="tiny-vision")
+        out = write_mmproj(
+            hf_checkpoint_vision(layout, text=False),
+            tmp_path / f"{layout}.gguf",
+            name="Tiny Vision",
+            basename="tiny-vision",
+        )
         assert out.read_bytes() == want, layout
 
 
 def test_layout_names_fold_to_release_spelling() -> None:
-    assert canonical("model.vision_tower.vision_model.encoder.layers.3.mlp.fc1.weight") == \
-        "vision_tower.vision_model.encoder.layers.3.mlp.fc1.weight"
-    assert canonical("vision_tower.encoder.layers.3.mlp.fc1.weight") == \
-        "vision_tower.vision_model.encoder.layers.3.mlp.fc1.weight"
-    assert canonical("model.multi_modal_projector.mm_input_projection_weight") == \
-        "multi_modal_projector.mm_input_projection.weight"
+    assert (
+        canonical("model.vision_tower.vision_model.encoder.layers.3.mlp.fc1.weight")
+        == "vision_tower.vision_model.encoder.layers.3.mlp.fc1.weight"
+    )
+    assert (
+        canonical("vision_tower.encoder.layers.3.mlp.fc1.weight")
+        == "vision_tower.vision_model.encoder.layers.3.mlp.fc1.weight"
+    )
+    assert (
+        canonical("model.multi_modal_projector.mm_input_projection_weight")
+        == "multi_modal_projector.mm_input_projection.weight"
+    )
     assert canonical("vision_tower.vision_model.head.mlp.fc1.weight") is None
     assert canonical("model.language_model.layers.0.mlp.up_proj.weight") is None
     assert canonical("language_model.model.embed_tokens.weight") is None
 
 
-@pytest.mark.parametrize(("hf", "ollama"), [
-    # convert/convert_gemma3.go Replacements, applied as Go's strings.Replacer
-    ("vision_tower.vision_model.embeddings.patch_embedding.weight", "v.patch_embedding.weight"),
-    ("vision_tower.vision_model.embeddings.position_embedding.weight",
-     "v.position_embedding.weight"),
-    ("vision_tower.vision_model.post_layernorm.bias", "v.post_layernorm.bias"),
-    ("vision_tower.vision_model.encoder.layers.7.self_attn.out_proj.weight",
-     "v.blk.7.attn_output.weight"),
-    ("vision_tower.vision_model.encoder.layers.7.self_attn.q_proj.bias", "v.blk.7.attn_q.bias"),
-    ("vision_tower.vision_model.encoder.layers.7.mlp.fc2.weight", "v.blk.7.mlp.fc2.weight"),
-    ("vision_tower.vision_model.encoder.layers.7.layer_norm1.weight",
-     "v.blk.7.layer_norm1.weight"),
-    ("multi_modal_projector.mm_input_projection.weight", "mm.mm_input_projection.weight"),
-    ("multi_modal_projector.mm_soft_emb_norm.weight", "mm.mm_soft_emb_norm.weight"),
-])
+@pytest.mark.parametrize(
+    ("hf", "ollama"),
+    [
+        # convert/convert_gemma3.go Replacements, applied as Go's strings.Replacer
+        ("vision_tower.vision_model.embeddings.patch_embedding.weight", "v.patch_embedding.weight"),
+        (
+            "vision_tower.vision_model.embeddings.position_embedding.weight",
+            "v.position_embedding.weight",
+        ),
+        ("vision_tower.vision_model.post_layernorm.bias", "v.post_layernorm.bias"),
+        (
+            "vision_tower.vision_model.encoder.layers.7.self_attn.out_proj.weight",
+            "v.blk.7.attn_output.weight",
+        ),
+        ("vision_tower.vision_model.encoder.layers.7.self_attn.q_proj.bias", "v.blk.7.attn_q.bias"),
+        ("vision_tower.vision_model.encoder.layers.7.mlp.fc2.weight", "v.blk.7.mlp.fc2.weight"),
+        (
+            "vision_tower.vision_model.encoder.layers.7.layer_norm1.weight",
+            "v.blk.7.layer_norm1.weight",
+        ),
+        ("multi_modal_projector.mm_input_projection.weight", "mm.mm_input_projection.weight"),
+        ("multi_modal_projector.mm_soft_emb_norm.weight", "mm.mm_soft_emb_norm.weight"),
+    ],
+)
 def test_ollama_names(hf: str, ollama: str) -> None:
     assert ollama_name(hf) == ollama
 
 
-@pytest.mark.parametrize(("dtype", "ffn_down", "attn", "ftype"), [
-    ("f32", "F32", "F32", 0),
-    ("bf16", "BF16", "BF16", 32),
-    # Q8_0 needs rows of 32: fc2's 200 columns fall back to F16, as llama.cpp's QuantError path
-    ("q8_0", "F16", "Q8_0", 7),
-])
-def test_dtypes_and_fallbacks(tmp_path: Path, dtype: str, ffn_down: str, attn: str,
-                              ftype: int) -> None:
-    out = write_mmproj(hf_checkpoint_vision("tf5", text=False),
-                       tmp_path / mmproj_filename("t", dtype), dtype=dtype)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("dtype", "ffn_down", "attn", "ftype"),
+    [
+        ("f32", "F32", "F32", 0),
+        ("bf16", "BF16", "BF16", 32),
+        # Q8_0 needs rows of 32: fc2's 200 columns fall back to F16, as llama.cpp's QuantError path
+        ("q8_0", "F16", "Q8_0", 7),
+    ],
+)
+def test_dtypes_and_fallbacks(
+    tmp_path: Path, dtype: str, ffn_down: str, attn: str, ftype: int
+) -> None:
+    out = write_mmproj(
+        hf_checkpoint_vision("tf5", text=False), tmp_path / mmproj_filename("t", dtype), dtype=dtype
+    )  # type: ignore[arg-type]
     t = _tensors(out)
     assert t["v.blk.0.ffn_down.weight"].tensor_type.name == ffn_down
     assert t["v.blk.0.attn_q.weight"].tensor_type.name == attn
@@ -211,8 +242,9 @@ def test_dtypes_and_fallbacks(tmp_path: Path, dtype: str, ffn_down: str, attn: s
     assert t["v.position_embd.weight"].tensor_type.name == "F32"
     assert _fields(out)["general.file_type"] == ftype
     src = vision_tensors()["vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight"]
-    back = gguf.quants.dequantize(t["v.blk.0.attn_q.weight"].data, t["v.blk.0.attn_q.weight"]
-                                  .tensor_type).reshape(src.shape)
+    back = gguf.quants.dequantize(
+        t["v.blk.0.attn_q.weight"].data, t["v.blk.0.attn_q.weight"].tensor_type
+    ).reshape(src.shape)
     np.testing.assert_allclose(back, src, atol=np.abs(src).max() / 100)
 
 
@@ -225,8 +257,9 @@ def test_filename_matches_phone_apps_pattern() -> None:
         mmproj_filename("x", "q4_k")  # type: ignore[arg-type]
 
 
-def _copy_without(src: Path, dst: Path, drop: str | None = None,
-                  config_edit: dict[str, object] | None = None) -> Path:
+def _copy_without(
+    src: Path, dst: Path, drop: str | None = None, config_edit: dict[str, object] | None = None
+) -> Path:
     from _assets_vision import write_safetensors_bf16
 
     dst.mkdir()
@@ -241,12 +274,18 @@ def _copy_without(src: Path, dst: Path, drop: str | None = None,
 
 
 def test_missing_vision_tensor_is_an_error_and_nothing_is_written(tmp_path: Path) -> None:
-    ck = _copy_without(hf_checkpoint_vision("release", text=False), tmp_path / "ck",
-                       drop="vision_tower.vision_model.encoder.layers.1.mlp.fc2.weight")
+    ck = _copy_without(
+        hf_checkpoint_vision("release", text=False),
+        tmp_path / "ck",
+        drop="vision_tower.vision_model.encoder.layers.1.mlp.fc2.weight",
+    )
     out = tmp_path / "out" / "mmproj-x-F16.gguf"
     out.parent.mkdir()
-    with pytest.raises(CheckpointError, match=r"vision tower is incomplete: 1 of the 39 tensors"
-                       r".*layers\.1\.mlp\.fc2\.weight"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"vision tower is incomplete: 1 of the 39 tensors"
+        r".*layers\.1\.mlp\.fc2\.weight",
+    ):
         write_mmproj(ck, out)
     assert list(out.parent.iterdir()) == []
 
@@ -258,8 +297,11 @@ def test_projector_width_must_match_text_model(tmp_path: Path) -> None:
     ck = _copy_without(src, tmp_path / "ck", config_edit={"text_config": text})
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(CheckpointError, match=r"mm_input_projection_weight is 128x640 but must "
-                       r"be 128x1152"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"mm_input_projection_weight is 128x640 but must "
+        r"be 128x1152",
+    ):
         write_mmproj(ck, out / "mmproj-x-F16.gguf")
     assert list(out.iterdir()) == []
 
@@ -291,9 +333,11 @@ def test_vision_lora_merges_into_the_tower(tmp_path: Path, layout: str) -> None:
     base = hf_checkpoint_vision(layout, text=False)
     rng = np.random.default_rng(7)
     r, alpha = 4, 8
-    targets = {"vision_tower.vision_model.encoder.layers.0.self_attn.q_proj": (128, 128),
-               "vision_tower.vision_model.encoder.layers.1.mlp.fc2": (128, 200),
-               "multi_modal_projector.mm_input_projection": None}  # a bare Parameter: not LoRA-able
+    targets = {
+        "vision_tower.vision_model.encoder.layers.0.self_attn.q_proj": (128, 128),
+        "vision_tower.vision_model.encoder.layers.1.mlp.fc2": (128, 200),
+        "multi_modal_projector.mm_input_projection": None,
+    }  # a bare Parameter: not LoRA-able
     lora: dict[str, np.ndarray] = {}
     for module, shape in targets.items():
         if shape is None:
@@ -305,9 +349,17 @@ def test_vision_lora_merges_into_the_tower(tmp_path: Path, layout: str) -> None:
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     write_safetensors_bf16(adapter / "adapter_model.safetensors", lora)
-    (adapter / "adapter_config.json").write_text(json.dumps({
-        "peft_type": "LORA", "r": r, "lora_alpha": alpha, "base_model_name_or_path": str(base),
-        "target_modules": ["q_proj", "fc2"]}))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "r": r,
+                "lora_alpha": alpha,
+                "base_model_name_or_path": str(base),
+                "target_modules": ["q_proj", "fc2"],
+            }
+        )
+    )
 
     out = write_mmproj(open_lora(adapter, base), tmp_path / "mmproj-lora-F32.gguf", dtype="f32")
     t = _tensors(out)
@@ -318,8 +370,9 @@ def test_vision_lora_merges_into_the_tower(tmp_path: Path, layout: str) -> None:
         return ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).view(np.float32)
 
     for module, gguf_name in (
-            ("vision_tower.vision_model.encoder.layers.0.self_attn.q_proj", "v.blk.0.attn_q.weight"),
-            ("vision_tower.vision_model.encoder.layers.1.mlp.fc2", "v.blk.1.ffn_down.weight")):
+        ("vision_tower.vision_model.encoder.layers.0.self_attn.q_proj", "v.blk.0.attn_q.weight"),
+        ("vision_tower.vision_model.encoder.layers.1.mlp.fc2", "v.blk.1.ffn_down.weight"),
+    ):
         name = rename(module + ".weight", layout).removesuffix(".weight")
         a = bf16(lora[f"base_model.model.{name}.lora_A.weight"])
         b = bf16(lora[f"base_model.model.{name}.lora_B.weight"])
@@ -329,7 +382,8 @@ def test_vision_lora_merges_into_the_tower(tmp_path: Path, layout: str) -> None:
         assert not np.array_equal(t[gguf_name].data, src[module + ".weight"])
     np.testing.assert_array_equal(  # untouched tensors stay exactly the base
         t["v.blk.0.attn_k.weight"].data,
-        src["vision_tower.vision_model.encoder.layers.0.self_attn.k_proj.weight"])
+        src["vision_tower.vision_model.encoder.layers.0.self_attn.k_proj.weight"],
+    )
 
 
 def test_export_refuses_a_broken_tower_before_writing_anything(tmp_path: Path, cli: Any) -> None:

@@ -68,12 +68,15 @@ def test_render_4b_exact_text() -> None:
     assert '}}"""\n' in text and '\n"""' not in text
 
 
-@pytest.mark.parametrize(("variant", "from_"), [
-    ("gemma3-4b-it", "gemma3:4b"),
-    ("gemma3:12b", "gemma3:12b"),
-    ("gemma3-1b-it-qat", "gemma3:1b-it-qat"),
-    ("gemma3-270m-it-qat", "hf.co/google/gemma-3-270m-it-qat-q4_0-gguf:Q4_0"),
-])
+@pytest.mark.parametrize(
+    ("variant", "from_"),
+    [
+        ("gemma3-4b-it", "gemma3:4b"),
+        ("gemma3:12b", "gemma3:12b"),
+        ("gemma3-1b-it-qat", "gemma3:1b-it-qat"),
+        ("gemma3-270m-it-qat", "hf.co/google/gemma-3-270m-it-qat-q4_0-gguf:Q4_0"),
+    ],
+)
 def test_spec_for_variant_from(variant: str, from_: str) -> None:
     spec = spec_for_variant(variant)
     assert spec.from_ == [from_]
@@ -81,17 +84,21 @@ def test_spec_for_variant_from(variant: str, from_: str) -> None:
     assert spec.stop == ["<end_of_turn>"] and spec.license == LICENSE_NOTICE
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (("gemma3-4b-pt",), "no published Ollama model"),
-    (("gemma3-9b-it",), "unknown Gemma 3 variant"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("gemma3-4b-pt",), "no published Ollama model"),
+        (("gemma3-9b-it",), "unknown Gemma 3 variant"),
+    ],
+)
 def test_spec_for_variant_refuses(args, needle) -> None:
     with pytest.raises(UsageError, match=needle):
         spec_for_variant(*args)
 
 
-@pytest.mark.parametrize(("num_ctx", "needle"), [(0, "positive"), (-5, "positive"),
-                                                 (True, "positive"), (40000, "32768")])
+@pytest.mark.parametrize(
+    ("num_ctx", "needle"), [(0, "positive"), (-5, "positive"), (True, "positive"), (40000, "32768")]
+)
 def test_num_ctx_checked(num_ctx, needle) -> None:
     with pytest.raises(UsageError, match=needle):
         spec_for_variant("gemma3-1b-it", num_ctx=num_ctx)
@@ -134,12 +141,15 @@ def test_round_trip_tricky_system_prompts(system: str) -> None:
     assert parse_modelfile(text) == spec
 
 
-@pytest.mark.parametrize(("value", "needle"), [
-    ('three """ quotes', '"""'),
-    ("zero\u200dwidth joiner", "U+200D"),
-    ("nul \x00 byte", "U+0000"),
-    ("no-break\u00a0space", "U+00A0"),
-])
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ('three """ quotes', '"""'),
+        ("zero\u200dwidth joiner", "U+200D"),
+        ("nul \x00 byte", "U+0000"),
+        ("no-break\u00a0space", "U+00A0"),
+    ],
+)
 def test_unquotable_values_are_refused(value: str, needle: str) -> None:
     with pytest.raises(UsageError, match=needle.replace("+", r"\+")) as info:
         render_modelfile(spec_for_variant("gemma3-1b-it", system=value))
@@ -152,13 +162,16 @@ def test_template_with_triple_quotes_is_refused() -> None:
         render_modelfile(spec)
 
 
-@pytest.mark.parametrize(("spec", "needle"), [
-    (ModelfileSpec(from_=[]), "FROM"),
-    (ModelfileSpec(from_=["x"], parameters={"Temperature": 1}), "unknown parameter"),
-    (ModelfileSpec(from_=["x"], parameters={"stop": 1}), "ModelfileSpec.stop"),
-    (ModelfileSpec(from_=["x"], stop=[""]), "empty stop"),
-    (ModelfileSpec(from_=["x"], messages=[("tool", "x")]), "MESSAGE role"),
-])
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        (ModelfileSpec(from_=[]), "FROM"),
+        (ModelfileSpec(from_=["x"], parameters={"Temperature": 1}), "unknown parameter"),
+        (ModelfileSpec(from_=["x"], parameters={"stop": 1}), "ModelfileSpec.stop"),
+        (ModelfileSpec(from_=["x"], stop=[""]), "empty stop"),
+        (ModelfileSpec(from_=["x"], messages=[("tool", "x")]), "MESSAGE role"),
+    ],
+)
 def test_render_refuses_bad_specs(spec, needle) -> None:
     with pytest.raises(UsageError, match=needle):
         render_modelfile(spec)
@@ -219,8 +232,14 @@ def test_create_kwargs_for_a_variant() -> None:
     assert kwargs == {
         "from_": "gemma3:4b",
         "template": OLLAMA_TEMPLATE,
-        "parameters": {"temperature": 1.0, "top_k": 64, "top_p": 0.95, "min_p": 0.0,
-                       "repeat_penalty": 1.0, "stop": ["<end_of_turn>"]},
+        "parameters": {
+            "temperature": 1.0,
+            "top_k": 64,
+            "top_p": 0.95,
+            "min_p": 0.0,
+            "repeat_penalty": 1.0,
+            "stop": ["<end_of_turn>"],
+        },
         "system": "S",
         "license": LICENSE_NOTICE,
     }
@@ -244,53 +263,91 @@ def test_create_kwargs_for_files(fake_gguf: Path) -> None:
 
 
 def test_create_kwargs_messages_and_licenses() -> None:
-    spec = parse_modelfile("FROM gemma3:1b\nLICENSE A\nLICENSE B\nMESSAGE user hi\n"
-                           "MESSAGE assistant hello there\n")
+    spec = parse_modelfile(
+        "FROM gemma3:1b\nLICENSE A\nLICENSE B\nMESSAGE user hi\nMESSAGE assistant hello there\n"
+    )
     kwargs = create_kwargs(spec)
     assert kwargs["license"] == ["A", "B"]
-    assert kwargs["messages"] == [{"role": "user", "content": "hi"},
-                                  {"role": "assistant", "content": "hello there"}]
+    assert kwargs["messages"] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello there"},
+    ]
     assert "template" not in kwargs and "parameters" not in kwargs
 
 
 # ------------------------------------------------------------------------------ parser
 
 PARSES = [
-    ("unquoted to end of line", "FROM foo\nSYSTEM You are a file parser. Always parse things.",
-     {"system": "You are a file parser. Always parse things."}),
-    ("triple-quoted multi-line", 'FROM foo\nSYSTEM """\nYou are a multiline file parser.\n"""',
-     {"system": "\nYou are a multiline file parser.\n"}),
-    ("single-quoted multi-line", 'FROM foo\nSYSTEM "line one\nline two"',
-     {"system": "line one\nline two"}),
-    ("quotes inside triple", 'FROM foo\nSYSTEM """You are a "parser"."""',
-     {"system": 'You are a "parser".'}),
+    (
+        "unquoted to end of line",
+        "FROM foo\nSYSTEM You are a file parser. Always parse things.",
+        {"system": "You are a file parser. Always parse things."},
+    ),
+    (
+        "triple-quoted multi-line",
+        'FROM foo\nSYSTEM """\nYou are a multiline file parser.\n"""',
+        {"system": "\nYou are a multiline file parser.\n"},
+    ),
+    (
+        "single-quoted multi-line",
+        'FROM foo\nSYSTEM "line one\nline two"',
+        {"system": "line one\nline two"},
+    ),
+    (
+        "quotes inside triple",
+        'FROM foo\nSYSTEM """You are a "parser"."""',
+        {"system": 'You are a "parser".'},
+    ),
     ("empty quoted", 'FROM foo\nSYSTEM ""', {"system": ""}),
     ("empty triple", 'FROM foo\nSYSTEM """"""', {"system": ""}),
     ("outer whitespace trimmed", "FROM foo\nSYSTEM    padded   \t", {"system": "padded"}),
     ("quoted keeps inner whitespace", 'FROM foo\nSYSTEM "  padded  "', {"system": "  padded  "}),
-    ("case-insensitive commands", "from foo\nsYsTeM hi\nparameter top_k 40",
-     {"system": "hi", "parameters": {"top_k": 40}}),
-    ("comments and blank lines", "# a comment\n\n   \nFROM foo\n# SYSTEM ignored\n",
-     {"from_": ["foo"], "system": None}),
+    (
+        "case-insensitive commands",
+        "from foo\nsYsTeM hi\nparameter top_k 40",
+        {"system": "hi", "parameters": {"top_k": 40}},
+    ),
+    (
+        "comments and blank lines",
+        "# a comment\n\n   \nFROM foo\n# SYSTEM ignored\n",
+        {"from_": ["foo"], "system": None},
+    ),
     ("hash mid-line is data", "FROM foo # not a comment", {"from_": ["foo # not a comment"]}),
-    ("tab separator", "FROM\tfoo\nPARAMETER\tnum_ctx\t4096",
-     {"from_": ["foo"], "parameters": {"num_ctx": 4096}}),
+    (
+        "tab separator",
+        "FROM\tfoo\nPARAMETER\tnum_ctx\t4096",
+        {"from_": ["foo"], "parameters": {"num_ctx": 4096}},
+    ),
     ("BOM", "\ufeffFROM foo", {"from_": ["foo"]}),
     ("CRLF", "FROM foo\r\nSYSTEM hi\r\n", {"system": "hi"}),
-    ("stops accumulate", 'FROM foo\nPARAMETER stop "<end_of_turn>"\nPARAMETER stop <eos>\n'
-                         'PARAMETER stop "  spaced "',
-     {"stop": ["<end_of_turn>", "<eos>", "  spaced "]}),
-    ("typed parameters", "FROM foo\nPARAMETER temperature 0.7\nPARAMETER seed -1\n"
-                         "PARAMETER use_mmap false",
-     {"parameters": {"temperature": 0.7, "seed": -1, "use_mmap": False}}),
+    (
+        "stops accumulate",
+        'FROM foo\nPARAMETER stop "<end_of_turn>"\nPARAMETER stop <eos>\n'
+        'PARAMETER stop "  spaced "',
+        {"stop": ["<end_of_turn>", "<eos>", "  spaced "]},
+    ),
+    (
+        "typed parameters",
+        "FROM foo\nPARAMETER temperature 0.7\nPARAMETER seed -1\nPARAMETER use_mmap false",
+        {"parameters": {"temperature": 0.7, "seed": -1, "use_mmap": False}},
+    ),
     ("deprecated parameter skipped", "FROM foo\nPARAMETER mirostat 2", {"parameters": {}}),
     ("last TEMPLATE wins", 'FROM foo\nTEMPLATE a\nTEMPLATE """b"""', {"template": "b"}),
-    ("two FROM lines", "FROM ./m.gguf\nFROM ./mmproj.gguf",
-     {"from_": ["./m.gguf", "./mmproj.gguf"]}),
-    ("messages", "FROM foo\nMESSAGE system Be nice.\nMESSAGE user Hey: there!",
-     {"messages": [("system", "Be nice."), ("user", "Hey: there!")]}),
-    ("other commands kept", "FROM foo\nADAPTER ./lora.gguf\nREQUIRES 0.14.0",
-     {"extra": [("adapter", "./lora.gguf"), ("requires", "0.14.0")]}),
+    (
+        "two FROM lines",
+        "FROM ./m.gguf\nFROM ./mmproj.gguf",
+        {"from_": ["./m.gguf", "./mmproj.gguf"]},
+    ),
+    (
+        "messages",
+        "FROM foo\nMESSAGE system Be nice.\nMESSAGE user Hey: there!",
+        {"messages": [("system", "Be nice."), ("user", "Hey: there!")]},
+    ),
+    (
+        "other commands kept",
+        "FROM foo\nADAPTER ./lora.gguf\nREQUIRES 0.14.0",
+        {"extra": [("adapter", "./lora.gguf"), ("requires", "0.14.0")]},
+    ),
     ("control characters dropped like Ollama", "FROM foo\nSYSTEM a\x07b", {"system": "ab"}),
 ]
 
@@ -339,42 +396,80 @@ def _swap(old: str, new: str) -> str:
 
 LINTS = [
     ("clean", GOOD, []),
-    ("ollama.com 270m template is fine",
-     _swap(OLLAMA_TEMPLATE, LIBRARY_TEMPLATE_4B19), []),
+    ("ollama.com 270m template is fine", _swap(OLLAMA_TEMPLATE, LIBRARY_TEMPLATE_4B19), []),
     ("no FROM", GOOD.replace("FROM gemma3:4b\n", ""), [("error", "no-from")]),
-    ("no TEMPLATE", GOOD.split("TEMPLATE")[0] + "PARAMETER stop <end_of_turn>\n",
-     [("warning", "no-template")]),
-    ("system as own turn", _swap(OLLAMA_TEMPLATE, LIBRARY_TEMPLATE_E0A4),
-     [("warning", "template-system-turn")]),
-    ("trailing newline in TEMPLATE", _swap(f'{OLLAMA_TEMPLATE}"""', f'{OLLAMA_TEMPLATE}\n"""'),
-     [("warning", "template-custom"), ("error", "template-trailing-newline")]),
-    ("non-Gemma TEMPLATE", _swap(OLLAMA_TEMPLATE, "<|im_start|>{{ .Prompt }}<|im_end|>"),
-     [("error", "template-not-gemma")]),
-    ("legacy TEMPLATE", _swap(OLLAMA_TEMPLATE, "<start_of_turn>user\n{{ .Prompt }}<end_of_turn>"),
-     [("warning", "template-legacy")]),
-    ("<bos> in TEMPLATE", _swap("{{- $first := true }}", "<bos>{{- $first := true }}"),
-     [("warning", "template-custom"), ("error", "template-bos")]),
-    ("image token in TEMPLATE", _swap("{{ .Content }}<end_of_turn>\n{{ $first",
-                                      "<start_of_image>{{ .Content }}<end_of_turn>\n{{ $first"),
-     [("warning", "template-custom"), ("error", "template-image-token")]),
+    (
+        "no TEMPLATE",
+        GOOD.split("TEMPLATE")[0] + "PARAMETER stop <end_of_turn>\n",
+        [("warning", "no-template")],
+    ),
+    (
+        "system as own turn",
+        _swap(OLLAMA_TEMPLATE, LIBRARY_TEMPLATE_E0A4),
+        [("warning", "template-system-turn")],
+    ),
+    (
+        "trailing newline in TEMPLATE",
+        _swap(f'{OLLAMA_TEMPLATE}"""', f'{OLLAMA_TEMPLATE}\n"""'),
+        [("warning", "template-custom"), ("error", "template-trailing-newline")],
+    ),
+    (
+        "non-Gemma TEMPLATE",
+        _swap(OLLAMA_TEMPLATE, "<|im_start|>{{ .Prompt }}<|im_end|>"),
+        [("error", "template-not-gemma")],
+    ),
+    (
+        "legacy TEMPLATE",
+        _swap(OLLAMA_TEMPLATE, "<start_of_turn>user\n{{ .Prompt }}<end_of_turn>"),
+        [("warning", "template-legacy")],
+    ),
+    (
+        "<bos> in TEMPLATE",
+        _swap("{{- $first := true }}", "<bos>{{- $first := true }}"),
+        [("warning", "template-custom"), ("error", "template-bos")],
+    ),
+    (
+        "image token in TEMPLATE",
+        _swap(
+            "{{ .Content }}<end_of_turn>\n{{ $first",
+            "<start_of_image>{{ .Content }}<end_of_turn>\n{{ $first",
+        ),
+        [("warning", "template-custom"), ("error", "template-image-token")],
+    ),
     ("missing stop", _swap('PARAMETER stop "<end_of_turn>"\n', ""), [("error", "no-stop")]),
-    ("off-spec params", _swap("temperature 1\n", "temperature 0.1\n").replace(
-        "top_k 64", "top_k 40"),
-     [("warning", "off-spec-parameter"), ("warning", "off-spec-parameter")]),
-    ("unknown parameter", GOOD + "PARAMETER Top_K 64\nPARAMETER tfs_z 1\n",
-     [("error", "unknown-parameter"), ("error", "unknown-parameter")]),
-    ("deprecated parameter", GOOD + "PARAMETER penalize_newline true\n",
-     [("warning", "deprecated-parameter")]),
+    (
+        "off-spec params",
+        _swap("temperature 1\n", "temperature 0.1\n").replace("top_k 64", "top_k 40"),
+        [("warning", "off-spec-parameter"), ("warning", "off-spec-parameter")],
+    ),
+    (
+        "unknown parameter",
+        GOOD + "PARAMETER Top_K 64\nPARAMETER tfs_z 1\n",
+        [("error", "unknown-parameter"), ("error", "unknown-parameter")],
+    ),
+    (
+        "deprecated parameter",
+        GOOD + "PARAMETER penalize_newline true\n",
+        [("warning", "deprecated-parameter")],
+    ),
     ("bad value", GOOD + "PARAMETER num_ctx lots\n", [("error", "bad-parameter-value")]),
-    ("mmproj as ADAPTER", GOOD + "ADAPTER ./mmproj-gemma-3-4b-F16.gguf\n",
-     [("error", "mmproj-as-adapter")]),
+    (
+        "mmproj as ADAPTER",
+        GOOD + "ADAPTER ./mmproj-gemma-3-4b-F16.gguf\n",
+        [("error", "mmproj-as-adapter")],
+    ),
     ("unknown command", GOOD + "SAMPLER greedy\n", [("error", "syntax")]),
-    ("local GGUF without sampling settings",
-     f'FROM ./model.gguf\nTEMPLATE """{OLLAMA_TEMPLATE}"""\nPARAMETER stop <end_of_turn>\n'
-     "PARAMETER top_k 64\n",
-     [("warning", "unset-parameter")] * 3),
-    ("library tag inherits ollama.com's settings",
-     f'FROM gemma3:4b\nTEMPLATE """{OLLAMA_TEMPLATE}"""\nPARAMETER stop <end_of_turn>\n', []),
+    (
+        "local GGUF without sampling settings",
+        f'FROM ./model.gguf\nTEMPLATE """{OLLAMA_TEMPLATE}"""\nPARAMETER stop <end_of_turn>\n'
+        "PARAMETER top_k 64\n",
+        [("warning", "unset-parameter")] * 3,
+    ),
+    (
+        "library tag inherits ollama.com's settings",
+        f'FROM gemma3:4b\nTEMPLATE """{OLLAMA_TEMPLATE}"""\nPARAMETER stop <end_of_turn>\n',
+        [],
+    ),
 ]
 
 
@@ -387,9 +482,11 @@ def test_lint(case: str, text: str, expected: list[tuple[str, str]]) -> None:
 
 
 def test_unset_parameters_name_ollama_defaults() -> None:
-    findings = check_modelfile("FROM hf.co/someone/gemma-3-4b-it-GGUF:Q4_K_M\n"
-                               "PARAMETER stop <end_of_turn>\nPARAMETER temperature 1\n"
-                               "PARAMETER repeat_penalty 1\n")
+    findings = check_modelfile(
+        "FROM hf.co/someone/gemma-3-4b-it-GGUF:Q4_K_M\n"
+        "PARAMETER stop <end_of_turn>\nPARAMETER temperature 1\n"
+        "PARAMETER repeat_penalty 1\n"
+    )
     unset = [f.message for f in findings if f.code == "unset-parameter"]
     assert unset == [
         "top_k is not set: Ollama's default 40 applies, the Gemma team's is 64; "
@@ -400,10 +497,10 @@ def test_unset_parameters_name_ollama_defaults() -> None:
 
 
 def test_lint_reports_line_numbers() -> None:
-    findings = check_modelfile("FROM gemma3:1b\nPARAMETER stop <end_of_turn>\n"
-                               "PARAMETER temperature 0.2\nFOO bar\n")
-    assert findings == [Finding("error", "syntax",
-                                findings[0].message, 4)]
+    findings = check_modelfile(
+        "FROM gemma3:1b\nPARAMETER stop <end_of_turn>\nPARAMETER temperature 0.2\nFOO bar\n"
+    )
+    assert findings == [Finding("error", "syntax", findings[0].message, 4)]
     assert findings[0].message.startswith("(line 4): command must be one of")
     off = check_modelfile("FROM gemma3:1b\nPARAMETER stop <end_of_turn>\n\nPARAMETER top_p 0.5")
     codes = [(f.code, f.line) for f in off]
@@ -431,7 +528,8 @@ def test_modelfiles_folder_has_not_drifted() -> None:
     stale = sorted(n for n in expected if present.get(n) != expected[n])
     extra = sorted(set(present) - set(expected))
     assert not stale and not extra, (
-        f"modelfiles/ is out of date (stale: {stale}, extra: {extra}); run `{REGENERATE}`")
+        f"modelfiles/ is out of date (stale: {stale}, extra: {extra}); run `{REGENERATE}`"
+    )
 
 
 def test_committed_modelfiles_lint_clean_and_round_trip() -> None:
@@ -450,7 +548,8 @@ def test_cli_variant_to_stdout(cli) -> None:
     result = cli("modelfile", "gemma3:1b", "--system", "Answer in French.", "--num-ctx", "4096")
     assert result.code == 0, result.stderr
     assert result.stdout == render_modelfile(
-        spec_for_variant("gemma3-1b-it", system="Answer in French.", num_ctx=4096))
+        spec_for_variant("gemma3-1b-it", system="Answer in French.", num_ctx=4096)
+    )
 
 
 @pytest.mark.parametrize("target", ["google/gemma-3-4b-it", "gemma3-4b-it", "gemma3:4b"])
@@ -482,8 +581,11 @@ def test_cli_gguf_pair_to_file_json_and_check(cli, fake_gguf: Path, tmp_path: Pa
     assert "[no-stop]" in lint.stdout and "[off-spec-parameter]" in lint.stdout
     as_json = json.loads(cli("modelfile", "--check", str(bad), "--json").stdout)
     assert (as_json["errors"], as_json["warnings"]) == (1, 2)  # gemma3:1b inherits params
-    assert [f["code"] for f in as_json["findings"]] == ["no-template", "no-stop",
-                                                        "off-spec-parameter"]
+    assert [f["code"] for f in as_json["findings"]] == [
+        "no-template",
+        "no-stop",
+        "off-spec-parameter",
+    ]
 
 
 def test_cli_all_regenerates(cli, tmp_path: Path) -> None:
@@ -492,19 +594,23 @@ def test_cli_all_regenerates(cli, tmp_path: Path) -> None:
     assert result.code == 0, result.stderr
     names = sorted(p.name for p in target.iterdir())
     assert names == sorted(f"{v.name}.Modelfile" for v in PUBLISHED)
-    assert (target / "gemma3-4b-it.Modelfile").read_text(encoding="utf-8") == \
-        (ROOT / "modelfiles" / "gemma3-4b-it.Modelfile").read_text(encoding="utf-8")
+    assert (target / "gemma3-4b-it.Modelfile").read_text(encoding="utf-8") == (
+        ROOT / "modelfiles" / "gemma3-4b-it.Modelfile"
+    ).read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize(("args", "needles"), [
-    (("modelfile", "missing/model.gguf"), ("does not exist", "model.gguf")),
-    (("modelfile", "gemma3-9b-it"), ("unknown Gemma 3 variant",)),
-    (("modelfile", "gemma3-4b-pt"), ("no published",)),
-    (("modelfile",), ("exactly one of",)),
-    (("modelfile", "gemma3:4b", "--system", 'x """ y'), ('"""',)),
-    (("modelfile", "--check", "no/such/Modelfile"), ("does not exist",)),
-    (("modelfile", "gemma3:4b", "-o", "no/such/dir/Modelfile"), ("does not exist",)),
-])
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("modelfile", "missing/model.gguf"), ("does not exist", "model.gguf")),
+        (("modelfile", "gemma3-9b-it"), ("unknown Gemma 3 variant",)),
+        (("modelfile", "gemma3-4b-pt"), ("no published",)),
+        (("modelfile",), ("exactly one of",)),
+        (("modelfile", "gemma3:4b", "--system", 'x """ y'), ('"""',)),
+        (("modelfile", "--check", "no/such/Modelfile"), ("does not exist",)),
+        (("modelfile", "gemma3:4b", "-o", "no/such/dir/Modelfile"), ("does not exist",)),
+    ],
+)
 def test_cli_one_line_errors(cli, args, needles) -> None:
     assert_one_line_error(cli(*args), *needles)
 
@@ -522,9 +628,19 @@ def test_cli_help_has_examples(cli) -> None:
 def test_converter_recipe_writes_modelfile_beside_gguf(gguf_270m: Path, tmp_path: Path) -> None:
     model = tmp_path / "gemma-3-270m.gguf"
     os.symlink(gguf_270m, model)
-    proc = subprocess.run([sys.executable, str(ROOT / "converters" / "modelfile_from_gguf.py"),
-                           str(model), "--system", "Be brief.", "--json"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "converters" / "modelfile_from_gguf.py"),
+            str(model),
+            "--system",
+            "Be brief.",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)
     written = tmp_path / "gemma-3-270m.Modelfile"

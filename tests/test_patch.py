@@ -43,6 +43,7 @@ CONVERSATION = [
 
 # --- helpers shared with test_inspect.py / test_bad_inputs.py ---------------------------------
 
+
 def sha256(path: Path, start: int = 0, end: int | None = None) -> str:
     """Hash a byte range in 16 MiB chunks (memory flat)."""
     h = hashlib.sha256()
@@ -58,8 +59,15 @@ def sha256(path: Path, start: int = 0, end: int | None = None) -> str:
     return h.hexdigest()
 
 
-def tiny_gguf(path: Path, *, arch: str = "gemma3", kv: dict[str, Any] | None = None,
-              turn_types: int = 3, n_vocab: int = 300, alignment: int | None = None) -> Path:
+def tiny_gguf(
+    path: Path,
+    *,
+    arch: str = "gemma3",
+    kv: dict[str, Any] | None = None,
+    turn_types: int = 3,
+    n_vocab: int = 300,
+    alignment: int | None = None,
+) -> Path:
     """A small GGUF written by gguf-py (a Gemma-3-shaped vocab unless arch says otherwise)."""
     import gguf
 
@@ -107,13 +115,22 @@ def tiny_gguf(path: Path, *, arch: str = "gemma3", kv: dict[str, Any] | None = N
 def tiny_mmproj(path: Path, *, projector: str = "gemma3") -> Path:
     import gguf
 
-    return tiny_gguf(path, arch="clip", kv={
-        "general.type": "mmproj", "clip.projector_type": projector, "clip.has_vision_encoder": True,
-        "clip.use_gelu": True, "clip.vision.image_size": 896, "clip.vision.patch_size": 14,
-        "clip.vision.block_count": 27, "clip.vision.embedding_length": 1152,
-        "clip.vision.projection_dim": 640,
-        "clip.vision.image_mean": ([0.5, 0.5, 0.5], gguf.GGUFValueType.ARRAY),
-    })
+    return tiny_gguf(
+        path,
+        arch="clip",
+        kv={
+            "general.type": "mmproj",
+            "clip.projector_type": projector,
+            "clip.has_vision_encoder": True,
+            "clip.use_gelu": True,
+            "clip.vision.image_size": 896,
+            "clip.vision.patch_size": 14,
+            "clip.vision.block_count": 27,
+            "clip.vision.embedding_length": 1152,
+            "clip.vision.projection_dim": 640,
+            "clip.vision.image_mean": ([0.5, 0.5, 0.5], gguf.GGUFValueType.ARRAY),
+        },
+    )
 
 
 def official_render(messages: list[dict[str, str]]) -> str:
@@ -125,8 +142,11 @@ def official_render(messages: list[dict[str, str]]) -> str:
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     return env.from_string(OFFICIAL_TEMPLATE).render(
-        messages=messages, bos_token="<bos>", add_generation_prompt=True,
-        raise_exception=raise_exception)
+        messages=messages,
+        bos_token="<bos>",
+        add_generation_prompt=True,
+        raise_exception=raise_exception,
+    )
 
 
 def make_bad_export(src: Path, dst: Path) -> Path:
@@ -137,6 +157,7 @@ def make_bad_export(src: Path, dst: Path) -> Path:
 
 
 # --- fixtures ------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def patched(gguf_270m: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
@@ -157,6 +178,7 @@ def reference_reader(patched: dict[str, Any]) -> Any:
 
 # --- the real 270M ---------------------------------------------------------------------------
 
+
 def test_input_is_never_modified(patched: dict[str, Any]) -> None:
     assert patched["before"] == patched["after"]
 
@@ -172,7 +194,8 @@ def test_reports_exactly_the_seven_additions(patched: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 def test_reference_reader_sees_every_key_kept_in_order_and_the_new_ones_typed(
-        patched: dict[str, Any], reference_reader: Any) -> None:
+    patched: dict[str, Any], reference_reader: Any
+) -> None:
     import gguf
 
     fields = {k: f for k, f in reference_reader.fields.items() if not k.startswith("GGUF.")}
@@ -188,14 +211,19 @@ def test_reference_reader_sees_every_key_kept_in_order_and_the_new_ones_typed(
         tokens = fields["tokenizer.ggml.tokens"]
         assert len(tokens.data) == 262144
         assert [tokens.contents(i) for i in (2, 105, 106, 262143)] == [
-            "<bos>", "<start_of_turn>", "<end_of_turn>", h.strings("tokenizer.ggml.tokens",
-                                                                   [262143])[262143]]
-        np.testing.assert_array_equal(fields["tokenizer.ggml.token_type"].contents(),
-                                      h.array("tokenizer.ggml.token_type"))
-        np.testing.assert_array_equal(fields["tokenizer.ggml.scores"].contents(),
-                                      h.array("tokenizer.ggml.scores"))
+            "<bos>",
+            "<start_of_turn>",
+            "<end_of_turn>",
+            h.strings("tokenizer.ggml.tokens", [262143])[262143],
+        ]
+        np.testing.assert_array_equal(
+            fields["tokenizer.ggml.token_type"].contents(), h.array("tokenizer.ggml.token_type")
+        )
+        np.testing.assert_array_equal(
+            fields["tokenizer.ggml.scores"].contents(), h.array("tokenizer.ggml.scores")
+        )
     # the new keys, appended, with llama.cpp's types
-    assert list(fields)[len(original_keys):] == NEW_KEYS
+    assert list(fields)[len(original_keys) :] == NEW_KEYS
     assert fields["tokenizer.chat_template"].contents() == OFFICIAL_TEMPLATE
     assert fields["tokenizer.chat_template"].types == [gguf.GGUFValueType.STRING]
     for key, (value, tname) in GGUF_SAMPLING_TYPES.items():
@@ -206,8 +234,9 @@ def test_reference_reader_sees_every_key_kept_in_order_and_the_new_ones_typed(
 
 
 @pytest.mark.slow
-def test_tensor_infos_and_every_tensor_byte_identical(patched: dict[str, Any],
-                                                      reference_reader: Any) -> None:
+def test_tensor_infos_and_every_tensor_byte_identical(
+    patched: dict[str, Any], reference_reader: Any
+) -> None:
     src, out = patched["src"], patched["out"]
     with open_gguf(src) as h:
         infos = [(t.name, t.type_name, t.nbytes) for t in h.tensors]
@@ -250,7 +279,8 @@ def test_in_place_replaces_atomically(gguf_270m: Path, tmp_path: Path) -> None:
 
 @pytest.mark.llama
 def test_llama_cpp_picks_the_template_and_evaluates_the_official_render_with_one_bos(
-        patched: dict[str, Any]) -> None:
+    patched: dict[str, Any],
+) -> None:
     from llama_cpp import Llama
 
     llm = Llama(str(patched["out"]), n_ctx=512, n_threads=1, verbose=False, seed=0)
@@ -284,11 +314,14 @@ def test_bad_export_turn_tokens_are_repaired(gguf_270m: Path, tmp_path: Path) ->
     del broken
     result = patch_gguf(bad, tmp_path / "fixed.gguf")
     repaired = [(c.key, c.old, c.new) for c in result.changes if c.action == "repaired"]
-    assert repaired == [("tokenizer.ggml.token_type[105] <start_of_turn>", "NORMAL", "CONTROL"),
-                        ("tokenizer.ggml.token_type[106] <end_of_turn>", "NORMAL", "CONTROL")]
+    assert repaired == [
+        ("tokenizer.ggml.token_type[105] <start_of_turn>", "NORMAL", "CONTROL"),
+        ("tokenizer.ggml.token_type[106] <end_of_turn>", "NORMAL", "CONTROL"),
+    ]
     with open_gguf(tmp_path / "fixed.gguf") as h, open_gguf(gguf_270m) as orig:
-        np.testing.assert_array_equal(h.array("tokenizer.ggml.token_type"),
-                                      orig.array("tokenizer.ggml.token_type"))
+        np.testing.assert_array_equal(
+            h.array("tokenizer.ggml.token_type"), orig.array("tokenizer.ggml.token_type")
+        )
         assert h.array_item("tokenizer.ggml.token_type", 255999) == 4  # USER_DEFINED: left alone
     fixed = Llama(str(tmp_path / "fixed.gguf"), vocab_only=True, verbose=False)
     assert fixed.detokenize([105, 106]) == b""
@@ -297,26 +330,38 @@ def test_bad_export_turn_tokens_are_repaired(gguf_270m: Path, tmp_path: Path) ->
 
 # --- tiny files: replacement in place, mmproj, options, copy fallbacks -------------------------
 
-def test_existing_template_and_off_spec_sampling_are_replaced_where_they_were(tmp_path: Path) -> None:
+
+def test_existing_template_and_off_spec_sampling_are_replaced_where_they_were(
+    tmp_path: Path,
+) -> None:
     import gguf
 
-    src = tiny_gguf(tmp_path / "chatml.gguf", kv={
-        "tokenizer.chat_template": "{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}",
-        "general.sampling.top_k": (40, gguf.GGUFValueType.UINT32),
-        "tokenizer.ggml.eot_token_id": 1,
-    })
+    src = tiny_gguf(
+        tmp_path / "chatml.gguf",
+        kv={
+            "tokenizer.chat_template": "{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}",
+            "general.sampling.top_k": (40, gguf.GGUFValueType.UINT32),
+            "tokenizer.ggml.eot_token_id": 1,
+        },
+    )
     with open_gguf(src) as h:
         keys_before = list(h.kvs)
     result = patch_gguf(src, tmp_path / "out.gguf")
     assert {c.key: c.action for c in result.changes} == {
-        "tokenizer.chat_template": "replaced", "general.sampling.top_k": "replaced",
-        "general.sampling.temp": "added", "general.sampling.top_p": "added",
-        "general.sampling.min_p": "added", "general.sampling.penalty_repeat": "added"}
+        "tokenizer.chat_template": "replaced",
+        "general.sampling.top_k": "replaced",
+        "general.sampling.temp": "added",
+        "general.sampling.top_p": "added",
+        "general.sampling.min_p": "added",
+        "general.sampling.penalty_repeat": "added",
+    }
     with open_gguf(tmp_path / "out.gguf") as h:
         assert list(h.kvs)[: len(keys_before)] == keys_before  # replaced where they stood
         assert h.get("tokenizer.chat_template") == OFFICIAL_TEMPLATE
         assert (h.kvs["general.sampling.top_k"].vtype.name, h.get("general.sampling.top_k")) == (
-            "INT32", 64)
+            "INT32",
+            64,
+        )
         assert h.get("tokenizer.ggml.eot_token_id") == 1  # present: not ours to override
 
 
@@ -325,7 +370,8 @@ def test_name_and_description_are_written(tmp_path: Path) -> None:
     result = patch_gguf(src, tmp_path / "o.gguf", name="My Gemma", description="tuned é")
     assert [(c.key, c.action, c.old, c.new) for c in result.changes[:2]] == [
         ("general.name", "replaced", "old", "My Gemma"),
-        ("general.description", "added", None, "tuned é")]
+        ("general.description", "added", None, "tuned é"),
+    ]
     with open_gguf(tmp_path / "o.gguf") as h:
         assert (h.get("general.name"), h.get("general.description")) == ("My Gemma", "tuned é")
 
@@ -365,17 +411,19 @@ def test_alignment_is_respected(tmp_path: Path) -> None:
     patch_gguf(src, tmp_path / "b.gguf")
     with open_gguf(tmp_path / "b.gguf") as h, open_gguf(src) as s:
         assert h.alignment == 256 and h.data_start % 256 == 0
-        assert h.buf[h.data_start:] == s.buf[s.data_start:]
+        assert h.buf[h.data_start :] == s.buf[s.data_start :]
 
 
 @pytest.mark.parametrize("broken", [["copy_file_range"], ["copy_file_range", "sendfile"]])
-def test_copy_fallbacks_write_the_same_bytes(broken: list[str], tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_copy_fallbacks_write_the_same_bytes(
+    broken: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tiny_gguf(tmp_path / "m.gguf", n_vocab=40_000)
     patch_gguf(src, tmp_path / "fast.gguf")
 
     codes = {"copy_file_range": errno.EXDEV, "sendfile": errno.EINVAL}  # what the kernel says
     for name in broken:
+
         def unsupported(*args: object, _code: int = codes[name]) -> int:
             raise OSError(_code, os.strerror(_code))
 
@@ -397,12 +445,13 @@ def test_encoded_records_match_gguf_writer(tmp_path: Path) -> None:
     w.write_kv_data_to_file()
     w.close()
     with open_gguf(tmp_path / "w.gguf") as h:
-        for key, value, vtype in [("general.sampling.top_p", 0.95, gguf.GGUFValueType.FLOAT32),
-                                  ("tokenizer.chat_template", OFFICIAL_TEMPLATE,
-                                   gguf.GGUFValueType.STRING),
-                                  ("tokenizer.ggml.eot_token_id", 106, gguf.GGUFValueType.UINT32)]:
+        for key, value, vtype in [
+            ("general.sampling.top_p", 0.95, gguf.GGUFValueType.FLOAT32),
+            ("tokenizer.chat_template", OFFICIAL_TEMPLATE, gguf.GGUFValueType.STRING),
+            ("tokenizer.ggml.eot_token_id", 106, gguf.GGUFValueType.UINT32),
+        ]:
             kv = h.kvs[key]
-            assert h.buf[kv.start:kv.end] == encode_kv(key, value, vtype)
+            assert h.buf[kv.start : kv.end] == encode_kv(key, value, vtype)
     assert struct.pack("<f", 0.95) == encode_kv("k", 0.95, gguf.GGUFValueType.FLOAT32)[-4:]
 
 
@@ -428,7 +477,10 @@ def test_header_parser_fast_path_and_exact_loop_agree(odd: str, tmp_path: Path) 
         parser = _Parser(h.buf, h.size, h.path, "<")
         fast = parser.skip_strings_fast(kv.items_start, kv.count)
         assert h.strings("tokenizer.ggml.tokens", [1233, 1234, 4999]) == {
-            1233: "tok1233", 1234: odd, 4999: "tok4999"}
+            1233: "tok1233",
+            1234: odd,
+            4999: "tok4999",
+        }
         assert kv.end == h.kvs["tokenizer.ggml.token_type"].start
     if odd == "tok1234":
         assert fast == kv.end  # the shortcut proved its chain
@@ -442,15 +494,24 @@ def test_cli_patch_prints_what_changed_and_json(cli, tmp_path: Path) -> None:
     assert human.code == 0, human.stderr
     lines = human.stdout.splitlines()
     assert [line.split()[:2] for line in lines[:8]] == [
-        ["added", "general.name"], ["added", "tokenizer.chat_template"],
-        ["added", "general.sampling.temp"], ["added", "general.sampling.top_k"],
-        ["added", "general.sampling.top_p"], ["added", "general.sampling.min_p"],
-        ["added", "general.sampling.penalty_repeat"], ["added", "tokenizer.ggml.eot_token_id"]]
+        ["added", "general.name"],
+        ["added", "tokenizer.chat_template"],
+        ["added", "general.sampling.temp"],
+        ["added", "general.sampling.top_k"],
+        ["added", "general.sampling.top_p"],
+        ["added", "general.sampling.min_p"],
+        ["added", "general.sampling.penalty_repeat"],
+        ["added", "tokenizer.ggml.eot_token_id"],
+    ]
     assert lines[8].startswith(f"wrote {tmp_path / 'm.gemma3.gguf'} (") and "8 changes" in lines[8]
     again = cli("patch", str(tmp_path / "m.gemma3.gguf"), "--in-place", "--json")
     data = json.loads(again.stdout)
     assert (data["changed"], data["in_place"], data["changes"], data["kind"]) == (
-        False, True, [], "model")
+        False,
+        True,
+        [],
+        "model",
+    )
     mmproj = tiny_mmproj(tmp_path / "mmproj-v.gguf")
     quiet = cli("patch", str(mmproj), "-o", str(tmp_path / "mmproj-w.gguf"), "--quiet")
     assert (quiet.code, quiet.stdout) == (0, "")
@@ -484,8 +545,9 @@ def test_big_endian_gguf_is_patched_in_its_own_byte_order(tmp_path: Path) -> Non
         assert sha256(path, src.data_start) == sha256(tmp_path / "out.gguf", reader.data_offset)
 
 
-def test_disk_full_mid_copy_is_one_line_and_leaves_nothing(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_mid_copy_is_one_line_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tiny_gguf(tmp_path / "m.gguf")
     before = sorted(p.name for p in tmp_path.iterdir())
 

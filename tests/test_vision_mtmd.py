@@ -63,8 +63,10 @@ def _reference_embedding(rgb: np.ndarray) -> np.ndarray:
     for i in range(VISION_CONFIG["num_hidden_layers"]):
         layer = f"{t}encoder.layers.{i}."
         y = ln(x, layer + "layer_norm1")
-        q, k, v = (lin(y, f"{layer}self_attn.{a}_proj").reshape(-1, heads, h // heads)
-                   .transpose(1, 0, 2) for a in "qkv")
+        q, k, v = (
+            lin(y, f"{layer}self_attn.{a}_proj").reshape(-1, heads, h // heads).transpose(1, 0, 2)
+            for a in "qkv"
+        )
         s = q @ k.transpose(0, 2, 1) / np.sqrt(h // heads)
         s = np.exp(s - s.max(-1, keepdims=True))
         att = (s / s.sum(-1, keepdims=True)) @ v
@@ -91,8 +93,9 @@ def _handler_class() -> Any:
     class GemmaMTMD(MTMDChatHandler):  # type: ignore[misc]
         """MTMDChatHandler without the double BOS: mtmd_tokenize adds BOS itself."""
 
-        def _postprocess_template_text(self, text: str, image_urls: list[str],
-                                       media_marker: str) -> str:
+        def _postprocess_template_text(
+            self, text: str, image_urls: list[str], media_marker: str
+        ) -> str:
             text = super()._postprocess_template_text(text, image_urls, media_marker)
             return text.removeprefix("<bos>")
 
@@ -105,8 +108,13 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from gemma3_pack._export import export
 
     out = tmp_path_factory.mktemp("export") / "out"
-    return export(hf_checkpoint_vision("new"), output_dir=out, quants="Q8_0",
-                  ollama_format="pair", progress=False)
+    return export(
+        hf_checkpoint_vision("new"),
+        output_dir=out,
+        quants="Q8_0",
+        ollama_format="pair",
+        progress=False,
+    )
 
 
 def test_export_lists_the_projector(exported: Any, mmproj: Path) -> None:
@@ -124,8 +132,11 @@ def test_export_lists_the_projector(exported: Any, mmproj: Path) -> None:
     diff = compare_gguf(exported.output_dir / name, mmproj)
     assert diff["tensors_differ"] == {} and diff["tensors_only_a"] == diff["tensors_only_b"] == []
     assert diff["keys_only_a"] == ["general.basename", "general.name"]
-    froms = [line for line in (exported.output_dir / "Modelfile").read_text().splitlines()
-             if line.startswith("FROM ")]
+    froms = [
+        line
+        for line in (exported.output_dir / "Modelfile").read_text().splitlines()
+        if line.startswith("FROM ")
+    ]
     assert froms == [f"FROM ./{manifest['models'][0]['path']}", f"FROM ./{name}"]
 
 
@@ -148,13 +159,30 @@ def test_chat_turn_with_an_image(exported: Any, monkeypatch: pytest.MonkeyPatch)
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
     handler = _handler_class()(clip_model_path=str(exported.mmproj.path), verbose=False)
-    llm = llama_cpp.Llama(str(exported.models[0].path), chat_handler=handler, n_ctx=1024, n_batch=512,
-                          n_ubatch=512, n_threads=2, verbose=False, seed=1)
+    llm = llama_cpp.Llama(
+        str(exported.models[0].path),
+        chat_handler=handler,
+        n_ctx=1024,
+        n_batch=512,
+        n_ubatch=512,
+        n_threads=2,
+        verbose=False,
+        seed=1,
+    )
     try:
-        reply = llm.create_chat_completion(messages=[{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": url}},
-            {"type": "text", "text": "What is in this picture?"},
-        ]}], max_tokens=8, temperature=0.0)
+        reply = llm.create_chat_completion(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": url}},
+                        {"type": "text", "text": "What is in this picture?"},
+                    ],
+                }
+            ],
+            max_tokens=8,
+            temperature=0.0,
+        )
         prompt = llm.input_ids[: reply["usage"]["prompt_tokens"]].tolist()
     finally:
         llm.close()
@@ -177,8 +205,9 @@ def _clip_embedding(text_gguf: Path, mmproj: Path, rgb: np.ndarray) -> np.ndarra
     params.n_threads = 2
     ctx = mtmd_cpp.mtmd_init_from_file(str(mmproj).encode(), llm.model, params)
     assert ctx is not None, "clip.cpp refused the mmproj"
-    bitmap = mtmd_cpp.mtmd_bitmap_init(SIZE, SIZE, (ctypes.c_uint8 * rgb.size).from_buffer(
-        bytearray(rgb.tobytes())))
+    bitmap = mtmd_cpp.mtmd_bitmap_init(
+        SIZE, SIZE, (ctypes.c_uint8 * rgb.size).from_buffer(bytearray(rgb.tobytes()))
+    )
     chunks = mtmd_cpp.mtmd_input_chunks_init()
     try:
         assert mtmd_cpp.mtmd_support_vision(ctx)
@@ -188,9 +217,14 @@ def _clip_embedding(text_gguf: Path, mmproj: Path, rgb: np.ndarray) -> np.ndarra
         text.add_special, text.parse_special = False, True
         arr = (mtmd_cpp.mtmd_bitmap_p_ctypes * 1)(bitmap)
         assert mtmd_cpp.mtmd_tokenize(ctx, chunks, ctypes.byref(text), arr, 1) == 0
-        image = next(c for c in (mtmd_cpp.mtmd_input_chunks_get(chunks, i)
-                                 for i in range(mtmd_cpp.mtmd_input_chunks_size(chunks)))
-                     if mtmd_cpp.mtmd_input_chunk_get_type(c) == mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_IMAGE)
+        image = next(
+            c
+            for c in (
+                mtmd_cpp.mtmd_input_chunks_get(chunks, i)
+                for i in range(mtmd_cpp.mtmd_input_chunks_size(chunks))
+            )
+            if mtmd_cpp.mtmd_input_chunk_get_type(c) == mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_IMAGE
+        )
         assert mtmd_cpp.mtmd_input_chunk_get_n_tokens(image) == 256
         assert mtmd_cpp.mtmd_decode_use_non_causal(ctx, image)  # Gemma 3: bidirectional images
         assert mtmd_cpp.mtmd_encode_chunk(ctx, image) == 0
@@ -223,10 +257,16 @@ def test_clip_cpp_embedding_equals_reference_forward(gguf_270m: Path, mmproj: Pa
 # clip.cpp swaps the pair back for gemma3 when ffn_down's ne[0] is the tower width), and the
 # patch/position embeddings promoted from F16 to F32.
 _SHIM_RENAMES = (
-    ("v.patch_embedding", "v.patch_embd"), ("v.position_embedding", "v.position_embd"),
-    ("v.post_layernorm", "v.post_ln"), (".layer_norm1", ".ln1"), (".layer_norm2", ".ln2"),
-    (".attn_output", ".attn_out"), (".mlp.fc1", ".ffn_down"), (".mlp.fc2", ".ffn_up"),
-    ("mm.mm_input_projection", "mm.input_projection"), ("mm.mm_soft_emb_norm", "mm.soft_emb_norm"),
+    ("v.patch_embedding", "v.patch_embd"),
+    ("v.position_embedding", "v.position_embd"),
+    ("v.post_layernorm", "v.post_ln"),
+    (".layer_norm1", ".ln1"),
+    (".layer_norm2", ".ln2"),
+    (".attn_output", ".attn_out"),
+    (".mlp.fc1", ".ffn_down"),
+    (".mlp.fc2", ".ffn_up"),
+    ("mm.mm_input_projection", "mm.input_projection"),
+    ("mm.mm_soft_emb_norm", "mm.soft_emb_norm"),
 )
 
 
@@ -244,8 +284,10 @@ def _ollama_shim_mmproj(fused: Path, out: Path) -> Path:
         w.add_uint32("clip.vision.image_size", g("gemma3.vision.image_size"))
         w.add_uint32("clip.vision.patch_size", g("gemma3.vision.patch_size"))
         w.add_uint32("clip.vision.attention.head_count", g("gemma3.vision.attention.head_count"))
-        w.add_float32("clip.vision.attention.layer_norm_epsilon",
-                      g("gemma3.vision.attention.layer_norm_epsilon"))
+        w.add_float32(
+            "clip.vision.attention.layer_norm_epsilon",
+            g("gemma3.vision.attention.layer_norm_epsilon"),
+        )
         w.add_uint32("clip.vision.projection_dim", g("gemma3.embedding_length"))
         w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
         w.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
@@ -260,8 +302,11 @@ def _ollama_shim_mmproj(fused: Path, out: Path) -> Path:
                 name = name.replace(old, new, 1)
             dtype = np.float32 if t.type_name == "F32" else np.float16
             at = h.data_start + t.offset
-            data = np.frombuffer(h.buf, dtype=dtype, count=int(np.prod(t.shape)),
-                                 offset=at).reshape(tuple(reversed(t.shape))).copy()
+            data = (
+                np.frombuffer(h.buf, dtype=dtype, count=int(np.prod(t.shape)), offset=at)
+                .reshape(tuple(reversed(t.shape)))
+                .copy()
+            )
             if name in ("v.patch_embd.weight", "v.position_embd.weight"):
                 data = data.astype(np.float32)
             w.add_tensor(name, data)

@@ -31,9 +31,27 @@ __all__ = ["ExportResult", "ExportedFile", "export"]
 
 OllamaFormat = Literal["auto", "pair", "fused"]
 # Bits per weight of the big matrices, for the disk preflight (upper bounds of llama.cpp's mixes).
-_BPW = {"F32": 32, "F16": 16, "BF16": 16, "Q8_0": 8.5, "Q6_K": 8.5, "Q5_K_M": 8.5, "Q5_K_S": 8.5,
-        "Q5_0": 8.5, "Q5_1": 8.5, "Q4_K_M": 8.5, "Q4_K_S": 8.5, "Q4_0": 8.5, "Q4_1": 8.5,
-        "Q3_K_M": 8.5, "Q3_K_S": 8.5, "Q3_K_L": 8.5, "Q2_K": 8.5, "IQ4_NL": 8.5, "IQ4_XS": 8.5}
+_BPW = {
+    "F32": 32,
+    "F16": 16,
+    "BF16": 16,
+    "Q8_0": 8.5,
+    "Q6_K": 8.5,
+    "Q5_K_M": 8.5,
+    "Q5_K_S": 8.5,
+    "Q5_0": 8.5,
+    "Q5_1": 8.5,
+    "Q4_K_M": 8.5,
+    "Q4_K_S": 8.5,
+    "Q4_0": 8.5,
+    "Q4_1": 8.5,
+    "Q3_K_M": 8.5,
+    "Q3_K_S": 8.5,
+    "Q3_K_L": 8.5,
+    "Q2_K": 8.5,
+    "IQ4_NL": 8.5,
+    "IQ4_XS": 8.5,
+}
 
 
 @dataclass(frozen=True)
@@ -72,8 +90,12 @@ class ExportResult:
             return d
 
         return {
-            "name": self.name, "output_dir": str(self.output_dir), "variant": self.variant,
-            "models": [f(m) for m in self.models], "mmproj": f(self.mmproj), "fused": f(self.fused),
+            "name": self.name,
+            "output_dir": str(self.output_dir),
+            "variant": self.variant,
+            "models": [f(m) for m in self.models],
+            "mmproj": f(self.mmproj),
+            "fused": f(self.fused),
             "modelfile": str(self.modelfile) if self.modelfile else None,
             "manifest": str(self.manifest) if self.manifest else None,
         }
@@ -157,8 +179,11 @@ def export(
 
     if ollama_format not in ("auto", "pair", "fused"):
         raise UsageError(f"unknown Ollama format {ollama_format!r}: choose auto, pair or fused")
-    chosen_early = (check_quants(quants.split(",") if isinstance(quants, str) else list(quants))
-                    if quants is not None else None)
+    chosen_early = (
+        check_quants(quants.split(",") if isinstance(quants, str) else list(quants))
+        if quants is not None
+        else None
+    )
     src = str(source)
     root = fetch(src, what="checkpoint")
     if is_lora(root):
@@ -171,16 +196,28 @@ def export(
                 "downloadable repo): pass --base PATH|REPO"
             ) from None
         lora = open_lora(root, base_dir)
-        _log(progress, f"merging LoRA {root.name} onto {base_ref} "
-                       f"({len(lora.merged_names)} tensors)")
+        _log(
+            progress, f"merging LoRA {root.name} onto {base_ref} ({len(lora.merged_names)} tensors)"
+        )
         ckpt: Checkpoint = lora
     else:
         if base:
             raise UsageError("--base is for LoRA adapters; this is a full checkpoint")
         ckpt = open_checkpoint(root)
-    tok_dir = fetch(tokenizer_from, what="tokenizer",
-                    allow_patterns=["tokenizer*", "*.jinja", "special_tokens_map.json",
-                                    "added_tokens.json"]) if tokenizer_from else ckpt.root
+    tok_dir = (
+        fetch(
+            tokenizer_from,
+            what="tokenizer",
+            allow_patterns=[
+                "tokenizer*",
+                "*.jinja",
+                "special_tokens_map.json",
+                "added_tokens.json",
+            ],
+        )
+        if tokenizer_from
+        else ckpt.root
+    )
     text = ckpt.text_config
     from .._family import SIZES
 
@@ -193,11 +230,16 @@ def export(
     variant = match_variant(hp, qat=is_qat, instruct=_is_instruct(src, tok_dir))
     name = name or _default_name(src)
     if "/" in name or "\\" in name or name.startswith("."):
-        raise UsageError(f"--name {name!r} must be a plain file-name stem (no slashes, no leading dot)")
+        raise UsageError(
+            f"--name {name!r} must be a plain file-name stem (no slashes, no leading dot)"
+        )
     if quants is None:
         chosen = list(variant.default_quants) if variant else (["Q4_0"] if is_qat else ["Q4_K_M"])
-        _log(progress, f"quant types: {', '.join(chosen)} (default for "
-                       f"{variant.name if variant else 'this model'}; choose with -q)")
+        _log(
+            progress,
+            f"quant types: {', '.join(chosen)} (default for "
+            f"{variant.name if variant else 'this model'}; choose with -q)",
+        )
     else:
         chosen = chosen_early or []
     llama_types = [q for q in chosen if q in LLAMA_TYPES]
@@ -217,10 +259,15 @@ def export(
         mmproj_filename(name, mmproj_type)  # type: ignore[arg-type]
 
     # Disk preflight: every output plus the intermediate, before anything is written.
-    plans = {q: plan_tensors(ckpt, q, n_layers=hp.num_layers, n_vocab=n_vocab)
-             for q in {*python_types, *(["BF16"] if need_bf16 else [])}}
-    bf16_bytes = sum(nbytes(t) for t in plans.get("BF16") or plan_tensors(
-        ckpt, "BF16", n_layers=hp.num_layers, n_vocab=n_vocab))
+    plans = {
+        q: plan_tensors(ckpt, q, n_layers=hp.num_layers, n_vocab=n_vocab)
+        for q in {*python_types, *(["BF16"] if need_bf16 else [])}
+    }
+    bf16_bytes = sum(
+        nbytes(t)
+        for t in plans.get("BF16")
+        or plan_tensors(ckpt, "BF16", n_layers=hp.num_layers, n_vocab=n_vocab)
+    )
     vocab_bytes = sum(len(t) + 16 for t in vocab.tokens)
     needed = sum(sum(nbytes(t) for t in p) for p in plans.values()) + vocab_bytes * len(plans)
     needed += sum(int(bf16_bytes * _BPW[q] / 16) + vocab_bytes for q in llama_types)
@@ -235,9 +282,12 @@ def export(
         )
 
     size_label = hp.size.params if hp.size else None
-    info = GeneralInfo(name=name, size_label=size_label,
-                       finetune=name if variant is None or name != variant.name else None,
-                       base_repo=variant.hf_repo if variant else None)
+    info = GeneralInfo(
+        name=name,
+        size_label=size_label,
+        finetune=name if variant is None or name != variant.name else None,
+        base_repo=variant.hf_repo if variant else None,
+    )
     written: dict[str, tuple[Path, float]] = {}
     intermediate: Path | None = None
     try:
@@ -245,8 +295,9 @@ def export(
             t0 = time.perf_counter()
             is_tmp = q == "BF16" and need_bf16 and not keep_bf16
             path = out_dir / (f".{name}-BF16.intermediate.gguf" if is_tmp else f"{name}-{q}.gguf")
-            write_text_gguf(ckpt, plans[q], path, hp=hp, vocab=vocab, info=info, outtype=q,
-                            progress=progress)
+            write_text_gguf(
+                ckpt, plans[q], path, hp=hp, vocab=vocab, info=info, outtype=q, progress=progress
+            )
             if is_tmp:
                 intermediate = path
             else:
@@ -256,8 +307,9 @@ def export(
             bf16 = intermediate or written["BF16"][0]
             ram = _available_ram()
             cpus = os.cpu_count() or 1
-            workers = max(1, min(len(llama_types), cpus,
-                                 (ram // max(1, 2 * bf16_bytes)) if ram else 1))
+            workers = max(
+                1, min(len(llama_types), cpus, (ram // max(1, 2 * bf16_bytes)) if ram else 1)
+            )
             threads = max(1, cpus // workers)
 
             def run(q: str) -> tuple[str, Path, float]:
@@ -266,8 +318,11 @@ def export(
                 quantize(bf16, path, q, qat=is_qat, imatrix=imatrix_data, nthread=threads, log=log)
                 return q, path, time.perf_counter() - t0
 
-            _log(progress, f"quantizing {', '.join(llama_types)} with llama.cpp "
-                           f"({workers} at a time, {threads} threads each)")
+            _log(
+                progress,
+                f"quantizing {', '.join(llama_types)} with llama.cpp "
+                f"({workers} at a time, {threads} threads each)",
+            )
             with native_stderr_captured() as log, ThreadPoolExecutor(max_workers=workers) as pool:
                 done = list(pool.map(run, llama_types))
             for q, path, secs in done:
@@ -278,34 +333,62 @@ def export(
             intermediate.unlink(missing_ok=True)
 
     order = [q for q in chosen] + (["BF16"] if keep_bf16 and "BF16" not in chosen else [])
-    models = [ExportedFile(written[q][0], q, written[q][0].stat().st_size,
-                           _manifest.sha256(written[q][0]), round(written[q][1], 3))
-              for q in order if q in written]
+    models = [
+        ExportedFile(
+            written[q][0],
+            q,
+            written[q][0].stat().st_size,
+            _manifest.sha256(written[q][0]),
+            round(written[q][1], 3),
+        )
+        for q in order
+        if q in written
+    ]
 
     mm_file = fused_file = None
     if multimodal:
         from ._mmproj import mmproj_filename, write_mmproj
 
         t0 = time.perf_counter()
-        mm_path = write_mmproj(ckpt, out_dir / mmproj_filename(name, mmproj_type),  # type: ignore[arg-type]
-                               dtype=mmproj_type, name=name, basename=info.basename,  # type: ignore[arg-type]
-                               progress=progress)
-        mm_file = ExportedFile(mm_path, mmproj_type.upper(), mm_path.stat().st_size,
-                               _manifest.sha256(mm_path), round(time.perf_counter() - t0, 3))
+        mm_path = write_mmproj(
+            ckpt,
+            out_dir / mmproj_filename(name, mmproj_type),  # type: ignore[arg-type]
+            dtype=mmproj_type,  # type: ignore[arg-type]
+            name=name,
+            basename=info.basename,
+            progress=progress,
+        )
+        mm_file = ExportedFile(
+            mm_path,
+            mmproj_type.upper(),
+            mm_path.stat().st_size,
+            _manifest.sha256(mm_path),
+            round(time.perf_counter() - t0, 3),
+        )
         if ollama_format == "fused":
             from ._fused import write_fused
 
             t0 = time.perf_counter()
-            fpath = write_fused(models[0].path, ckpt, out_dir / f"{name}-{models[0].quant}-ollama.gguf",
-                                progress=progress)
-            fused_file = ExportedFile(fpath, models[0].quant, fpath.stat().st_size,
-                                      _manifest.sha256(fpath), round(time.perf_counter() - t0, 3))
+            fpath = write_fused(
+                models[0].path,
+                ckpt,
+                out_dir / f"{name}-{models[0].quant}-ollama.gguf",
+                progress=progress,
+            )
+            fused_file = ExportedFile(
+                fpath,
+                models[0].quant,
+                fpath.stat().st_size,
+                _manifest.sha256(fpath),
+                round(time.perf_counter() - t0, 3),
+            )
 
     if fused_file is not None:
         modelfile = _manifest.write_modelfile_for(out_dir, fused_file.path)
     else:
-        modelfile = _manifest.write_modelfile_for(out_dir, models[0].path,
-                                                  mm_file.path if mm_file else None)
+        modelfile = _manifest.write_modelfile_for(
+            out_dir, models[0].path, mm_file.path if mm_file else None
+        )
 
     def rel(x: ExportedFile | None) -> dict[str, Any] | None:
         if x is None:
@@ -313,25 +396,53 @@ def export(
         return {"path": x.path.name, "quant": x.quant, "size": x.size, "sha256": x.sha256}
 
     model_entries = [rel(m) for m in models]
-    manifest = _manifest.write_manifest(out_dir, {
-        "name": name,
-        "source": src if not Path(src).exists() else str(Path(src).resolve()),
-        "base": base if base else None,
-        "variant": variant.name if variant else None,
-        "architecture": ckpt.architecture,
-        "models": model_entries,
-        "mmproj": rel(mm_file),
-        "fused": rel(fused_file),
-        "modelfile": modelfile.name,
-        "gemma3_pack": __version__,
-    })
-    sums = _manifest.write_sums(out_dir, [(m.path.name, m.sha256) for m in
-                                          [*models, *([mm_file] if mm_file else []),
-                                           *([fused_file] if fused_file else [])]])
+    manifest = _manifest.write_manifest(
+        out_dir,
+        {
+            "name": name,
+            "source": src if not Path(src).exists() else str(Path(src).resolve()),
+            "base": base if base else None,
+            "variant": variant.name if variant else None,
+            "architecture": ckpt.architecture,
+            "models": model_entries,
+            "mmproj": rel(mm_file),
+            "fused": rel(fused_file),
+            "modelfile": modelfile.name,
+            "gemma3_pack": __version__,
+        },
+    )
+    sums = _manifest.write_sums(
+        out_dir,
+        [
+            (m.path.name, m.sha256)
+            for m in [
+                *models,
+                *([mm_file] if mm_file else []),
+                *([fused_file] if fused_file else []),
+            ]
+        ],
+    )
     readme = out_dir / "README.md"
-    _manifest.write_atomic(readme, _manifest.render_card(
-        name=name, source=src, variant=variant.name if variant else None,
-        models=[m for m in model_entries if m], mmproj=rel(mm_file)))
-    return ExportResult(name=name, output_dir=out_dir, variant=variant.name if variant else None,
-                        models=models, mmproj=mm_file, fused=fused_file, modelfile=modelfile,
-                        manifest=manifest, readme=readme, sums=sums, chosen_quants=chosen)
+    _manifest.write_atomic(
+        readme,
+        _manifest.render_card(
+            name=name,
+            source=src,
+            variant=variant.name if variant else None,
+            models=[m for m in model_entries if m],
+            mmproj=rel(mm_file),
+        ),
+    )
+    return ExportResult(
+        name=name,
+        output_dir=out_dir,
+        variant=variant.name if variant else None,
+        models=models,
+        mmproj=mm_file,
+        fused=fused_file,
+        modelfile=modelfile,
+        manifest=manifest,
+        readme=readme,
+        sums=sums,
+        chosen_quants=chosen,
+    )

@@ -68,8 +68,13 @@ def _vision_entries(plan: Any) -> list[tuple[str, Any, bool]]:
 def _ti_record(name: str, shape: tuple[int, ...], ggml_type: int, offset: int) -> bytes:
     raw = name.encode("utf-8")
     dims = tuple(reversed(shape))  # GGUF stores the fastest-varying dimension first
-    return (struct.pack("<Q", len(raw)) + raw + struct.pack("<I", len(dims))
-            + struct.pack(f"<{len(dims)}Q", *dims) + struct.pack("<IQ", ggml_type, offset))
+    return (
+        struct.pack("<Q", len(raw))
+        + raw
+        + struct.pack("<I", len(dims))
+        + struct.pack(f"<{len(dims)}Q", *dims)
+        + struct.pack("<IQ", ggml_type, offset)
+    )
 
 
 def _kv_record(key: str, value: Any, kind: str) -> bytes:
@@ -82,8 +87,13 @@ def _kv_record(key: str, value: Any, kind: str) -> bytes:
     return head + struct.pack("<If", int(GGUFValueType.FLOAT32), float(value))
 
 
-def write_fused(text_gguf: str | os.PathLike[str], ckpt: Any, out_path: str | os.PathLike[str],
-                *, progress: bool = False) -> Path:
+def write_fused(
+    text_gguf: str | os.PathLike[str],
+    ckpt: Any,
+    out_path: str | os.PathLike[str],
+    *,
+    progress: bool = False,
+) -> Path:
     """Write Ollama's fused Gemma 3 vision GGUF: ``text_gguf`` + the checkpoint's vision tower.
 
     ``ckpt`` is the Gemma3ForConditionalGeneration checkpoint (folder or open checkpoint) the text
@@ -106,8 +116,10 @@ def write_fused(text_gguf: str | os.PathLike[str], ckpt: Any, out_path: str | os
 
     with open_gguf(text_gguf) as h:
         if h.architecture != "gemma3":
-            raise NotGemma3(f"{text_gguf} is a {h.architecture or 'unknown'} model, not gemma3: "
-                            "fuse the Gemma 3 text GGUF exported from the same checkpoint")
+            raise NotGemma3(
+                f"{text_gguf} is a {h.architecture or 'unknown'} model, not gemma3: "
+                "fuse the Gemma 3 text GGUF exported from the same checkpoint"
+            )
         if h.endian != "<":
             raise NotGGUF(f"{text_gguf} is a big-endian GGUF; fuse a little-endian one")
         if any(t.name.startswith(("v.", "mm.")) for t in h.tensors):
@@ -119,7 +131,8 @@ def write_fused(text_gguf: str | os.PathLike[str], ckpt: Any, out_path: str | os
         if width != plan.text_hidden:
             raise CheckpointError(
                 f"{text_gguf.name} is {width} wide but the checkpoint's projector maps onto "
-                f"{plan.text_hidden}: fuse the text GGUF exported from this same checkpoint")
+                f"{plan.text_hidden}: fuse the text GGUF exported from this same checkpoint"
+            )
         align = h.alignment
         pad = lambda n: -n % align  # noqa: E731
 
@@ -133,26 +146,35 @@ def write_fused(text_gguf: str | os.PathLike[str], ckpt: Any, out_path: str | os
             layout.append((offset, nbytes))
             offset += nbytes + pad(nbytes)
 
-        kv_bytes = h.buf[h.kv_start:h.ti_start] + b"".join(
-            _kv_record(k, v, kind) for k, (v, kind) in extra.items())
-        head = (h.buf[0:8] + struct.pack("<QQ", len(h.tensors) + len(entries),
-                                          len(h.kvs) + len(extra))
-                + kv_bytes + h.buf[h.ti_start:h.ti_end] + b"".join(records))
+        kv_bytes = h.buf[h.kv_start : h.ti_start] + b"".join(
+            _kv_record(k, v, kind) for k, (v, kind) in extra.items()
+        )
+        head = (
+            h.buf[0:8]
+            + struct.pack("<QQ", len(h.tensors) + len(entries), len(h.kvs) + len(extra))
+            + kv_bytes
+            + h.buf[h.ti_start : h.ti_end]
+            + b"".join(records)
+        )
         head += b"\0" * pad(len(head))
 
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part",
-                                        dir=out_path.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent
+        )
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, _bar(len(h.tensors) + len(entries), "fused",
-                                                  progress) as bar:
+            with (
+                os.fdopen(fd, "wb") as out,
+                _bar(len(h.tensors) + len(entries), "fused", progress) as bar,
+            ):
                 out.write(head)
                 out.flush()
                 # The text tensors, in-kernel where possible (copy_file_range/sendfile): they
                 # never pass through this process, so memory stays flat whatever the model size.
                 with open(text_gguf, "rb") as src:
-                    _copy_range(src.fileno(), out.fileno(), h.data_start, len(head), text_data,
-                                _NoBar())
+                    _copy_range(
+                        src.fileno(), out.fileno(), h.data_start, len(head), text_data, _NoBar()
+                    )
                 out.seek(len(head) + text_data)
                 bar.update(len(h.tensors))
                 written = text_data

@@ -21,7 +21,9 @@ from ._source import Checkpoint, TensorInfo, _parse_safetensors
 
 __all__ = ["LoraCheckpoint", "is_lora", "lora_base", "open_lora"]
 
-_LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.default)?\.weight$")
+_LORA_KEY = re.compile(
+    r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.default)?\.weight$"
+)
 
 
 def is_lora(path: Path) -> bool:
@@ -34,10 +36,14 @@ def _config(adapter: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"adapter_config.json cannot be read: {err}") from None
     if cfg.get("peft_type", "LORA") != "LORA":
-        raise CheckpointError(f"adapter is {cfg.get('peft_type')}, only LoRA adapters can be merged")
+        raise CheckpointError(
+            f"adapter is {cfg.get('peft_type')}, only LoRA adapters can be merged"
+        )
     if cfg.get("use_dora"):
-        raise CheckpointError("DoRA adapters are not supported: merge with PEFT first "
-                              "(merge_and_unload, save_pretrained)")
+        raise CheckpointError(
+            "DoRA adapters are not supported: merge with PEFT first "
+            "(merge_and_unload, save_pretrained)"
+        )
     return cfg
 
 
@@ -141,5 +147,7 @@ def open_lora(adapter: Path, base_dir: Path) -> LoraCheckpoint:
     from ._source import open_checkpoint
 
     if not base_dir.exists():
-        raise InputNotFound(f"the LoRA's base model {base_dir} was not found: pass --base PATH|REPO")
+        raise InputNotFound(
+            f"the LoRA's base model {base_dir} was not found: pass --base PATH|REPO"
+        )
     return LoraCheckpoint(open_checkpoint(base_dir), adapter)

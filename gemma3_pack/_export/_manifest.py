@@ -17,8 +17,14 @@ from typing import Any
 from .._chat import OLLAMA_TEMPLATE
 from .._family import SAMPLING, STOP
 
-__all__ = ["render_card", "sha256", "write_atomic", "write_manifest", "write_modelfile_for",
-           "write_sums"]
+__all__ = [
+    "render_card",
+    "sha256",
+    "write_atomic",
+    "write_manifest",
+    "write_modelfile_for",
+    "write_sums",
+]
 
 
 def sha256(path: Path, bufsize: int = 4 << 20) -> str:
@@ -44,8 +50,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_manifest(out_dir: Path, data: dict[str, Any]) -> Path:
-    doc = {"format": 1, **data,
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    doc = {"format": 1, **data, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     path = out_dir / "export.json"
     write_atomic(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     return path
@@ -83,17 +88,28 @@ def write_modelfile_for(out_dir: Path, gguf_path: Path, mmproj: Path | None = No
     return path
 
 
-def render_card(*, name: str, source: str, variant: str | None, models: list[dict[str, Any]],
-                mmproj: dict[str, Any] | None) -> str:
+def render_card(
+    *,
+    name: str,
+    source: str,
+    variant: str | None,
+    models: list[dict[str, Any]],
+    mmproj: dict[str, Any] | None,
+) -> str:
     """README.md for the export folder: what it is and how to run it on each runtime."""
     first = models[0]["path"]
-    rows = "\n".join(f"| `{m['path']}` | {m['quant']} | {m['size'] / 1e6:,.0f} MB |" for m in models)
-    vision = (f"\nVision projector: `{mmproj['path']}` (pass it with `--mmproj` to llama.cpp).\n"
-              if mmproj else "")
+    rows = "\n".join(
+        f"| `{m['path']}` | {m['quant']} | {m['size'] / 1e6:,.0f} MB |" for m in models
+    )
+    vision = (
+        f"\nVision projector: `{mmproj['path']}` (pass it with `--mmproj` to llama.cpp).\n"
+        if mmproj
+        else ""
+    )
     mm_flag = f" --mmproj {mmproj['path']}" if mmproj else ""
     return f"""# {name} (GGUF)
 
-Gemma 3 {variant or ''} exported from `{source}` with [gemma3-pack](https://example.invalid/gemma3-pack).
+Gemma 3 {variant or ""} exported from `{source}` with [gemma3-pack](https://example.invalid/gemma3-pack).
 Each file carries Google's chat template, the Gemma sampling settings (temperature 1.0, top_k 64,
 top_p 0.95, min_p 0.0) and `<end_of_turn>` as end-of-turn token.
 

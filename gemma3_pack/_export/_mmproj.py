@@ -106,8 +106,7 @@ class VisionPlan:
     tensors: list[VisionTensor]  # sorted by canonical name (the reference's order)
 
 
-_VISION_DEFAULTS = {"image_size": 896, "patch_size": 14, "num_channels": 3,
-                    "layer_norm_eps": 1e-6}
+_VISION_DEFAULTS = {"image_size": 896, "patch_size": 14, "num_channels": 3, "layer_norm_eps": 1e-6}
 
 
 def vision_plan(ck: Any) -> VisionPlan:
@@ -118,13 +117,17 @@ def vision_plan(ck: Any) -> VisionPlan:
     """
     config: dict[str, Any] = dict(ck.config)
     if not isinstance(config.get("vision_config"), dict):
-        raise CheckpointError("config.json has no vision_config: this is a text-only checkpoint, "
-                              "so there is no vision projector to export (drop --mmproj-type)")
+        raise CheckpointError(
+            "config.json has no vision_config: this is a text-only checkpoint, "
+            "so there is no vision projector to export (drop --mmproj-type)"
+        )
     vision = {**_VISION_DEFAULTS, **config["vision_config"]}
     for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
         if not isinstance(vision.get(key), int):
-            raise CheckpointError(f"config.json vision_config lacks {key}; re-save the checkpoint "
-                                  "with transformers so the full vision config is written")
+            raise CheckpointError(
+                f"config.json vision_config lacks {key}; re-save the checkpoint "
+                "with transformers so the full vision config is written"
+            )
     text = config.get("text_config") or {}
     text_hidden = int(text.get("hidden_size", config.get("hidden_size", 2560)))
     tokens = int(config.get("mm_tokens_per_image", 256))
@@ -142,20 +145,31 @@ def vision_plan(ck: Any) -> VisionPlan:
             f"the checkpoint's vision tower is incomplete: {len(missing)} of the "
             f"{n_layers * TENSORS_PER_LAYER + TENSORS_OUTSIDE_LAYERS} tensors its vision_config "
             f"implies are missing (first: {missing[0]}); export from the full "
-            "Gemma3ForConditionalGeneration checkpoint, not a text-only or partial save")
+            "Gemma3ForConditionalGeneration checkpoint, not a text-only or partial save"
+        )
     extra = sorted(set(by_canon) - set(want))
     if extra:
-        raise CheckpointError(f"unexpected vision tensor {by_canon[extra[0]]} (vision_config says "
-                              f"{n_layers} layers); fix num_hidden_layers in vision_config")
+        raise CheckpointError(
+            f"unexpected vision tensor {by_canon[extra[0]]} (vision_config says "
+            f"{n_layers} layers); fix num_hidden_layers in vision_config"
+        )
 
-    tensors = [VisionTensor(c, by_canon[c], tuple(int(d) for d in ck.shape(by_canon[c])),
-                            _source_kind(ck.dtype(by_canon[c]))) for c in sorted(want)]
+    tensors = [
+        VisionTensor(
+            c,
+            by_canon[c],
+            tuple(int(d) for d in ck.shape(by_canon[c])),
+            _source_kind(ck.dtype(by_canon[c])),
+        )
+        for c in sorted(want)
+    ]
     proj = next(t for t in tensors if t.canonical.endswith("mm_input_projection.weight"))
     if proj.shape != (vision["hidden_size"], text_hidden):
         raise CheckpointError(
             f"multi_modal_projector.mm_input_projection_weight is {proj.shape[0]}x{proj.shape[1]} "
             f"but must be {vision['hidden_size']}x{text_hidden} (vision width x text width): the "
-            "projector does not belong to this text model")
+            "projector does not belong to this text model"
+        )
 
     root = _root_of(ck)
     pre: dict[str, Any] = {}
@@ -163,10 +177,14 @@ def vision_plan(ck: Any) -> VisionPlan:
         pre = json.loads((root / "preprocessor_config.json").read_text())
     seq = int(pre.get("image_seq_length", tokens))
     return VisionPlan(
-        vision=vision, text_hidden=text_hidden, tokens_per_image=tokens,
+        vision=vision,
+        text_hidden=text_hidden,
+        tokens_per_image=tokens,
         image_mean=[float(x) for x in pre.get("image_mean", [0.5, 0.5, 0.5])],
         image_std=[float(x) for x in pre.get("image_std", [0.5, 0.5, 0.5])],
-        image_seq_length=seq, tensors=tensors)
+        image_seq_length=seq,
+        tensors=tensors,
+    )
 
 
 def read_f32(ck: Any, name: str) -> np.ndarray:
@@ -255,8 +273,7 @@ class _Entry:
     qtype: Any
 
 
-def write_gguf_atomic(out_path: Path, fill: Callable[[Any], Iterator[None]],
-                      arch: str) -> Path:
+def write_gguf_atomic(out_path: Path, fill: Callable[[Any], Iterator[None]], arch: str) -> Path:
     """Write a GGUF through a temporary file beside ``out_path`` and move it into place.
 
     ``fill(writer)`` adds KVs and tensor infos, yields once, then writes tensor data. On any error
@@ -267,8 +284,9 @@ def write_gguf_atomic(out_path: Path, fill: Callable[[Any], Iterator[None]],
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise OutputError(f"output folder {out_path.parent} does not exist; create it first")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part",
-                                    dir=out_path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -293,13 +311,25 @@ def _bar(total: int, desc: str, progress: bool) -> Any:
 
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="tensor", file=sys.stderr,
-                disable=not (progress and sys.stderr.isatty()), leave=False)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="tensor",
+        file=sys.stderr,
+        disable=not (progress and sys.stderr.isatty()),
+        leave=False,
+    )
 
 
-def write_mmproj(ckpt: Any, out_path: str | os.PathLike[str], *, dtype: MmprojDtype = "f16",
-                 name: str | None = None, basename: str | None = None,
-                 progress: bool = False) -> Path:
+def write_mmproj(
+    ckpt: Any,
+    out_path: str | os.PathLike[str],
+    *,
+    dtype: MmprojDtype = "f16",
+    name: str | None = None,
+    basename: str | None = None,
+    progress: bool = False,
+) -> Path:
     """Write llama.cpp's Gemma 3 vision projector (``clip`` arch, ``general.type`` mmproj).
 
     ``ckpt`` is a checkpoint folder or an open checkpoint. ``basename`` must be the text model's
@@ -313,13 +343,23 @@ def write_mmproj(ckpt: Any, out_path: str | os.PathLike[str], *, dtype: MmprojDt
     ck = _open(ckpt)
     plan = vision_plan(ck)
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MMPROJ, plan.vision["num_hidden_layers"])
-    entries = [_Entry(names.get_name(t.canonical, try_suffixes=(".weight", ".bias")) or "", t,
-                      _storage(t, dtype)) for t in plan.tensors]
+    entries = [
+        _Entry(
+            names.get_name(t.canonical, try_suffixes=(".weight", ".bias")) or "",
+            t,
+            _storage(t, dtype),
+        )
+        for t in plan.tensors
+    ]
     unnamed = [e.tensor.canonical for e in entries if not e.name]
     if unnamed:  # cannot happen with a complete plan; guards against a gguf-py table change
         raise CheckpointError(f"gguf has no MMPROJ name for {unnamed[0]}; upgrade gguf")
-    ftype = {"f16": gguf.LlamaFileType.MOSTLY_F16, "bf16": gguf.LlamaFileType.MOSTLY_BF16,
-             "f32": gguf.LlamaFileType.ALL_F32, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype]
+    ftype = {
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    }[dtype]
     v = plan.vision
 
     def fill(w: Any) -> Iterator[None]:
@@ -329,8 +369,7 @@ def write_mmproj(ckpt: Any, out_path: str | os.PathLike[str], *, dtype: MmprojDt
         if basename:
             w.add_basename(basename)
         # as the reference: the parameter count of this file (e.g. "417M" for Gemma 3's SigLIP)
-        w.add_size_label(gguf.size_label(sum(int(np.prod(t.shape)) for t in plan.tensors),
-                                         0, 0, 0))
+        w.add_size_label(gguf.size_label(sum(int(np.prod(t.shape)) for t in plan.tensors), 0, 0, 0))
         w.add_file_type(ftype)
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         # MmprojModel.set_gguf_parameters
@@ -348,7 +387,7 @@ def write_mmproj(ckpt: Any, out_path: str | os.PathLike[str], *, dtype: MmprojDt
         w.add_clip_projector_type(gguf.VisionProjectorType.GEMMA3)
         w.add_vision_attention_layernorm_eps(v["layer_norm_eps"])
         w.add_vision_use_gelu(True)
-        per_side = int(plan.image_seq_length ** 0.5)
+        per_side = int(plan.image_seq_length**0.5)
         scale = (v["image_size"] // v["patch_size"]) // per_side if per_side else 0
         if scale > 0 and scale != 4:  # clip.cpp's default for gemma3 is 4; only tiny models differ
             w.add_vision_projector_scale_factor(scale)

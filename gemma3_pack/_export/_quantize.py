@@ -18,15 +18,34 @@ from pathlib import Path
 
 from .._errors import MissingDependency, NotGGUF, OutputError, QuantizeError, UsageError
 
-__all__ = ["LLAMA_TYPES", "PYTHON_TYPES", "VALID_TYPES", "check_quants", "load_imatrix", "native_stderr_captured",
-           "quantize"]
+__all__ = [
+    "LLAMA_TYPES",
+    "PYTHON_TYPES",
+    "VALID_TYPES",
+    "check_quants",
+    "load_imatrix",
+    "native_stderr_captured",
+    "quantize",
+]
 
 PYTHON_TYPES = ("F32", "F16", "BF16", "Q8_0")
 # LLAMA_FTYPE_* (llama.h)
 LLAMA_TYPES: dict[str, int] = {
-    "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12,
-    "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18,
-    "IQ4_NL": 25, "IQ4_XS": 30,
+    "Q4_0": 2,
+    "Q4_1": 3,
+    "Q5_0": 8,
+    "Q5_1": 9,
+    "Q2_K": 10,
+    "Q3_K_S": 11,
+    "Q3_K_M": 12,
+    "Q3_K_L": 13,
+    "Q4_K_S": 14,
+    "Q4_K_M": 15,
+    "Q5_K_S": 16,
+    "Q5_K_M": 17,
+    "Q6_K": 18,
+    "IQ4_NL": 25,
+    "IQ4_XS": 30,
 }
 VALID_TYPES = (*PYTHON_TYPES, *LLAMA_TYPES)
 GGML_TYPE_Q8_0 = 8
@@ -98,7 +117,9 @@ def load_imatrix(path: Path) -> dict[str, list[float]]:
     try:
         reader = gguf.GGUFReader(path)
     except (ValueError, OSError) as err:
-        raise NotGGUF(f"{path} is not a GGUF imatrix (produce one with llama-imatrix): {err}") from None
+        raise NotGGUF(
+            f"{path} is not a GGUF imatrix (produce one with llama-imatrix): {err}"
+        ) from None
     tensors = {t.name: t for t in reader.tensors}
     out: dict[str, list[float]] = {}
     for name, t in tensors.items():
@@ -123,12 +144,21 @@ def load_imatrix(path: Path) -> dict[str, list[float]]:
     return out
 
 
-def quantize(src: Path, dst: Path, quant: str, *, qat: bool = False,
-             imatrix: dict[str, list[float]] | None = None, nthread: int = 0,
-             log: Path | None = None) -> int:
+def quantize(
+    src: Path,
+    dst: Path,
+    quant: str,
+    *,
+    qat: bool = False,
+    imatrix: dict[str, list[float]] | None = None,
+    nthread: int = 0,
+    log: Path | None = None,
+) -> int:
     """Quantize ``src`` (F32/F16/BF16 GGUF) to ``dst`` atomically; returns the output size."""
     if quant not in LLAMA_TYPES:
-        raise UsageError(f"{quant} is not a llama.cpp quant type: choose from {', '.join(LLAMA_TYPES)}")
+        raise UsageError(
+            f"{quant} is not a llama.cpp quant type: choose from {', '.join(LLAMA_TYPES)}"
+        )
     lc = _llama()
     params = lc.llama_model_quantize_default_params()  # type: ignore[attr-defined]
     params.ftype = LLAMA_TYPES[quant]
@@ -159,8 +189,10 @@ def quantize(src: Path, dst: Path, quant: str, *, qat: bool = False,
         rc = lc.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))  # type: ignore[attr-defined]
         if rc != 0:
             detail = _last_error(log)
-            raise QuantizeError(f"llama.cpp's quantizer failed on {src.name} -> {quant} (code {rc})"
-                                + (f": {detail}" if detail else ""))
+            raise QuantizeError(
+                f"llama.cpp's quantizer failed on {src.name} -> {quant} (code {rc})"
+                + (f": {detail}" if detail else "")
+            )
         os.replace(tmp, dst)
     except OSError as err:
         raise OutputError(f"cannot write {dst}: {err.strerror or err}") from None

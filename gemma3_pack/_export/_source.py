@@ -35,7 +35,12 @@ GEMMA3_ARCHS = ("Gemma3ForCausalLM", "Gemma3ForConditionalGeneration")
 GEMMA3_TYPES = ("gemma3", "gemma3_text")
 # Files a snapshot download needs (weights, configs, tokenizer, LoRA adapter, vision preprocessor).
 ALLOW_PATTERNS = [
-    "*.json", "*.safetensors", "tokenizer.model", "*.jinja", "*.txt", "*.md",
+    "*.json",
+    "*.safetensors",
+    "tokenizer.model",
+    "*.jinja",
+    "*.txt",
+    "*.md",
 ]
 
 
@@ -167,7 +172,9 @@ class Checkpoint:
         try:
             return self._tensors[name]
         except KeyError:
-            raise CheckpointError(f"tensor {name!r} is not in the checkpoint at {self.root}") from None
+            raise CheckpointError(
+                f"tensor {name!r} is not in the checkpoint at {self.root}"
+            ) from None
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.info(name).shape
@@ -220,7 +227,9 @@ class Checkpoint:
     def _to_f32(raw: np.ndarray, dtype: str) -> np.ndarray:
         if dtype == "BF16":
             return _bf16_to_f32(raw)
-        return np.asarray(raw, dtype=np.float32).copy() if dtype == "F32" else raw.astype(np.float32)
+        return (
+            np.asarray(raw, dtype=np.float32).copy() if dtype == "F32" else raw.astype(np.float32)
+        )
 
     def read(self, name: str) -> np.ndarray:
         """The whole tensor as a new float32 array (exact for all three source dtypes)."""
@@ -286,7 +295,9 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     _check_config(config, text)
     files = _weight_files(root)
     if not files:
-        pickles = sorted(p.name for p in root.glob("*.bin")) + sorted(p.name for p in root.glob("*.pt"))
+        pickles = sorted(p.name for p in root.glob("*.bin")) + sorted(
+            p.name for p in root.glob("*.pt")
+        )
         if pickles:
             raise CheckpointError(
                 f"only pickle weights found ({pickles[0]}); gemma3-pack never unpickles files: "
@@ -302,8 +313,13 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     return Checkpoint(root, config, tensors)
 
 
-def fetch(source: str, *, what: str = "checkpoint", allow_patterns: list[str] | None = None,
-          quiet: bool = False) -> Path:
+def fetch(
+    source: str,
+    *,
+    what: str = "checkpoint",
+    allow_patterns: list[str] | None = None,
+    quiet: bool = False,
+) -> Path:
     """A local folder as is, or a Hugging Face repo id downloaded (only the files needed).
 
     HF_TOKEN and HF_HOME are honoured by huggingface_hub itself. Hub errors are translated to one
@@ -324,8 +340,9 @@ def fetch(source: str, *, what: str = "checkpoint", allow_patterns: list[str] | 
             RepositoryNotFoundError,
         )
     except ImportError as err:  # pragma: no cover - a core dependency
-        raise MissingDependency(f"huggingface_hub is needed to download {source}: "
-                                "pip install huggingface_hub") from err
+        raise MissingDependency(
+            f"huggingface_hub is needed to download {source}: pip install huggingface_hub"
+        ) from err
     try:
         return Path(snapshot_download(source, allow_patterns=allow_patterns or ALLOW_PATTERNS))
     except GatedRepoError:

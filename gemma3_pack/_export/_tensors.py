@@ -29,8 +29,15 @@ __all__ = ["TYPES", "PlannedTensor", "is_text_tensor", "plan_tensors", "text_nam
 
 # Types written directly in Python (gguf.quants) -> GGMLQuantizationType name.
 TYPES = ("F32", "F16", "BF16", "Q8_0")
-_VISION_MARKERS = ("vision_tower", "multi_modal_projector", "vision_model", "projector.",
-                   "patch_embedding", "mm_input_projection", "mm_soft_emb_norm")
+_VISION_MARKERS = (
+    "vision_tower",
+    "multi_modal_projector",
+    "vision_model",
+    "projector.",
+    "patch_embedding",
+    "mm_input_projection",
+    "mm_soft_emb_norm",
+)
 EMBED_CHUNK_BYTES = 64 * 1024 * 1024  # f32 bytes converted at once for big tensors
 
 
@@ -82,7 +89,9 @@ def _row_fits(qtype: str, cols: int) -> bool:
     return cols % block == 0
 
 
-def plan_tensors(ckpt: Checkpoint, outtype: str, *, n_layers: int, n_vocab: int) -> list[PlannedTensor]:
+def plan_tensors(
+    ckpt: Checkpoint, outtype: str, *, n_layers: int, n_vocab: int
+) -> list[PlannedTensor]:
     """The text GGUF's tensors, in the reference converter's order."""
     import gguf
 
@@ -91,7 +100,9 @@ def plan_tensors(ckpt: Checkpoint, outtype: str, *, n_layers: int, n_vocab: int)
     stripped = {t: s for s, t in sources if t is not None}
     embed = stripped.get("model.embed_tokens.weight")
     if embed is None:
-        raise CheckpointError("no embed_tokens.weight in the checkpoint: not a Gemma 3 language model")
+        raise CheckpointError(
+            "no embed_tokens.weight in the checkpoint: not a Gemma 3 language model"
+        )
     head = stripped.get("lm_head.weight")
     drop_head = head is not None and _lm_head_is_tied(ckpt, head, embed)
     out: list[PlannedTensor] = []
@@ -164,8 +175,9 @@ class ChunkedTensor:
     (~64 MB of float32) whatever the tensor's size — the 262k-row embedding included.
     """
 
-    def __init__(self, ckpt: Checkpoint, t: PlannedTensor,
-                 on_bytes: Callable[[int], object] | None = None) -> None:
+    def __init__(
+        self, ckpt: Checkpoint, t: PlannedTensor, on_bytes: Callable[[int], object] | None = None
+    ) -> None:
         self.ckpt, self.t, self.nbytes = ckpt, t, nbytes(t)
         self.on_bytes = on_bytes
         row_f32 = int(np.prod(t.shape[1:], dtype=np.int64)) * 4 if len(t.shape) > 1 else 4

@@ -58,7 +58,7 @@ def canonical(name: str) -> str | None:
     """
     for stored, release in _PREFIXES:
         if name.startswith(stored):
-            rest = name[len(stored):]
+            rest = name[len(stored) :]
             if release == _TOWER and rest.startswith("head."):
                 return None  # SigLIP's pooling head: unused by Gemma 3, dropped by llama.cpp too
             out = release + rest
@@ -86,8 +86,16 @@ def expected_names(n_layers: int) -> list[str]:
     ]
     for i in range(n_layers):
         layer = f"{_TOWER}encoder.layers.{i}."
-        for part in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                     "self_attn.out_proj", "mlp.fc1", "mlp.fc2", "layer_norm1", "layer_norm2"):
+        for part in (
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.out_proj",
+            "mlp.fc1",
+            "mlp.fc2",
+            "layer_norm1",
+            "layer_norm2",
+        ):
             names += [f"{layer}{part}.weight", f"{layer}{part}.bias"]
     return names
 

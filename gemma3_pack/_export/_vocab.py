@@ -108,8 +108,9 @@ def load_vocab(tok_dir: Path, vocab_size: int | None) -> Vocab:
     try:
         from sentencepiece import SentencePieceProcessor
     except ImportError as err:  # pragma: no cover - a core dependency
-        raise MissingDependency("sentencepiece is needed to read tokenizer.model: "
-                                "pip install sentencepiece") from err
+        raise MissingDependency(
+            "sentencepiece is needed to read tokenizer.model: pip install sentencepiece"
+        ) from err
     import gguf
 
     sp = SentencePieceProcessor()
@@ -139,7 +140,11 @@ def load_vocab(tok_dir: Path, vocab_size: int | None) -> Vocab:
     if added.is_file():
         for text, tid in json.loads(added.read_text(encoding="utf-8")).items():
             if int(tid) < n:
-                tokens[int(tid)], scores[int(tid)], types[int(tid)] = text.encode(), -1000.0, USER_DEFINED
+                tokens[int(tid)], scores[int(tid)], types[int(tid)] = (
+                    text.encode(),
+                    -1000.0,
+                    USER_DEFINED,
+                )
     cfg = tok_dir / "tokenizer_config.json"
     if cfg.is_file():
         decoder = json.loads(cfg.read_text(encoding="utf-8")).get("added_tokens_decoder", {})

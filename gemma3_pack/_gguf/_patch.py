@@ -38,12 +38,27 @@ from .._errors import (
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS
 from ._reader import KV, SCALAR_FORMAT, GGUFHeader, open_gguf
 
-__all__ = ["Change", "PatchResult", "Plan", "default_output", "gemma3_kind", "patch_gguf",
-           "plan_patch", "write_plan"]
+__all__ = [
+    "Change",
+    "PatchResult",
+    "Plan",
+    "default_output",
+    "gemma3_kind",
+    "patch_gguf",
+    "plan_patch",
+    "write_plan",
+]
 
-_TYPE_BY_NAME = {"f32": GGUFValueType.FLOAT32, "i32": GGUFValueType.INT32,
-                 "u32": GGUFValueType.UINT32, "str": GGUFValueType.STRING}
-TURN_TOKENS = {TOKENS["<start_of_turn>"]: "<start_of_turn>", TOKENS["<end_of_turn>"]: "<end_of_turn>"}
+_TYPE_BY_NAME = {
+    "f32": GGUFValueType.FLOAT32,
+    "i32": GGUFValueType.INT32,
+    "u32": GGUFValueType.UINT32,
+    "str": GGUFValueType.STRING,
+}
+TURN_TOKENS = {
+    TOKENS["<start_of_turn>"]: "<start_of_turn>",
+    TOKENS["<end_of_turn>"]: "<end_of_turn>",
+}
 COPY_CHUNK = 64 << 20  # bytes per copy_file_range call (progress granularity)
 BUFFER = 16 << 20
 
@@ -105,16 +120,23 @@ def gemma3_kind(h: GGUFHeader) -> str:
         proj = h.get("clip.projector_type")
         if proj == "gemma3":
             return "mmproj"
-        raise NotGemma3(f"{h.path} is a {proj or 'unknown'!s} vision projector (clip), not Gemma 3's: "
-                        "pass a Gemma 3 mmproj (clip.projector_type gemma3)")
+        raise NotGemma3(
+            f"{h.path} is a {proj or 'unknown'!s} vision projector (clip), not Gemma 3's: "
+            "pass a Gemma 3 mmproj (clip.projector_type gemma3)"
+        )
     if arch in ("gemma3n", "gemma2", "gemma", "gemma4"):
-        raise NotGemma3(f"{h.path} is a {arch} model, not Gemma 3: its chat format and settings "
-                        "differ, so gemma3-pack leaves it alone")
-    raise NotGemma3(f"{h.path} is a {arch or 'model without general.architecture'} model, not "
-                    "Gemma 3: pass a Gemma 3 GGUF (general.architecture gemma3)")
+        raise NotGemma3(
+            f"{h.path} is a {arch} model, not Gemma 3: its chat format and settings "
+            "differ, so gemma3-pack leaves it alone"
+        )
+    raise NotGemma3(
+        f"{h.path} is a {arch or 'model without general.architecture'} model, not "
+        "Gemma 3: pass a Gemma 3 GGUF (general.architecture gemma3)"
+    )
 
 
 # --- encoding -------------------------------------------------------------------------------
+
 
 def _string(text: str | bytes, e: str) -> bytes:
     raw = text.encode("utf-8") if isinstance(text, str) else text
@@ -139,6 +161,7 @@ def _same(kv: KV, value: Any, vtype: GGUFValueType) -> bool:
 
 # --- planning ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Plan:
     """Edits to make: new records for keys (replace in place or append) and token-type fixes."""
@@ -148,8 +171,9 @@ class Plan:
     changes: list[Change] = field(default_factory=list)
 
 
-def plan_patch(h: GGUFHeader, kind: str, *, name: str | None = None,
-               description: str | None = None) -> Plan:
+def plan_patch(
+    h: GGUFHeader, kind: str, *, name: str | None = None, description: str | None = None
+) -> Plan:
     """Work out what :func:`patch_gguf` would change, without writing anything."""
     plan = Plan()
     e = h.endian
@@ -174,13 +198,17 @@ def plan_patch(h: GGUFHeader, kind: str, *, name: str | None = None,
 
     tokens_key, types_key = Keys.Tokenizer.LIST, Keys.Tokenizer.TOKEN_TYPE
     if tokens_key not in h.kvs:
-        raise NotGemma3(f"{h.path} has no tokenizer ({tokens_key}): it cannot chat; re-convert "
-                        "it from a checkpoint that has tokenizer.model")
+        raise NotGemma3(
+            f"{h.path} has no tokenizer ({tokens_key}): it cannot chat; re-convert "
+            "it from a checkpoint that has tokenizer.model"
+        )
     texts = h.strings(tokens_key, TURN_TOKENS)
     for tid, text in TURN_TOKENS.items():
         if texts.get(tid) != text:
-            raise NotGemma3(f"{h.path}: token {tid} is {texts.get(tid)!r}, not {text!r}; this is "
-                            "not a Gemma 3 vocabulary: re-convert it with the Gemma 3 tokenizer")
+            raise NotGemma3(
+                f"{h.path}: token {tid} is {texts.get(tid)!r}, not {text!r}; this is "
+                "not a Gemma 3 vocabulary: re-convert it with the Gemma 3 tokenizer"
+            )
     want(Keys.Tokenizer.CHAT_TEMPLATE, OFFICIAL_TEMPLATE, GGUFValueType.STRING)
     for key, (value, tname) in GGUF_SAMPLING.items():
         want(key, value, _TYPE_BY_NAME[tname])
@@ -193,8 +221,9 @@ def plan_patch(h: GGUFHeader, kind: str, *, name: str | None = None,
                 old = int(h.array_item(types_key, tid))
                 if old != TokenType.CONTROL:
                     plan.token_types[tid] = int(TokenType.CONTROL)
-                    plan.changes.append(Change(f"{types_key}[{tid}] {text}", "repaired",
-                                               _type_name(old), "CONTROL"))
+                    plan.changes.append(
+                        Change(f"{types_key}[{tid}] {text}", "repaired", _type_name(old), "CONTROL")
+                    )
     return plan
 
 
@@ -207,6 +236,7 @@ def _type_name(value: int) -> str:
 
 # --- writing ----------------------------------------------------------------------------------
 
+
 def build_header(h: GGUFHeader, plan: Plan, moved: dict[int, int] | None = None) -> bytes:
     """The new header: counts, records (kept/re-encoded/appended), tensor infos, padding.
 
@@ -218,37 +248,47 @@ def build_header(h: GGUFHeader, plan: Plan, moved: dict[int, int] | None = None)
     at = 24
     for key, kv in h.kvs.items():
         n_kv += 1
-        if moved is not None and key not in plan.records and not (
-                key == Keys.Tokenizer.TOKEN_TYPE and plan.token_types):
+        if (
+            moved is not None
+            and key not in plan.records
+            and not (key == Keys.Tokenizer.TOKEN_TYPE and plan.token_types)
+        ):
             moved[kv.start] = at
         at += len(plan.records.get(key, b"")) or kv.end - kv.start
         if key in plan.records:
             parts.append(plan.records[key])
         elif key == Keys.Tokenizer.TOKEN_TYPE and plan.token_types:
-            types = bytearray(buf[kv.start:kv.end])  # only the changed items differ
+            types = bytearray(buf[kv.start : kv.end])  # only the changed items differ
             fmt = e + SCALAR_FORMAT[kv.sub_type]  # type: ignore[index]
             for tid, value in plan.token_types.items():
                 struct.pack_into(fmt, types, h.item_offset(key, tid) - kv.start, value)
             parts.append(types)
         else:
-            parts.append(buf[kv.start:kv.end])
+            parts.append(buf[kv.start : kv.end])
     for key, new in plan.records.items():
         if key not in h.kvs:
             parts.append(new)
             n_kv += 1
     head = bytes(buf[0:8]) + struct.pack(e + "QQ", len(h.tensors), n_kv)
-    body = b"".join([head, *parts, buf[h.ti_start:h.ti_end]])
+    body = b"".join([head, *parts, buf[h.ti_start : h.ti_end]])
     pad = -len(body) % h.alignment
     return body + b"\0" * pad
 
 
 # errors that mean "this kernel/file system cannot do it that way", not "the disk failed"
-_UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM,
-                errno.EBADF, getattr(errno, "ENOTSOCK", -1), getattr(errno, "ENOTSUP", -1)}
+_UNSUPPORTED = {
+    errno.EXDEV,
+    errno.ENOSYS,
+    errno.EINVAL,
+    errno.EOPNOTSUPP,
+    errno.EPERM,
+    errno.EBADF,
+    getattr(errno, "ENOTSOCK", -1),
+    getattr(errno, "ENOTSUP", -1),
+}
 
 
-def _copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, count: int,
-                bar: Any) -> str:
+def _copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, count: int, bar: Any) -> str:
     """Copy ``count`` bytes between offsets; returns the method that finished the copy.
 
     ``copy_file_range`` (in-kernel, Linux) first, then ``sendfile`` (Linux; macOS only sends to
@@ -293,8 +333,10 @@ def _copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, count: int
             done += n
             bar.update(n)
     if done != count:
-        raise InputError(f"the input shrank while it was copied ({done:,} of {count:,} bytes): "
-                         "do not modify it during the patch")
+        raise InputError(
+            f"the input shrank while it was copied ({done:,} of {count:,} bytes): "
+            "do not modify it during the patch"
+        )
     return "buffered"
 
 
@@ -321,25 +363,32 @@ def _progress_bar(total: int, desc: str, show: bool) -> Any:
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _check_output(src: Path, dst: Path, *, in_place: bool, force: bool, need: int) -> None:
     folder = dst.parent
     if not folder.is_dir():
-        raise OutputError(f"output folder {folder} does not exist: create it first "
-                          f"(mkdir -p {folder}) or choose another output path")
+        raise OutputError(
+            f"output folder {folder} does not exist: create it first "
+            f"(mkdir -p {folder}) or choose another output path"
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {folder} (permission denied): choose another output path")
+        raise OutputError(
+            f"cannot write to {folder} (permission denied): choose another output path"
+        )
     if dst.is_dir():
         raise OutputError(f"{dst} is a folder: give a file name such as {dst / src.name}")
     if not in_place and dst.exists() and not force:
-        raise OutputError(f"{dst} already exists: pass --force to overwrite it, or choose "
-                          "another output path")
+        raise OutputError(
+            f"{dst} already exists: pass --force to overwrite it, or choose another output path"
+        )
     free = shutil.disk_usage(folder).free
     if free < need:
-        raise InsufficientDisk(f"{folder} has {free / 1e9:.2f} GB free but the output needs "
-                               f"{need / 1e9:.2f} GB: free some space or write elsewhere")
+        raise InsufficientDisk(
+            f"{folder} has {free / 1e9:.2f} GB free but the output needs "
+            f"{need / 1e9:.2f} GB: free some space or write elsewhere"
+        )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -381,9 +430,16 @@ def patch_gguf(
         dst_path = src_path if in_place else default_output(src_path)
     else:
         dst_path = Path(dst)
-        if not in_place and src_path.exists() and dst_path.exists() and _same_file(src_path, dst_path):
-            raise UsageError(f"the output {dst_path} is the input: pass --in-place to patch it in "
-                             "place, or choose another output path")
+        if (
+            not in_place
+            and src_path.exists()
+            and dst_path.exists()
+            and _same_file(src_path, dst_path)
+        ):
+            raise UsageError(
+                f"the output {dst_path} is the input: pass --in-place to patch it in "
+                "place, or choose another output path"
+            )
     with open_gguf(src_path) as h:
         kind = gemma3_kind(h)
         plan = plan_patch(h, kind, name=name, description=description)
@@ -391,10 +447,14 @@ def patch_gguf(
         if in_place and not plan.changes:
             result.seconds = time.perf_counter() - t0
             return result
-        _check_output(src_path, dst_path, in_place=in_place, force=force,
-                      need=h.size + 2 * len(OFFICIAL_TEMPLATE))
-        result.bytes_written, result.copy_method = write_plan(h, plan, dst_path,
-                                                              progress=progress)
+        _check_output(
+            src_path,
+            dst_path,
+            in_place=in_place,
+            force=force,
+            need=h.size + 2 * len(OFFICIAL_TEMPLATE),
+        )
+        result.bytes_written, result.copy_method = write_plan(h, plan, dst_path, progress=progress)
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -415,8 +475,7 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
             with _progress_bar(data_len, f"patch {dst.name}", progress) as bar:
                 _write_all(fd, header)
                 with open(h.path, "rb") as fin:
-                    method = _copy_range(fin.fileno(), fd, h.data_start, len(header), data_len,
-                                         bar)
+                    method = _copy_range(fin.fileno(), fd, h.data_start, len(header), data_len, bar)
             os.close(fd)
             fd = -1
             os.chmod(tmp, os.stat(h.path).st_mode & 0o777)  # like cp: the input's permissions
@@ -425,8 +484,10 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
         except Gemma3PackError:
             raise
         except OSError as err:  # disk full, I/O error, ...: one line, nothing left behind
-            raise OutputError(f"cannot write {dst}: {err.strerror or err}: free space or "
-                              "choose another output path") from None
+            raise OutputError(
+                f"cannot write {dst}: {err.strerror or err}: free space or "
+                "choose another output path"
+            ) from None
     except BaseException:
         if fd >= 0:
             os.close(fd)
@@ -435,8 +496,9 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
     return len(header) + data_len, method
 
 
-def _verify(path: Path, src: GGUFHeader, plan: Plan, header: bytes, data_len: int,
-            moved: dict[int, int]) -> None:
+def _verify(
+    path: Path, src: GGUFHeader, plan: Plan, header: bytes, data_len: int, moved: dict[int, int]
+) -> None:
     """Read the written header back: the exact bytes we meant, and it parses to the same
     tensors, the kept keys in order and the new records.
 
@@ -458,11 +520,16 @@ def _verify(path: Path, src: GGUFHeader, plan: Plan, header: bytes, data_len: in
             and [(t.name, t.shape, t.ggml_type, t.offset) for t in out.tensors]
             == [(t.name, t.shape, t.ggml_type, t.offset) for t in src.tensors]
             and list(out.kvs)[: len(src.kvs)] == list(src.kvs)
-            and all(out.buf[out.kvs[k].start:out.kvs[k].end] == rec
-                    for k, rec in plan.records.items())
-            and all(out.kvs[k].end - out.kvs[k].start == kv.end - kv.start
-                    for k, kv in src.kvs.items() if k not in plan.records)
+            and all(
+                out.buf[out.kvs[k].start : out.kvs[k].end] == rec for k, rec in plan.records.items()
+            )
+            and all(
+                out.kvs[k].end - out.kvs[k].start == kv.end - kv.start
+                for k, kv in src.kvs.items()
+                if k not in plan.records
+            )
         )
     if not ok:  # pragma: no cover - a bug, not a user error
-        raise OutputError(f"the patched file {path} did not verify; nothing was replaced "
-                          "(please report this)")
+        raise OutputError(
+            f"the patched file {path} did not verify; nothing was replaced (please report this)"
+        )

@@ -56,10 +56,17 @@ SCALAR_FORMAT: dict[GGUFValueType, str] = {
     GGUFValueType.FLOAT64: "d",
 }
 _NUMPY_DTYPE: dict[GGUFValueType, str] = {
-    GGUFValueType.UINT8: "u1", GGUFValueType.INT8: "i1", GGUFValueType.UINT16: "u2",
-    GGUFValueType.INT16: "i2", GGUFValueType.UINT32: "u4", GGUFValueType.INT32: "i4",
-    GGUFValueType.FLOAT32: "f4", GGUFValueType.BOOL: "?", GGUFValueType.UINT64: "u8",
-    GGUFValueType.INT64: "i8", GGUFValueType.FLOAT64: "f8",
+    GGUFValueType.UINT8: "u1",
+    GGUFValueType.INT8: "i1",
+    GGUFValueType.UINT16: "u2",
+    GGUFValueType.INT16: "i2",
+    GGUFValueType.UINT32: "u4",
+    GGUFValueType.INT32: "i4",
+    GGUFValueType.FLOAT32: "f4",
+    GGUFValueType.BOOL: "?",
+    GGUFValueType.UINT64: "u8",
+    GGUFValueType.INT64: "i8",
+    GGUFValueType.FLOAT64: "f8",
 }
 # arrays up to this many items are decoded eagerly (general.tags, image_mean, ...)
 SMALL_ARRAY = 64
@@ -169,22 +176,29 @@ class GGUFHeader:
         for i in range(last + 1):
             (n,) = unpack(buf, pos)
             if i in wanted:
-                out[i] = buf[pos + 8: pos + 8 + n].decode("utf-8", errors="replace")
+                out[i] = buf[pos + 8 : pos + 8 + n].decode("utf-8", errors="replace")
             pos += 8 + n
         return out
 
 
 class _Parser:
-    def __init__(self, buf: mmap.mmap, size: int, path: Path, endian: str,
-                 known_ends: Mapping[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        buf: mmap.mmap,
+        size: int,
+        path: Path,
+        endian: str,
+        known_ends: Mapping[int, int] | None = None,
+    ) -> None:
         self.buf, self.size, self.path, self.e = buf, size, path, endian
         self.known_ends = known_ends or {}
         self.u32 = struct.Struct(endian + "I").unpack_from
         self.u64 = struct.Struct(endian + "Q").unpack_from
 
     def fail(self, what: str) -> NotGGUF:
-        return NotGGUF(f"{self.path} is not a valid GGUF file ({what}): "
-                       "re-download or re-convert it")
+        return NotGGUF(
+            f"{self.path} is not a valid GGUF file ({what}): re-download or re-convert it"
+        )
 
     def need(self, pos: int, n: int, what: str) -> None:
         if n < 0 or pos + n > self.size:
@@ -195,7 +209,7 @@ class _Parser:
         (n,) = self.u64(self.buf, pos)
         self.need(pos + 8, n, what)
         try:
-            text = self.buf[pos + 8: pos + 8 + n].decode("utf-8")
+            text = self.buf[pos + 8 : pos + 8 + n].decode("utf-8")
         except UnicodeDecodeError:
             raise self.fail(f"{what} is not UTF-8") from None
         return text, pos + 8 + n
@@ -311,20 +325,25 @@ class _Parser:
         return KV(key, vtype, start, value_start, end, sub_type=sub, count=count, value=value)
 
 
-def _parse(buf: mmap.mmap, size: int, path: Path,
-           known_ends: Mapping[int, int] | None = None) -> GGUFHeader:
+def _parse(
+    buf: mmap.mmap, size: int, path: Path, known_ends: Mapping[int, int] | None = None
+) -> GGUFHeader:
     if size < 24 or struct.unpack_from("<I", buf, 0)[0] != GGUF_MAGIC:
         head = bytes(buf[:4]) if size else b""
-        raise NotGGUF(f"{path} is not a GGUF file (starts with {head!r}, expected b'GGUF'): "
-                      "pass a .gguf model file")
+        raise NotGGUF(
+            f"{path} is not a GGUF file (starts with {head!r}, expected b'GGUF'): "
+            "pass a .gguf model file"
+        )
     endian = "<"
     version = struct.unpack_from("<I", buf, 4)[0]
     if version & 0xFFFF == 0 and struct.unpack_from(">I", buf, 4)[0] in (2, 3):
         endian, version = ">", struct.unpack_from(">I", buf, 4)[0]
     p = _Parser(buf, size, path, endian, known_ends)
     if version not in (2, 3):
-        raise NotGGUF(f"{path} is GGUF version {version}; only versions 2 and 3 are supported: "
-                      "re-convert it with a current llama.cpp")
+        raise NotGGUF(
+            f"{path} is GGUF version {version}; only versions 2 and 3 are supported: "
+            "re-convert it with a current llama.cpp"
+        )
     n_tensors, n_kv = struct.unpack_from(endian + "QQ", buf, 8)
     if n_kv > size // 13 or n_tensors > size // 29:
         raise p.fail(f"header claims {n_kv} keys and {n_tensors} tensors")
@@ -371,15 +390,31 @@ def _parse(buf: mmap.mmap, size: int, path: Path,
         if t.nbytes is not None:
             data_end = max(data_end, data_start + t.offset + t.nbytes)
     if data_end > size:
-        raise NotGGUF(f"{path} is truncated: its tensors need {data_end:,} bytes but the file "
-                      f"has {size:,}: re-download or re-convert it")
-    return GGUFHeader(path, buf, size, endian, version, kvs, tensors, kv_start, ti_start, ti_end,
-                      alignment, data_start, data_end)
+        raise NotGGUF(
+            f"{path} is truncated: its tensors need {data_end:,} bytes but the file "
+            f"has {size:,}: re-download or re-convert it"
+        )
+    return GGUFHeader(
+        path,
+        buf,
+        size,
+        endian,
+        version,
+        kvs,
+        tensors,
+        kv_start,
+        ti_start,
+        ti_end,
+        alignment,
+        data_start,
+        data_end,
+    )
 
 
 @contextmanager
-def open_gguf(path: str | os.PathLike[str], *,
-              known_ends: Mapping[int, int] | None = None) -> Iterator[GGUFHeader]:
+def open_gguf(
+    path: str | os.PathLike[str], *, known_ends: Mapping[int, int] | None = None
+) -> Iterator[GGUFHeader]:
     """Map ``path`` read-only and parse its header; the map closes when the block ends.
 
     ``known_ends`` maps the first item offset of a string array to its end offset, for a
@@ -409,8 +444,9 @@ def open_gguf(path: str | os.PathLike[str], *,
         try:
             header = _parse(buf, st.st_size, p, known_ends)
         except struct.error:
-            raise NotGGUF(f"{p} is not a valid GGUF file (truncated header): "
-                          "re-download or re-convert it") from None
+            raise NotGGUF(
+                f"{p} is not a valid GGUF file (truncated header): re-download or re-convert it"
+            ) from None
         yield header
     finally:
         buf.close()

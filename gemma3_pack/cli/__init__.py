@@ -19,11 +19,27 @@ from .._version import __version__
 
 # command name -> (module, attribute, one-line help shown in `gemma3-pack --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "demo": ("demo", "demo", "Patch the real Gemma 3 270M GGUF, write its Modelfile, chat with it."),
-    "variants": ("variants", "variants", "List the Gemma 3 family: sizes, context, vision, tags, quants."),
-    "modelfile": ("modelfile", "modelfile", "Write an Ollama Modelfile for a variant or GGUF, or lint one."),
+    "demo": (
+        "demo",
+        "demo",
+        "Patch the real Gemma 3 270M GGUF, write its Modelfile, chat with it.",
+    ),
+    "variants": (
+        "variants",
+        "variants",
+        "List the Gemma 3 family: sizes, context, vision, tags, quants.",
+    ),
+    "modelfile": (
+        "modelfile",
+        "modelfile",
+        "Write an Ollama Modelfile for a variant or GGUF, or lint one.",
+    ),
     "patch": ("gguf", "patch", "Write Gemma 3's chat template and sampling settings into a GGUF."),
-    "inspect": ("gguf", "inspect", "Report and lint a Gemma 3 GGUF (template, sampling, tokens, mmproj)."),
+    "inspect": (
+        "gguf",
+        "inspect",
+        "Report and lint a Gemma 3 GGUF (template, sampling, tokens, mmproj).",
+    ),
     "export": ("export", "export", "Turn a fine-tuned HF checkpoint or LoRA into verified GGUFs."),
     "chat": ("ollama", "chat", "Chat with a Gemma 3 model on the local Ollama daemon."),
     "pull": ("ollama", "pull", "Pull a Gemma 3 model into Ollama, with a progress bar."),

@@ -10,13 +10,20 @@ import click
 
 
 @click.command()
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("gemma3-demo"),
-              show_default=True, help="Folder for the patched GGUF and its Modelfile.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("gemma3-demo"),
+    show_default=True,
+    help="Folder for the patched GGUF and its Modelfile.",
+)
 @click.option("--no-chat", is_flag=True, help="Skip the llama.cpp chat turn.")
 @click.option("--no-ollama", is_flag=True, help="Skip creating the model in Ollama.")
 @click.option("--prompt", default=None, help="The chat turn's user message.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the result as JSON (status lines go to stderr).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as JSON (status lines go to stderr)."
+)
 def demo(out_dir: Path, no_chat: bool, no_ollama: bool, prompt: str | None, as_json: bool) -> None:
     """Patch the real Gemma 3 270M GGUF, write its Modelfile, chat with it.
 
@@ -37,9 +44,14 @@ def demo(out_dir: Path, no_chat: bool, no_ollama: bool, prompt: str | None, as_j
     def say(line: str) -> None:
         click.echo(line, err=as_json)
 
-    result = run_demo(out_dir=out_dir, chat=not no_chat, ollama=not no_ollama,
-                      prompt=prompt or DEMO_PROMPT, say=say,
-                      progress=not as_json and sys.stderr.isatty())
+    result = run_demo(
+        out_dir=out_dir,
+        chat=not no_chat,
+        ollama=not no_ollama,
+        prompt=prompt or DEMO_PROMPT,
+        say=say,
+        progress=not as_json and sys.stderr.isatty(),
+    )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return

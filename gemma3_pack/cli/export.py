@@ -11,32 +11,82 @@ import click
 
 @click.command()
 @click.argument("source")
-@click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder for the outputs [default: ./<name>-gguf].")
-@click.option("-q", "--quant", "quants", default=None, metavar="QUANT[,QUANT...]",
-              help="Types to write: F32 F16 BF16 Q8_0 (built in), Q4_0 Q4_K_M Q5_K_M Q6_K "
-                   "Q4_K_S Q5_K_S Q3_K_M ... (llama.cpp). [default: from the family table]")
-@click.option("--name", default=None, help="File-name stem and general.name [default: SOURCE's name].")
-@click.option("--base", default=None, metavar="PATH|REPO",
-              help="Base model for a LoRA adapter [default: the adapter's base_model_name_or_path].")
-@click.option("--qat/--no-qat", default=None,
-              help="Treat as a QAT checkpoint: Q4_0 with Q8_0 embeddings [default: from the name].")
-@click.option("--tokenizer-from", default=None, metavar="PATH|REPO",
-              help="Take tokenizer.model (+ tokenizer files) from here when the checkpoint lacks it.")
-@click.option("--imatrix", type=click.Path(path_type=Path), default=None,
-              help="Importance matrix (GGUF from llama-imatrix) for the llama.cpp quant types.")
-@click.option("--keep-bf16", is_flag=True, help="Keep the BF16 intermediate the K-quants come from.")
-@click.option("--mmproj-type", type=click.Choice(["f16", "bf16", "f32", "q8_0"]), default="f16",
-              show_default=True, help="Storage of the vision projector (multimodal checkpoints).")
-@click.option("--ollama-format", type=click.Choice(["auto", "pair", "fused"]), default="auto",
-              show_default=True,
-              help="Vision models: Modelfile with GGUF + mmproj (pair) or one fused Ollama GGUF.")
+@click.option(
+    "-o",
+    "--output-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the outputs [default: ./<name>-gguf].",
+)
+@click.option(
+    "-q",
+    "--quant",
+    "quants",
+    default=None,
+    metavar="QUANT[,QUANT...]",
+    help="Types to write: F32 F16 BF16 Q8_0 (built in), Q4_0 Q4_K_M Q5_K_M Q6_K "
+    "Q4_K_S Q5_K_S Q3_K_M ... (llama.cpp). [default: from the family table]",
+)
+@click.option(
+    "--name", default=None, help="File-name stem and general.name [default: SOURCE's name]."
+)
+@click.option(
+    "--base",
+    default=None,
+    metavar="PATH|REPO",
+    help="Base model for a LoRA adapter [default: the adapter's base_model_name_or_path].",
+)
+@click.option(
+    "--qat/--no-qat",
+    default=None,
+    help="Treat as a QAT checkpoint: Q4_0 with Q8_0 embeddings [default: from the name].",
+)
+@click.option(
+    "--tokenizer-from",
+    default=None,
+    metavar="PATH|REPO",
+    help="Take tokenizer.model (+ tokenizer files) from here when the checkpoint lacks it.",
+)
+@click.option(
+    "--imatrix",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Importance matrix (GGUF from llama-imatrix) for the llama.cpp quant types.",
+)
+@click.option(
+    "--keep-bf16", is_flag=True, help="Keep the BF16 intermediate the K-quants come from."
+)
+@click.option(
+    "--mmproj-type",
+    type=click.Choice(["f16", "bf16", "f32", "q8_0"]),
+    default="f16",
+    show_default=True,
+    help="Storage of the vision projector (multimodal checkpoints).",
+)
+@click.option(
+    "--ollama-format",
+    type=click.Choice(["auto", "pair", "fused"]),
+    default="auto",
+    show_default=True,
+    help="Vision models: Modelfile with GGUF + mmproj (pair) or one fused Ollama GGUF.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars and no summary (errors still print).")
-def export(source: str, output_dir: Path | None, quants: str | None, name: str | None,
-           base: str | None, qat: bool | None, tokenizer_from: str | None, imatrix: Path | None,
-           keep_bf16: bool, mmproj_type: str, ollama_format: str, as_json: bool,
-           quiet: bool) -> None:
+def export(
+    source: str,
+    output_dir: Path | None,
+    quants: str | None,
+    name: str | None,
+    base: str | None,
+    qat: bool | None,
+    tokenizer_from: str | None,
+    imatrix: Path | None,
+    keep_bf16: bool,
+    mmproj_type: str,
+    ollama_format: str,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Turn a fine-tuned Gemma 3 checkpoint or LoRA adapter into verified GGUFs.
 
     SOURCE is a Hugging Face checkpoint folder, a PEFT LoRA adapter folder (merged onto its base
@@ -60,9 +110,17 @@ def export(source: str, output_dir: Path | None, quants: str | None, name: str |
 
     progress = not quiet and not as_json and sys.stderr.isatty()
     result = run_export(
-        source, output_dir=output_dir, quants=quants, name=name, base=base, qat=qat,
-        tokenizer_from=tokenizer_from, imatrix=imatrix, keep_bf16=keep_bf16,
-        mmproj_type=mmproj_type, ollama_format=ollama_format,  # type: ignore[arg-type]
+        source,
+        output_dir=output_dir,
+        quants=quants,
+        name=name,
+        base=base,
+        qat=qat,
+        tokenizer_from=tokenizer_from,
+        imatrix=imatrix,
+        keep_bf16=keep_bf16,
+        mmproj_type=mmproj_type,
+        ollama_format=ollama_format,  # type: ignore[arg-type]
         progress=progress,
     )
     if as_json:

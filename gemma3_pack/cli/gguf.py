@@ -11,16 +11,34 @@ import click
 
 @click.command()
 @click.argument("src", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "dst", type=click.Path(path_type=Path), default=None,
-              help="Where to write the patched GGUF [default: <stem>.gemma3.gguf beside the input].")
-@click.option("--in-place", is_flag=True, help="Replace the input (atomically: temp file + rename).")
+@click.option(
+    "-o",
+    "--output",
+    "dst",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the patched GGUF [default: <stem>.gemma3.gguf beside the input].",
+)
+@click.option(
+    "--in-place", is_flag=True, help="Replace the input (atomically: temp file + rename)."
+)
 @click.option("--name", default=None, help="Also set general.name.")
 @click.option("--description", default=None, help="Also set general.description.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary (errors still print).")
-def patch(src: Path, dst: Path | None, in_place: bool, name: str | None, description: str | None,
-          force: bool, as_json: bool, quiet: bool) -> None:
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress bar, no summary (errors still print)."
+)
+def patch(
+    src: Path,
+    dst: Path | None,
+    in_place: bool,
+    name: str | None,
+    description: str | None,
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Write Gemma 3's chat template and sampling settings into a GGUF.
 
     Adds Google's official chat template, general.sampling.* (temp 1, top_k 64, top_p 0.95,
@@ -38,8 +56,15 @@ def patch(src: Path, dst: Path | None, in_place: bool, name: str | None, descrip
     from .._gguf import patch_gguf
 
     progress = not quiet and not as_json and sys.stderr.isatty()
-    result = patch_gguf(src, dst, in_place=in_place, name=name, description=description,
-                        force=force, progress=progress)
+    result = patch_gguf(
+        src,
+        dst,
+        in_place=in_place,
+        name=name,
+        description=description,
+        force=force,
+        progress=progress,
+    )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
@@ -47,15 +72,20 @@ def patch(src: Path, dst: Path | None, in_place: bool, name: str | None, descrip
         return
     if not result.changed:
         where = "left as is" if result.in_place else f"copied unchanged to {result.dst}"
-        why = ("a projector: only --name/--description apply" if result.kind == "mmproj"
-               else "already patched")
+        why = (
+            "a projector: only --name/--description apply"
+            if result.kind == "mmproj"
+            else "already patched"
+        )
         click.echo(f"{result.src}: {why}, nothing to change ({where})")
         return
     for change in result.changes:
         click.echo(f"  {change.describe()}")
     mb = result.bytes_written / 1e6
-    click.echo(f"wrote {result.dst} ({mb:,.1f} MB in {result.seconds:.2f} s, "
-               f"{len(result.changes)} change{'s' if len(result.changes) != 1 else ''})")
+    click.echo(
+        f"wrote {result.dst} ({mb:,.1f} MB in {result.seconds:.2f} s, "
+        f"{len(result.changes)} change{'s' if len(result.changes) != 1 else ''})"
+    )
 
 
 @click.command()

@@ -17,18 +17,40 @@ def _is_path(target: str) -> bool:
 @click.command()
 @click.argument("target", required=False)
 @click.argument("mmproj", required=False, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Write the Modelfile here (atomically) instead of printing it.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the Modelfile here (atomically) instead of printing it.",
+)
 @click.option("--system", default=None, help="A default system prompt (SYSTEM).")
 @click.option("--num-ctx", type=int, default=None, help="Context length in tokens (num_ctx).")
-@click.option("--check", "check", type=click.Path(path_type=Path), default=None,
-              help="Lint this Modelfile instead; exit 1 when it has errors.")
-@click.option("--all", "all_dir", type=click.Path(path_type=Path), default=None,
-              help="(Re)generate one Modelfile per published variant in this folder.")
+@click.option(
+    "--check",
+    "check",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Lint this Modelfile instead; exit 1 when it has errors.",
+)
+@click.option(
+    "--all",
+    "all_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="(Re)generate one Modelfile per published variant in this folder.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def modelfile(target: str | None, mmproj: Path | None, output: Path | None, system: str | None,
-              num_ctx: int | None, check: Path | None, all_dir: Path | None,
-              as_json: bool) -> None:
+def modelfile(
+    target: str | None,
+    mmproj: Path | None,
+    output: Path | None,
+    system: str | None,
+    num_ctx: int | None,
+    check: Path | None,
+    all_dir: Path | None,
+    as_json: bool,
+) -> None:
     """Write an Ollama Modelfile for a Gemma 3 variant or GGUF, or lint one.
 
     TARGET is a variant (gemma3-4b-it, gemma3:12b, gemma3-1b-it-qat) or a local GGUF; give the
@@ -51,16 +73,26 @@ def modelfile(target: str | None, mmproj: Path | None, output: Path | None, syst
 
     modes = sum(x is not None for x in (target, check, all_dir))
     if modes != 1:
-        raise UsageError("give exactly one of TARGET (a variant or GGUF path), --check FILE or "
-                         "--all DIR (see gemma3-pack modelfile --help)")
+        raise UsageError(
+            "give exactly one of TARGET (a variant or GGUF path), --check FILE or "
+            "--all DIR (see gemma3-pack modelfile --help)"
+        )
 
     if check is not None:
         findings = mf.check_modelfile(check)
         errors = sum(f.level == "error" for f in findings)
         if as_json:
-            click.echo(json.dumps({"path": str(check), "errors": errors,
-                                   "warnings": len(findings) - errors,
-                                   "findings": [vars(f) for f in findings]}, indent=2))
+            click.echo(
+                json.dumps(
+                    {
+                        "path": str(check),
+                        "errors": errors,
+                        "warnings": len(findings) - errors,
+                        "findings": [vars(f) for f in findings],
+                    },
+                    indent=2,
+                )
+            )
         else:
             for f in findings:
                 where = f"{check}:{f.line}" if f.line else str(check)
@@ -83,16 +115,25 @@ def modelfile(target: str | None, mmproj: Path | None, output: Path | None, syst
     assert target is not None
     if _is_path(target) or mmproj is not None:
         relative_to = output.parent if output is not None else None
-        spec = mf.spec_for_gguf(target, mmproj, system=system, num_ctx=num_ctx,
-                                relative_to=relative_to)
+        spec = mf.spec_for_gguf(
+            target, mmproj, system=system, num_ctx=num_ctx, relative_to=relative_to
+        )
     else:
         spec = mf.spec_for_variant(target, system=system, num_ctx=num_ctx)
     text = mf.render_modelfile(spec)
     if output is not None:
         mf.write_modelfile(spec, output)
     if as_json:
-        click.echo(json.dumps({"path": str(output) if output else None, "modelfile": text,
-                               "spec": spec.to_dict()}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "path": str(output) if output else None,
+                    "modelfile": text,
+                    "spec": spec.to_dict(),
+                },
+                indent=2,
+            )
+        )
     elif output is not None:
         click.echo(f"wrote {output}")
     else:

@@ -15,17 +15,40 @@ _HOST_HELP = "Ollama host [default: $OLLAMA_HOST or 127.0.0.1:11434]."
 
 @click.command()
 @click.argument("words", nargs=-1, required=True, metavar="[MODEL] PROMPT")
-@click.option("-i", "--image", "images", multiple=True, type=click.Path(path_type=Path),
-              help="Attach an image (repeatable); the model must have vision (4B, 12B, 27B).")
+@click.option(
+    "-i",
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Attach an image (repeatable); the model must have vision (4B, 12B, 27B).",
+)
 @click.option("-s", "--system", default=None, help="System prompt.")
 @click.option("--no-stream", is_flag=True, help="Print the whole answer at once.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print Ollama's full response as JSON (implies --no-stream).")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Override a sampling option, e.g. -o temperature=0.2 (repeatable).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print Ollama's full response as JSON (implies --no-stream).",
+)
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a sampling option, e.g. -o temperature=0.2 (repeatable).",
+)
 @click.option("--host", default=None, help=_HOST_HELP)
-def chat(words: tuple[str, ...], images: tuple[Path, ...], system: str | None, no_stream: bool,
-         as_json: bool, options: tuple[str, ...], host: str | None) -> None:
+def chat(
+    words: tuple[str, ...],
+    images: tuple[Path, ...],
+    system: str | None,
+    no_stream: bool,
+    as_json: bool,
+    options: tuple[str, ...],
+    host: str | None,
+) -> None:
     """Chat with a Gemma 3 model on the local Ollama daemon.
 
     Sends the Gemma team's sampling settings (temperature 1, top_k 64, top_p 0.95, min_p 0,
@@ -58,8 +81,9 @@ def chat(words: tuple[str, ...], images: tuple[Path, ...], system: str | None, n
         else:
             click.echo(reply.message.content)
         return
-    for chunk in client.chat(prompt, images=list(images) or None, system=system, options=parsed,
-                             stream=True):
+    for chunk in client.chat(
+        prompt, images=list(images) or None, system=system, options=parsed, stream=True
+    ):
         sys.stdout.write(chunk.message.content or "")
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -98,25 +122,53 @@ def pull(model: str, host: str | None, quiet: bool, as_json: bool) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("--from", "export_dir", type=click.Path(path_type=Path), default=None,
-              help="An export folder written by `gemma3-pack export` (has export.json).")
-@click.option("--variant", default=None,
-              help="A family variant or Ollama tag to build on, e.g. gemma3-4b-it or gemma3:4b.")
-@click.option("--quant", default=None,
-              help="Which exported model to ship, e.g. Q8_0 [default: the export's first].")
-@click.option("--quantize", default=None,
-              help="Let Ollama quantize an F16/BF16 export: q4_K_M, q4_K_S or q8_0.")
-@click.option("--packaging", type=click.Choice(["auto", "pair", "fused"]), default="auto",
-              show_default=True,
-              help="Vision packaging: pair = GGUF + mmproj (Ollama >= 0.30), fused = one GGUF.")
+@click.option(
+    "--from",
+    "export_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="An export folder written by `gemma3-pack export` (has export.json).",
+)
+@click.option(
+    "--variant",
+    default=None,
+    help="A family variant or Ollama tag to build on, e.g. gemma3-4b-it or gemma3:4b.",
+)
+@click.option(
+    "--quant",
+    default=None,
+    help="Which exported model to ship, e.g. Q8_0 [default: the export's first].",
+)
+@click.option(
+    "--quantize",
+    default=None,
+    help="Let Ollama quantize an F16/BF16 export: q4_K_M, q4_K_S or q8_0.",
+)
+@click.option(
+    "--packaging",
+    type=click.Choice(["auto", "pair", "fused"]),
+    default="auto",
+    show_default=True,
+    help="Vision packaging: pair = GGUF + mmproj (Ollama >= 0.30), fused = one GGUF.",
+)
 @click.option("-s", "--system", default=None, help="System prompt baked into the model.")
 @click.option("--num-ctx", type=int, default=None, help="Context length baked into the model.")
 @click.option("--host", default=None, help=_HOST_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def create(name: str, export_dir: Path | None, variant: str | None, quant: str | None,
-           quantize: str | None, packaging: str, system: str | None, num_ctx: int | None,
-           host: str | None, quiet: bool, as_json: bool) -> None:
+def create(
+    name: str,
+    export_dir: Path | None,
+    variant: str | None,
+    quant: str | None,
+    quantize: str | None,
+    packaging: str,
+    system: str | None,
+    num_ctx: int | None,
+    host: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Create an Ollama model from an export folder or a family variant.
 
     With --from, each GGUF is uploaded once (blobs the daemon already has are skipped) and the
@@ -138,15 +190,23 @@ def create(name: str, export_dir: Path | None, variant: str | None, quant: str |
     client = Client(host)
     progress = not quiet and not as_json
     if export_dir is not None:
-        result = client.create_from_export(export_dir, name, quantize=quantize, progress=progress,
-                                           packaging=packaging, quant=quant,  # type: ignore[arg-type]
-                                           system=system, num_ctx=num_ctx)
+        result = client.create_from_export(
+            export_dir,
+            name,
+            quantize=quantize,
+            progress=progress,
+            packaging=packaging,  # type: ignore[arg-type]
+            quant=quant,
+            system=system,
+            num_ctx=num_ctx,
+        )
     else:
         if quant or quantize or packaging != "auto":
             raise UsageError("--quant, --quantize and --packaging apply to --from only")
         assert variant is not None
-        result = client.create_from_variant(variant, name, system=system, num_ctx=num_ctx,
-                                            progress=progress)
+        result = client.create_from_variant(
+            variant, name, system=system, num_ctx=num_ctx, progress=progress
+        )
     if as_json:
         click.echo(json.dumps({"model": name, "status": result.status}))
     elif not quiet:
