@@ -460,8 +460,8 @@ def test_readme_sdk_quickstart_runs_as_written(server: LoopbackOllama, tmp_path:
     block = re.search(
         r"<!-- sdk-quickstart -->\n```python\n(.*?)```\n<!-- /sdk-quickstart -->", readme, re.S
     )
-    if block is not None:  # once the README carries it, it must be this exact text
-        assert block.group(1) == QUICKSTART, "README SDK quickstart drifted from this test"
+    assert block is not None, "README.md lost its <!-- sdk-quickstart --> block"
+    assert block.group(1) == QUICKSTART, "README SDK quickstart drifted from this test"
     from test_client import PNG
 
     (tmp_path / "cat.png").write_bytes(PNG)
