@@ -19,7 +19,6 @@ timeouts and ``transport=`` behave exactly like Ollama's own client and the resp
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -45,6 +44,7 @@ from ._errors import (
     VisionNotSupported,
 )
 from ._family import SAMPLING, VARIANTS, get_variant
+from ._files import sha256_file
 from ._images import ImageLike, encode_images
 
 __all__ = [
@@ -396,31 +396,6 @@ def _check_quantize(quantize: str | None, source_quant: str | None) -> str | Non
             "export with --keep-bf16 or pick a quant from the export instead"
         )
     return q
-
-
-def sha256_file(path: Path, *, progress: bool = False) -> str:
-    """sha256 hex digest of a file read in 1 MiB chunks (constant memory)."""
-    from tqdm import tqdm
-
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    with (
-        open(path, "rb") as fh,
-        tqdm(
-            total=size,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"sha256 {path.name}",
-            file=sys.stderr,
-            leave=False,
-            disable=None if progress else True,
-        ) as bar,
-    ):
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
 
 
 class _ProgressReader:

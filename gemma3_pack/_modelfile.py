@@ -18,7 +18,6 @@ written wrong. :func:`check_modelfile` lints a hand-written Modelfile against Ge
 from __future__ import annotations
 
 import os
-import tempfile
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Literal, NamedTuple
 from ._chat import LICENSE_NOTICE, OLLAMA_TEMPLATE
 from ._errors import InputNotFound, ModelfileError, NotGGUF, OutputError, UsageError
 from ._family import SAMPLING, STOP, Variant, get_variant
+from ._files import write_text_atomic
 
 __all__ = [
     "COMMANDS",
@@ -518,23 +518,7 @@ def write_modelfile(
 ) -> Path:
     """Render ``spec`` and write it atomically (temp file beside ``path``, then rename)."""
     text = render_modelfile(spec, header=header)
-    dst = Path(path)
-    if not dst.parent.is_dir():
-        raise OutputError(
-            f"cannot write {dst}: folder {dst.parent} does not exist (create it first)"
-        )
-    try:
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as err:
-        raise OutputError(f"cannot write {dst}: {err.strerror or err}") from None
-    return dst
+    return write_text_atomic(Path(path), text)
 
 
 # --------------------------------------------------------------------------- specs
@@ -945,9 +929,6 @@ def write_variant_modelfiles(folder: str | os.PathLike[str]) -> list[Path]:
         dst = out / f"{v.name}.Modelfile"
         text = variant_modelfile(v)
         if not dst.is_file() or dst.read_text(encoding="utf-8") != text:
-            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{dst.name}.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-            os.replace(tmp, dst)
+            write_text_atomic(dst, text)
         written.append(dst)
     return written

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._errors import InputNotFound, InsufficientDisk, OutputError, UsageError
+from .._files import write_text_atomic
 from .._version import __version__
 
 __all__ = ["ExportResult", "ExportedFile", "export"]
@@ -423,7 +424,7 @@ def export(
         ],
     )
     readme = out_dir / "README.md"
-    _manifest.write_atomic(
+    write_text_atomic(
         readme,
         _manifest.render_card(
             name=name,

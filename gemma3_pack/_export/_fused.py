@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import numpy as np
 from gemma3_pack._errors import CheckpointError, NotGemma3, NotGGUF, OutputError
 from gemma3_pack._export._mmproj import _bar, _open, read_f32, vision_plan
 from gemma3_pack._export._vision_names import ollama_name
+from gemma3_pack._files import atomic_path
 from gemma3_pack._gguf._patch import _copy_range, _NoBar
 
 __all__ = ["ollama_vision_keys", "write_fused"]
@@ -158,38 +158,30 @@ def write_fused(
         )
         head += b"\0" * pad(len(head))
 
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent
-        )
-        tmp = Path(tmp_name)
-        try:
-            with (
-                os.fdopen(fd, "wb") as out,
-                _bar(len(h.tensors) + len(entries), "fused", progress) as bar,
-            ):
-                out.write(head)
-                out.flush()
-                # The text tensors, in-kernel where possible (copy_file_range/sendfile): they
-                # never pass through this process, so memory stays flat whatever the model size.
-                with open(text_gguf, "rb") as src:
-                    _copy_range(
-                        src.fileno(), out.fileno(), h.data_start, len(head), text_data, _NoBar()
-                    )
-                out.seek(len(head) + text_data)
-                bar.update(len(h.tensors))
-                written = text_data
-                for (name, vt, f32), (at, _n) in zip(entries, layout, strict=True):
-                    out.write(b"\0" * (at - written))
-                    data = read_f32(ck, vt.source)
-                    if name.endswith("_norm.weight") and not name.startswith("v."):
-                        data = data + np.float32(1.0)  # Gemma's (1 + w) RMSNorm, as Ollama's addOne
-                    blob = (data if f32 else data.astype(np.float16)).tobytes()
-                    out.write(blob)
-                    written = at + len(blob)
-                    bar.update(1)
-                out.write(b"\0" * pad(written))
-            os.replace(tmp, out_path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with (
+            atomic_path(out_path) as tmp,
+            open(tmp, "wb") as out,
+            _bar(len(h.tensors) + len(entries), "fused", progress) as bar,
+        ):
+            out.write(head)
+            out.flush()
+            # The text tensors, in-kernel where possible (copy_file_range/sendfile): they
+            # never pass through this process, so memory stays flat whatever the model size.
+            with open(text_gguf, "rb") as src:
+                _copy_range(
+                    src.fileno(), out.fileno(), h.data_start, len(head), text_data, _NoBar()
+                )
+            out.seek(len(head) + text_data)
+            bar.update(len(h.tensors))
+            written = text_data
+            for (name, vt, f32), (at, _n) in zip(entries, layout, strict=True):
+                out.write(b"\0" * (at - written))
+                data = read_f32(ck, vt.source)
+                if name.endswith("_norm.weight") and not name.startswith("v."):
+                    data = data + np.float32(1.0)  # Gemma's (1 + w) RMSNorm, as Ollama's addOne
+                blob = (data if f32 else data.astype(np.float16)).tobytes()
+                out.write(blob)
+                written = at + len(blob)
+                bar.update(1)
+            out.write(b"\0" * pad(written))
     return out_path

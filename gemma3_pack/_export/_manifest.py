@@ -6,60 +6,39 @@ folder so it can be moved, uploaded to a hub or copied to a phone as is.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .._chat import OLLAMA_TEMPLATE
 from .._family import SAMPLING, STOP
+from .._files import sha256_file, write_text_atomic
 
 __all__ = [
     "render_card",
     "sha256",
-    "write_atomic",
     "write_manifest",
     "write_modelfile_for",
     "write_sums",
 ]
 
 
-def sha256(path: Path, bufsize: int = 4 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    from ._writer import _chmod_default
-
-    _chmod_default(Path(tmp))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def sha256(path: Path) -> str:
+    return sha256_file(path)
 
 
 def write_manifest(out_dir: Path, data: dict[str, Any]) -> Path:
     doc = {"format": 1, **data, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     path = out_dir / "export.json"
-    write_atomic(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
 def write_sums(out_dir: Path, entries: list[tuple[str, str]]) -> Path:
     """``sha256sum -c`` compatible: ``<hex>  <relative path>``."""
     path = out_dir / "SHA256SUMS"
-    write_atomic(path, "".join(f"{digest}  {rel}\n" for rel, digest in entries))
+    write_text_atomic(path, "".join(f"{digest}  {rel}\n" for rel, digest in entries))
     return path
 
 
@@ -81,7 +60,9 @@ def write_modelfile_for(out_dir: Path, gguf_path: Path, mmproj: Path | None = No
     try:
         from .._modelfile import spec_for_gguf, write_modelfile  # engineer A's module
     except ImportError:
-        write_atomic(path, _fallback_modelfile(gguf_path.name, mmproj.name if mmproj else None))
+        write_text_atomic(
+            path, _fallback_modelfile(gguf_path.name, mmproj.name if mmproj else None)
+        )
         return path
     spec = spec_for_gguf(gguf_path, mmproj, relative_to=out_dir)
     write_modelfile(spec, path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from gemma3_pack._export._vision_names import (
     canonical,
     expected_names,
 )
+from gemma3_pack._files import atomic_path
 
 __all__ = ["MMPROJ_PATTERN", "MmprojDtype", "mmproj_filename", "vision_plan", "write_mmproj"]
 
@@ -284,12 +284,7 @@ def write_gguf_atomic(out_path: Path, fill: Callable[[Any], Iterator[None]], arc
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise OutputError(f"output folder {out_path.parent} does not exist; create it first")
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out_path) as tmp:
         writer = gguf.GGUFWriter(tmp, arch=arch)
         steps = fill(writer)
         next(steps)
@@ -299,10 +294,6 @@ def write_gguf_atomic(out_path: Path, fill: Callable[[Any], Iterator[None]], arc
         for _ in steps:
             pass
         writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out_path
 
 

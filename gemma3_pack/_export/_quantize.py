@@ -16,7 +16,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .._errors import MissingDependency, NotGGUF, OutputError, QuantizeError, UsageError
+from .._errors import MissingDependency, NotGGUF, QuantizeError, UsageError
+from .._files import atomic_path
 
 __all__ = [
     "LLAMA_TYPES",
@@ -179,13 +180,7 @@ def quantize(
         entries[len(imatrix)].name = None
         keep.append(entries)
         params.imatrix = ctypes.cast(entries, type(params.imatrix))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    from ._writer import _chmod_default
-
-    _chmod_default(tmp)
-    try:
+    with atomic_path(dst) as tmp:
         rc = lc.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))  # type: ignore[attr-defined]
         if rc != 0:
             detail = _last_error(log)
@@ -193,9 +188,4 @@ def quantize(
                 f"llama.cpp's quantizer failed on {src.name} -> {quant} (code {rc})"
                 + (f": {detail}" if detail else "")
             )
-        os.replace(tmp, dst)
-    except OSError as err:
-        raise OutputError(f"cannot write {dst}: {err.strerror or err}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return dst.stat().st_size

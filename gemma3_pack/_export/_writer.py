@@ -7,15 +7,13 @@ and renamed into place only when complete, so a killed export never leaves a fin
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._chat import OFFICIAL_TEMPLATE
-from .._errors import OutputError
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING
+from .._files import atomic_path
 from ._config import TextHParams
 from ._source import Checkpoint
 from ._tensors import ChunkedTensor, PlannedTensor, nbytes
@@ -145,13 +143,6 @@ def _fast_writer_class() -> type:
     return FastGGUFWriter
 
 
-def _chmod_default(path: Path) -> None:
-    """mkstemp creates 0600 files; give the output the mode a plain open() would (0666 & ~umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def write_text_gguf(
     ckpt: Checkpoint,
     plan: list[PlannedTensor],
@@ -168,12 +159,8 @@ def write_text_gguf(
     from tqdm import tqdm
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    _chmod_default(tmp)
     total = sum(nbytes(t) for t in plan)
-    try:
+    with atomic_path(out) as tmp:
         w = _fast_writer_class()(tmp, arch="gemma3")
         _add_metadata(w, hp, vocab, info, outtype)
         for t in plan:
@@ -196,11 +183,4 @@ def write_text_gguf(
                 bar.set_postfix_str(t.name, refresh=False)
                 w.write_tensor_data(ChunkedTensor(ckpt, t, on_bytes=bar.update))
         w.close()
-        os.replace(tmp, out)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {out}: {err.strerror or err}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out.stat().st_size

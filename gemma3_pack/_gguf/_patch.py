@@ -18,7 +18,6 @@ import errno
 import os
 import shutil
 import struct
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +27,6 @@ from gguf.constants import GGUFValueType, Keys, TokenType
 
 from .._chat import OFFICIAL_TEMPLATE
 from .._errors import (
-    Gemma3PackError,
     InputError,
     InsufficientDisk,
     NotGemma3,
@@ -36,6 +34,7 @@ from .._errors import (
     UsageError,
 )
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS
+from .._files import atomic_path
 from ._reader import KV, SCALAR_FORMAT, GGUFHeader, open_gguf
 
 __all__ = [
@@ -468,31 +467,17 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
     moved: dict[int, int] = {}
     header = build_header(h, plan, moved)
     data_len = max(0, h.size - h.data_start)
-    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        try:
-            with _progress_bar(data_len, f"patch {dst.name}", progress) as bar:
-                _write_all(fd, header)
-                with open(h.path, "rb") as fin:
-                    method = _copy_range(fin.fileno(), fd, h.data_start, len(header), data_len, bar)
-            os.close(fd)
-            fd = -1
-            os.chmod(tmp, os.stat(h.path).st_mode & 0o777)  # like cp: the input's permissions
-            _verify(tmp, h, plan, header, data_len, moved)
-            os.replace(tmp, dst)  # a symlink dst is replaced, its target left untouched
-        except Gemma3PackError:
-            raise
-        except OSError as err:  # disk full, I/O error, ...: one line, nothing left behind
-            raise OutputError(
-                f"cannot write {dst}: {err.strerror or err}: free space or "
-                "choose another output path"
-            ) from None
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
+    # like cp: the input's permissions; a symlink dst is replaced, its target left untouched
+    with atomic_path(dst, mode=os.stat(h.path).st_mode & 0o777) as tmp:
+        with (
+            open(tmp, "r+b") as fout,
+            _progress_bar(data_len, f"patch {dst.name}", progress) as bar,
+        ):
+            fd = fout.fileno()
+            _write_all(fd, header)
+            with open(h.path, "rb") as fin:
+                method = _copy_range(fin.fileno(), fd, h.data_start, len(header), data_len, bar)
+        _verify(tmp, h, plan, header, data_len, moved)
     return len(header) + data_len, method
 
 

@@ -1,0 +1,90 @@
+"""Files written the one safe way: a temp file beside the target, renamed over it when complete.
+
+Every output gemma3-pack writes (GGUFs, mmproj and fused files, quantized files, Modelfiles, manifests)
+goes through :func:`atomic_path`, so a crash, a full disk or Ctrl-C never leaves a half-written file
+under the final name, and the target is untouched until the rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ._errors import Gemma3PackError, OutputError
+
+__all__ = ["atomic_path", "sha256_file", "write_text_atomic"]
+
+
+def _default_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give (mkstemp makes 0600 files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_path(dst: Path, *, mode: int | None = None, suffix: str = ".part") -> Iterator[Path]:
+    """Yield an empty temp file beside ``dst``; it becomes ``dst`` when the block completes.
+
+    On any exception (KeyboardInterrupt included) the temp file is removed and ``dst`` is left as it
+    was. OS errors become one-line :class:`OutputError`\\ s. ``mode`` defaults to what ``open`` gives.
+    A symlink at ``dst`` is replaced by the file; its target is left untouched.
+    """
+    if not dst.parent.is_dir():
+        raise OutputError(
+            f"cannot write {dst}: folder {dst.parent} does not exist (create it first)"
+        )
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=suffix, dir=dst.parent)
+    except OSError as err:
+        raise OutputError(f"cannot write {dst}: {err.strerror or err}") from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, _default_mode() if mode is None else mode)
+        yield tmp
+        os.replace(tmp, dst)
+    except Gemma3PackError:
+        raise
+    except OSError as err:  # disk full, I/O error, read-only folder: one line, nothing left behind
+        raise OutputError(
+            f"cannot write {dst}: {err.strerror or err}: free space or choose another output path"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(dst: Path, text: str) -> Path:
+    """Write UTF-8 text with ``\\n`` line endings to ``dst`` atomically."""
+    with atomic_path(dst) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+    return dst
+
+
+def sha256_file(path: Path, *, progress: bool = False, bufsize: int = 4 << 20) -> str:
+    """sha256 hex digest of a file, read in chunks (constant memory), with an optional bar."""
+    from tqdm import tqdm
+
+    digest = hashlib.sha256()
+    with (
+        open(path, "rb") as fh,
+        tqdm(
+            total=path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"sha256 {path.name}",
+            file=sys.stderr,
+            disable=None if progress else True,  # None: on only for a TTY
+            leave=False,
+        ) as bar,
+    ):
+        while chunk := fh.read(bufsize):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
