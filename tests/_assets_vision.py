@@ -195,7 +195,8 @@ def _build(out: Path, layout: str, text: Path | None) -> None:
             except OSError:
                 shutil.copy2(src, dst)
             if src.suffix == ".safetensors":
-                (size,) = struct.unpack("<Q", src.open("rb").read(8))
+                with src.open("rb") as fh:
+                    (size,) = struct.unpack("<Q", fh.read(8))
                 with src.open("rb") as fh:
                     fh.seek(8)
                     keys = [k for k in json.loads(fh.read(size)) if k != "__metadata__"]
