@@ -1,0 +1,306 @@
+"""Convert between Gemma 3's two vision layouts, copying tensor data (never re-quantizing).
+
+    fused (Ollama's converter)          pair (llama.cpp's converter; LM Studio, phone apps)
+    one gemma3 GGUF:                    text GGUF (gemma3)  +  mmproj-*.gguf (clip, gemma3 projector)
+      text keys + gemma3.vision.*         text keys             clip.vision.*, clip.projector_type
+      text tensors + v.* / mm.*           text tensors          v.* / mm.* in gguf-py's MMPROJ names
+      (Ollama names: v.blk.N.mlp.fc1, v.patch_embedding, mm.mm_input_projection, ...)
+
+:func:`split_fused` writes the pair from a fused file, :func:`fuse_pair` the fused file from a
+pair. Text records and tensors are copied byte for byte; vision tensors keep their bytes and type,
+except that splitting widens the F16 patch and position embeddings to F32 (exact), which is how
+llama.cpp's converter stores them and what Ollama's own compatibility loader does. Key values
+come from the other layout's keys and the family facts (mean/std 0.5, GELU, projection width =
+the text width). Outputs are written atomically; inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from gguf.constants import GGMLQuantizationType, GGUFValueType
+
+from .._errors import InputError, NotGemma3, OutputError
+from .._files import atomic_path
+from ._patch import _check_copyable, _copy_range, _NoBar, encode_kv
+from ._reader import GGUFHeader, TensorInfo, open_gguf
+
+__all__ = ["fuse_pair", "split_fused"]
+
+# gemma3.vision.* (fused, as Ollama's convert_gemma3.go writes) <-> clip.vision.* (llama.cpp)
+_VISION_KEYS: tuple[tuple[str, str, GGUFValueType], ...] = (
+    ("gemma3.vision.block_count", "clip.vision.block_count", GGUFValueType.UINT32),
+    ("gemma3.vision.embedding_length", "clip.vision.embedding_length", GGUFValueType.UINT32),
+    ("gemma3.vision.feed_forward_length", "clip.vision.feed_forward_length", GGUFValueType.UINT32),
+    ("gemma3.vision.image_size", "clip.vision.image_size", GGUFValueType.UINT32),
+    ("gemma3.vision.patch_size", "clip.vision.patch_size", GGUFValueType.UINT32),
+    (
+        "gemma3.vision.attention.head_count",
+        "clip.vision.attention.head_count",
+        GGUFValueType.UINT32,
+    ),
+    (
+        "gemma3.vision.attention.layer_norm_epsilon",
+        "clip.vision.attention.layer_norm_epsilon",
+        GGUFValueType.FLOAT32,
+    ),
+)
+_WIDEN = (
+    "v.patch_embd.weight",
+    "v.position_embd.weight",
+)  # F16 in Ollama's file, F32 in llama.cpp's
+
+
+def _names(n_layers: int) -> dict[str, str]:
+    """Ollama's fused name -> llama.cpp's mmproj name, for every Gemma 3 vision tensor."""
+    import gguf
+
+    from .._export._vision_names import expected_names, ollama_name
+
+    table = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MMPROJ, n_layers)
+    out = {}
+    for canonical in expected_names(n_layers):
+        name = table.get_name(canonical, try_suffixes=(".weight", ".bias"))
+        assert name is not None, canonical  # gguf-py names every SigLIP/projector tensor
+        out[ollama_name(canonical)] = name
+    return out
+
+
+@dataclass(frozen=True)
+class _Out:
+    """One tensor of an output file: where its bytes come from, and how it is stored."""
+
+    name: str
+    shape: tuple[int, ...]  # ggml order
+    ggml_type: int
+    src: TensorInfo
+    widen: bool = False  # F16 source written as F32
+
+    @property
+    def nbytes(self) -> int:
+        n = int(self.src.nbytes or 0)
+        return n * 2 if self.widen else n
+
+
+def _ti_record(t: _Out, offset: int) -> bytes:
+    raw = t.name.encode("utf-8")
+    return (
+        struct.pack("<Q", len(raw))
+        + raw
+        + struct.pack("<I", len(t.shape))
+        + struct.pack(f"<{len(t.shape)}Q", *t.shape)
+        + struct.pack("<IQ", t.ggml_type, offset)
+    )
+
+
+def _f32_array(key: str, values: Iterable[float]) -> bytes:
+    vals = list(values)
+    raw = key.encode("utf-8")
+    return (
+        struct.pack("<Q", len(raw))
+        + raw
+        + struct.pack("<IIQ", int(GGUFValueType.ARRAY), int(GGUFValueType.FLOAT32), len(vals))
+        + struct.pack(f"<{len(vals)}f", *vals)
+    )
+
+
+def _write(dst: Path, src: GGUFHeader, records: list[bytes], tensors: list[_Out]) -> Path:
+    """A GGUF v3 file: ``records`` (encoded KVs), then ``tensors`` with their bytes from ``src``."""
+    align = src.alignment
+    pad = lambda n: -n % align  # noqa: E731
+    offsets, at = [], 0
+    for t in tensors:
+        offsets.append(at)
+        at += t.nbytes + pad(t.nbytes)
+    head = (
+        b"GGUF"
+        + struct.pack("<IQQ", 3, len(tensors), len(records))
+        + b"".join(records)
+        + b"".join(_ti_record(t, o) for t, o in zip(tensors, offsets, strict=True))
+    )
+    head += b"\0" * pad(len(head))
+    with atomic_path(dst) as tmp, open(tmp, "r+b") as out, open(src.path, "rb") as fin:
+        out.write(head)
+        out.flush()
+        fd = out.fileno()
+        for t, o in zip(tensors, offsets, strict=True):
+            start = src.data_start + t.src.offset
+            if t.widen:
+                data = np.frombuffer(src.buf, np.float16, int(t.src.nbytes or 0) // 2, start)
+                os.pwrite(fd, data.astype(np.float32).tobytes(), len(head) + o)
+            else:
+                _copy_range(
+                    fin.fileno(), fd, start, len(head) + o, int(t.src.nbytes or 0), _NoBar()
+                )
+        end = len(head) + at
+        out.truncate(end)
+    return dst
+
+
+def _check_dst(src: Path, *dsts: Path, force: bool) -> None:
+    for d in dsts:
+        if d.exists() and d.resolve() == src.resolve():
+            raise OutputError(f"{d} is the input: choose another output path")
+        if d.exists() and not force:
+            raise OutputError(f"{d} exists: remove it or pass --force")
+    if len({d.resolve() for d in dsts}) != len(dsts):
+        raise OutputError("the text and mmproj outputs must be different files")
+
+
+def split_fused(
+    fused: str | os.PathLike[str],
+    text_out: str | os.PathLike[str],
+    mmproj_out: str | os.PathLike[str],
+    *,
+    force: bool = False,
+) -> tuple[Path, Path]:
+    """Split an Ollama-layout fused Gemma 3 GGUF into a text GGUF and a llama.cpp ``mmproj``."""
+    src, text_dst, mm_dst = Path(fused), Path(text_out), Path(mmproj_out)
+    _check_dst(src, text_dst, mm_dst, force=force)
+    with open_gguf(src) as h:
+        if h.architecture != "gemma3":
+            raise NotGemma3(f"{src} is not a Gemma 3 model GGUF ({h.architecture!r})")
+        _check_copyable(h)
+        vision = [t for t in h.tensors if t.name.startswith(("v.", "mm."))]
+        if not vision:
+            raise InputError(f"{src} has no vision tensors: it is already a text-only GGUF")
+        g = h.get
+        n_layers = g("gemma3.vision.block_count")
+        if not isinstance(n_layers, int):
+            raise InputError(f"{src} has vision tensors but no gemma3.vision.block_count")
+        names = _names(n_layers)
+        unknown = sorted(t.name for t in vision if t.name not in names)
+        missing = sorted(set(names) - {t.name for t in vision})
+        if unknown or missing:
+            raise InputError(
+                f"{src}'s vision tensors are not Gemma 3's SigLIP in Ollama's layout "
+                f"({'unknown ' + unknown[0] if unknown else 'missing ' + missing[0]})"
+            )
+        # text: every record but the vision ones, every text tensor, bytes as they are
+        keep = [kv for k, kv in h.kvs.items() if not k.startswith(("gemma3.vision.", "gemma3.mm."))]
+        text_records = [bytes(h.buf[kv.start : kv.end]) for kv in keep]
+        text_tensors = [
+            _Out(t.name, t.shape, t.ggml_type, t)
+            for t in h.tensors
+            if not t.name.startswith(("v.", "mm."))
+        ]
+        _write(text_dst, h, text_records, text_tensors)
+        # mmproj: llama.cpp's keys (Gemma3VisionModel) from Ollama's, tensors renamed
+        u32, s, b = GGUFValueType.UINT32, GGUFValueType.STRING, GGUFValueType.BOOL
+        recs: list[bytes] = [
+            encode_kv("general.architecture", "clip", s),
+            encode_kv("general.type", "mmproj", s),
+        ]
+        for key in ("general.name", "general.basename"):
+            if isinstance(g(key), str):
+                recs.append(encode_kv(key, g(key), s))
+        recs += [
+            encode_kv("general.file_type", 1, u32),  # F16 (+ F32 norms, biases, embeddings)
+            encode_kv("general.quantization_version", 2, u32),
+            encode_kv("clip.has_vision_encoder", True, b),
+            encode_kv("clip.projector_type", "gemma3", s),
+            encode_kv("clip.use_gelu", True, b),
+            encode_kv("clip.vision.projection_dim", int(g("gemma3.embedding_length")), u32),
+            _f32_array("clip.vision.image_mean", (0.5, 0.5, 0.5)),
+            _f32_array("clip.vision.image_std", (0.5, 0.5, 0.5)),
+        ]
+        for old, new, vtype in _VISION_KEYS:
+            if g(old) is None:
+                raise InputError(f"{src} has no {old}: not a complete Ollama Gemma 3 file")
+            recs.append(encode_kv(new, g(old), vtype))
+        tokens = g("gemma3.mm.tokens_per_image")
+        if isinstance(tokens, int) and tokens > 0:
+            per_side = round(tokens**0.5)
+            scale = (g("gemma3.vision.image_size") // g("gemma3.vision.patch_size")) // per_side
+            if scale != 4:  # clip.cpp's default n_merge for gemma3
+                recs.append(encode_kv("clip.vision.projector.scale_factor", scale, u32))
+        f16 = int(GGMLQuantizationType.F16)
+        mm_tensors = []
+        for t in vision:
+            new = names[t.name]
+            widen = new in _WIDEN and t.ggml_type == f16
+            gtype = int(GGMLQuantizationType.F32) if widen else t.ggml_type
+            mm_tensors.append(_Out(new, t.shape, gtype, t, widen))
+        _write(mm_dst, h, recs, mm_tensors)
+    return text_dst, mm_dst
+
+
+def fuse_pair(
+    text: str | os.PathLike[str],
+    mmproj: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    force: bool = False,
+) -> Path:
+    """Fuse a text GGUF and its llama.cpp ``mmproj`` into Ollama's one-file layout."""
+    text_p, mm_p, dst = Path(text), Path(mmproj), Path(out)
+    _check_dst(text_p, dst, force=force)
+    _check_dst(mm_p, dst, force=True)
+    with open_gguf(text_p) as h, open_gguf(mm_p) as m:
+        if h.architecture != "gemma3" or any(t.name.startswith(("v.", "mm.")) for t in h.tensors):
+            raise NotGemma3(f"{text_p} is not a text-only Gemma 3 GGUF")
+        if m.architecture != "clip" or m.get("clip.projector_type") != "gemma3":
+            raise NotGemma3(f"{mm_p} is not a Gemma 3 projector (clip, projector gemma3)")
+        _check_copyable(h)
+        _check_copyable(m)
+        width, proj = h.get("gemma3.embedding_length"), m.get("clip.vision.projection_dim")
+        if width != proj:
+            raise InputError(
+                f"{mm_p.name} projects onto {proj} but {text_p.name} is {width} wide: "
+                "they are not the same model"
+            )
+        n_layers = m.get("clip.vision.block_count")
+        inverse = {v: k for k, v in _names(int(n_layers)).items()}
+        unknown = sorted(t.name for t in m.tensors if t.name not in inverse)
+        if unknown:
+            raise InputError(f"{mm_p} has a tensor Ollama's Gemma 3 does not know: {unknown[0]}")
+        records = [bytes(h.buf[kv.start : kv.end]) for kv in h.kvs.values()]
+        for new, old, vtype in _VISION_KEYS:
+            records.append(encode_kv(new, m.get(old), vtype))
+        records.append(encode_kv("gemma3.vision.num_channels", 3, GGUFValueType.UINT32))
+        scale = m.get("clip.vision.projector.scale_factor") or 4  # clip.cpp's gemma3 default
+        side = m.get("clip.vision.image_size") // m.get("clip.vision.patch_size") // scale
+        records.append(encode_kv("gemma3.mm.tokens_per_image", side * side, GGUFValueType.UINT32))
+        tensors = [_Out(t.name, t.shape, t.ggml_type, t) for t in h.tensors]
+        # the projector's bytes come from the second file: write in two passes over one layout
+        vision = [_Out(inverse[t.name], t.shape, t.ggml_type, t) for t in m.tensors]
+        return _write_two(dst, h, m, records, tensors, vision)
+
+
+def _write_two(
+    dst: Path, a: GGUFHeader, b: GGUFHeader, records: list[bytes], ta: list[_Out], tb: list[_Out]
+) -> Path:
+    align = a.alignment
+    pad = lambda n: -n % align  # noqa: E731
+    layout: list[tuple[_Out, GGUFHeader, int]] = []
+    at = 0
+    for src, ts in ((a, ta), (b, tb)):
+        for t in ts:
+            layout.append((t, src, at))
+            at += t.nbytes + pad(t.nbytes)
+    head = (
+        b"GGUF"
+        + struct.pack("<IQQ", 3, len(layout), len(records))
+        + b"".join(records)
+        + b"".join(_ti_record(t, o) for t, _, o in layout)
+    )
+    head += b"\0" * pad(len(head))
+    with (
+        atomic_path(dst) as tmp,
+        open(tmp, "r+b") as out,
+        open(a.path, "rb") as fa,
+        open(b.path, "rb") as fb,
+    ):
+        out.write(head)
+        out.flush()
+        for t, src, o in layout:
+            fin = fa if src is a else fb
+            start, n = src.data_start + t.src.offset, int(t.src.nbytes or 0)
+            _copy_range(fin.fileno(), out.fileno(), start, len(head) + o, n, _NoBar())
+        out.truncate(len(head) + at)
+    return dst

@@ -1,0 +1,171 @@
+"""``gemma3-pack plan``: will it fit? Weights, KV cache, compute and vision memory, before loading."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .._errors import UsageError
+
+
+def _gib(n: int) -> str:
+    from .._plan import format_bytes
+
+    return format_bytes(n)
+
+
+@click.command()
+@click.argument("target", required=False)
+@click.option("-q", "--quant", default=None, help="File type of a variant (default: its default).")
+@click.option("--ctx", type=int, default=None, help="Context length in tokens (default 4096).")
+@click.option(
+    "--parallel", type=int, default=1, show_default=True, help="Sequences served at once."
+)
+@click.option(
+    "--kv-type",
+    default="f16",
+    show_default=True,
+    help="KV cache type (llama.cpp -ctk/-ctv, OLLAMA_KV_CACHE_TYPE): f16, q8_0, q4_0, ...",
+)
+@click.option(
+    "--swa-full", is_flag=True, help="Full-size cache on sliding layers (llama.cpp --swa-full)."
+)
+@click.option(
+    "--kv-unified", is_flag=True, help="One cache shared by all sequences (llama.cpp -kvu)."
+)
+@click.option("--no-flash-attn", is_flag=True, help="Plan for flash attention off (-fa off).")
+@click.option(
+    "--mmproj",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The vision projector GGUF to count exactly (with a text GGUF).",
+)
+@click.option("--no-vision", is_flag=True, help="Leave the projector out (text only).")
+@click.option(
+    "--engine",
+    default="llama.cpp",
+    show_default=True,
+    help="Whose allocations to plan: llama.cpp's (llama-server, llama-cpp-python) or Ollama's.",
+)
+@click.option(
+    "--memory", default=None, help="A budget (24GB, 16GiB): largest context / best quant that fit."
+)
+@click.option("--markdown", is_flag=True, help="Print the whole family table (the README's).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plan(
+    target: str | None,
+    quant: str | None,
+    ctx: int | None,
+    parallel: int,
+    kv_type: str,
+    swa_full: bool,
+    kv_unified: bool,
+    no_flash_attn: bool,
+    mmproj: Path | None,
+    no_vision: bool,
+    engine: str,
+    memory: str | None,
+    markdown: bool,
+    as_json: bool,
+) -> None:
+    """Plan the memory llama.cpp (and Ollama) allocate for a Gemma 3 variant or GGUF.
+
+    TARGET is a variant (gemma3-4b-it, gemma3:12b, 27b) or a local GGUF, whose weights are then
+    counted exactly from its tensor table. The KV cache is computed per layer with Gemma 3's
+    sliding window (five of six layers keep only 512/1024 tokens), as llama.cpp sizes it.
+    With --memory, prints the largest context that fits (TARGET given) or, for every variant,
+    the best quant and its largest context.
+
+    \b
+    Examples:
+      gemma3-pack plan gemma3-4b-it --ctx 32768
+      gemma3-pack plan model.gguf --mmproj mmproj-model-f16.gguf --ctx 8192 --parallel 2
+      gemma3-pack plan gemma3:27b -q Q4_K_M --kv-type q8_0 --ctx 131072 --json
+      gemma3-pack plan gemma3:12b --engine ollama --ctx 8192
+      gemma3-pack plan --memory 24GB                 # best quant + largest context per variant
+      gemma3-pack plan gemma3-12b-it --memory 16GB   # largest context that fits
+      gemma3-pack plan --markdown                    # the README's family table
+    """
+    from .. import _plan
+
+    if markdown:
+        if target is not None or memory is not None:
+            raise UsageError("--markdown prints the whole family table; give no TARGET or --memory")
+        click.echo(_plan.markdown_table(kv_type=kv_type))
+        return
+    options: dict[str, Any] = {
+        "parallel": parallel,
+        "kv_type": kv_type,
+        "swa_full": swa_full,
+        "unified": kv_unified,
+        "flash_attn": not no_flash_attn,
+        "vision": False if no_vision else None,
+        "mmproj": mmproj,
+        "engine": engine,
+    }
+    if memory is not None:
+        fits = _plan.fit_memory(
+            memory,
+            target,
+            quant=quant,
+            min_ctx=_plan.DEFAULT_CTX if ctx is None else ctx,
+            **options,
+        )
+        if as_json:
+            click.echo(json.dumps([f.to_dict() for f in fits], indent=2))
+        else:
+            budget = _plan.parse_memory(memory)
+            click.echo(f"budget {_gib(budget)} ({memory}); KV {kv_type}, {parallel} sequence(s)")
+            for f in fits:
+                if f.quant is None:
+                    click.echo(
+                        f"  {f.variant:24} does not fit at {_plan.DEFAULT_CTX if ctx is None else ctx} tokens"
+                    )
+                else:
+                    click.echo(
+                        f"  {f.variant:24} {f.quant:7} up to {f.max_ctx:>6} tokens "
+                        f"({_gib(f.total)})"
+                    )
+        if target is not None and fits[0].quant is None:
+            sys.exit(1)
+        return
+    if target is None:
+        raise UsageError(
+            "give a TARGET (variant or GGUF), --memory SIZE or --markdown "
+            "(see gemma3-pack plan --help)"
+        )
+    p = _plan.plan_memory(
+        target, quant=quant, ctx=_plan.DEFAULT_CTX if ctx is None else ctx, **options
+    )
+    if as_json:
+        click.echo(json.dumps(p.to_dict(), indent=2))
+        return
+    seqs = f"{p.parallel} sequence{'s' if p.parallel > 1 else ''}"
+    click.echo(f"{p.source} {p.quant} at {p.ctx} tokens on {p.engine} (n_ctx {p.n_ctx}, {seqs})")
+    where = "exact, from the tensor table" if p.exact_weights else "family table"
+    rows = [
+        ("weights", p.weights, where),
+        (
+            "KV cache",
+            p.kv,
+            f"{p.kv_type}: global {_gib(p.kv_global)} ({p.kv_cells_global} cells), "
+            f"sliding {_gib(p.kv_swa)} ({p.kv_cells_swa} cells)",
+        ),
+        ("compute", p.compute, "estimate" + ("" if p.flash_attn else ", flash attention off")),
+    ]
+    if p.output:
+        rows.append(("output", p.output, "logits per sequence"))
+    if p.mmproj:
+        rows.append(("mmproj", p.mmproj, f"SigLIP projector; {p.image_tokens} tokens per image"))
+        rows.append(("image encoder", p.mmproj_compute, "estimate, one 896x896 image"))
+    for label, n, why in rows:
+        click.echo(f"  {label:14} {_gib(n):>11}  {why}")
+    click.echo(f"  {'total':14} {_gib(p.total):>11}")
+    if p.cpu_repack:
+        click.echo(f"  (+{_gib(p.cpu_repack)} on CPU backends that repack Q4_0/Q4_K weights)")
+    for note in p.notes:
+        click.echo(f"  note: {note}")
