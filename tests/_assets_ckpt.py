@@ -26,8 +26,6 @@ from typing import Any
 import _assets
 import numpy as np
 
-_assets.ensure_torch()  # benchmarks import this module without the tests' conftest
-
 # Bump when the content of a fixture changes, so stale caches are never reused.
 FIXTURE_VERSION = 3
 TOKENIZER_VERSION = 2

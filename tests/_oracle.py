@@ -31,8 +31,6 @@ from typing import Any
 import _assets
 import numpy as np
 
-_assets.ensure_torch()  # the reference converter imports torch (CPU only)
-
 # Prompts with an unambiguous-ish continuation, used for next-token agreement checks.
 PROMPTS: tuple[str, ...] = (
     "The capital of France is",
