@@ -92,4 +92,3 @@ def llama_cpp_sdist(version: str) -> Path:
     if not sdist.is_file():
         raise RuntimeError(f"pip download did not produce {sdist}")
     return sdist
-
