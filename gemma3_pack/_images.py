@@ -14,6 +14,7 @@ import base64
 import binascii
 import io
 import os
+import stat
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +25,14 @@ from ._errors import InputError, InputNotFound, UsageError
 __all__ = ["ImageLike", "encode_image", "encode_images", "sniff_format"]
 
 ImageLike = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, Any]
+
+MAX_IMAGE_BYTES = 64 << 20  # 64 MiB: far above any photo Gemma's 896x896 input needs
+_SPECIAL = (
+    (stat.S_ISFIFO, "FIFO (named pipe)"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+)
 
 # Magic numbers of the formats Ollama's decoders accept (Go image/png, jpeg, gif, bmp, x/image/webp).
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -74,6 +83,34 @@ def _decode_data_url(url: str) -> bytes:
     return urllib.parse.unquote_to_bytes(payload)
 
 
+def _read_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most :data:`MAX_IMAGE_BYTES`.
+
+    Opened without blocking and checked with ``fstat`` before any read, so a FIFO, a socket or a
+    device (``/dev/zero``) fails at once instead of hanging or filling memory.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _SPECIAL if test(st.st_mode)), "special file")
+            raise InputError(
+                f"image {str(path)!r} is a {kind}, not a regular file: pass an image file"
+            )
+        if st.st_size > MAX_IMAGE_BYTES:
+            raise InputError(
+                f"image {str(path)!r} is {st.st_size / 1e6:,.0f} MB, over the "
+                f"{MAX_IMAGE_BYTES >> 20} MiB limit: Gemma sees 896x896, so shrink it first"
+            )
+        data = fh.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:  # grew while we read it
+        raise InputError(f"image {str(path)!r} is over the {MAX_IMAGE_BYTES >> 20} MiB limit")
+    return data
+
+
 def _read_bytes(image: ImageLike) -> tuple[bytes, str]:
     """The raw bytes of ``image`` and a label naming it in error messages."""
     if isinstance(image, (bytes, bytearray, memoryview)):
@@ -83,7 +120,7 @@ def _read_bytes(image: ImageLike) -> tuple[bytes, str]:
     if isinstance(image, (str, os.PathLike)):
         path = Path(os.fspath(image)).expanduser()
         try:
-            return path.read_bytes(), str(path)
+            return _read_file(path), str(path)
         except FileNotFoundError:
             raise InputNotFound(
                 f"image {str(path)!r} does not exist: pass an existing file, bytes, "

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import _assets  # tests/ is on sys.path (rootdir conftest)
+import _engines  # reads OLLAMA_HOST now, before _isolated_env removes it from each test
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,3 +86,33 @@ def assert_one_line_error(result: CLIResult, *needles: str) -> None:
     assert "Traceback" not in result.stderr
     for needle in needles:
         assert needle.lower() in lines[0].lower(), (needle, lines[0])
+
+
+@pytest.fixture(scope="session")
+def ollama_daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A real Ollama daemon for the session: ``OLLAMA_HOST`` as set when the session started,
+    else ``ollama serve`` from the cached source build (``tests/_engines.py``), stopped after."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    # the first build takes ~15 min: let its progress lines through pytest's capture
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        daemon = _engines.session_daemon(tmp_path_factory.mktemp("ollama"))
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_server_bin(pytestconfig: pytest.Config) -> Path:
+    """llama.cpp's own ``llama-server``, built from the llama-cpp-python sdist on first use.
+
+    The first (cold) build takes minutes; its progress is shown past pytest's output capture. See
+    ``tests/_engines_llama.py`` (also ``llama_bin("llama-mtmd-cli" | "llama-quantize")`` and the
+    ``llama_server(model, *args)`` context manager).
+    """
+    import _engines_llama
+
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        bindir = _engines_llama.ensure_programs()
+    return bindir / "llama-server"

@@ -250,12 +250,25 @@ def test_new_daemon_takes_a_fused_only_export(
 
 def test_old_daemon_without_a_fused_file_says_how_to_re_export(tmp_path: Path) -> None:
     export = make_export(tmp_path / "out", vision=True)
-    with LoopbackOllama(version="0.12.3") as server, Client(server.url) as client:
+    with LoopbackOllama(version="0.11.10") as server, Client(server.url) as client:
         with pytest.raises(UsageError) as info:
             client.create_from_export(export, "vis", progress=False)
         assert "--ollama-format fused" in str(info.value)
-        assert "older than 0.30" in str(info.value)
+        assert "older than 0.11.11" in str(info.value)
         assert server.calls("POST") == []  # nothing uploaded
+
+
+@pytest.mark.parametrize("version", ["0.11.11", "0.24.0", "0.29.3"])
+def test_split_vision_era_daemon_takes_a_pair_only_export(tmp_path: Path, version: str) -> None:
+    """0.11.11-0.29 run a separate projector on their llama.cpp engine (real 0.24.0:
+    tests/test_ollama_daemon.py), so a pair-only export ships as the pair."""
+    export = make_export(tmp_path / "out", vision=True)
+    with LoopbackOllama(version=version) as server, Client(server.url) as client:
+        client.create_from_export(export, "vis", progress=False)
+        assert set(server.calls("POST", "/api/create")[0].body["files"]) == {
+            "my-gemma-Q4_K_M.gguf",
+            "mmproj-my-gemma-f16.gguf",
+        }
 
 
 def test_packaging_for_a_text_only_export_is_refused(tmp_path: Path, client: Client) -> None:

@@ -123,7 +123,9 @@ def chat_once(gguf: Path, prompt: str = DEMO_PROMPT, *, max_tokens: int = 32) ->
     }
 
 
-def _ollama_step(gguf: Path, modelfile: Path, name: str, progress: bool) -> dict[str, Any]:
+def _ollama_step(
+    gguf: Path, modelfile: Path, name: str, progress: bool, prompt: str = DEMO_PROMPT
+) -> dict[str, Any]:
     from .._client import Client
 
     command = f"ollama create {name} -f {modelfile}"
@@ -140,6 +142,10 @@ def _ollama_step(gguf: Path, modelfile: Path, name: str, progress: bool) -> dict
         try:
             client.create_from_gguf(gguf, name, progress=progress)
             info["created"] = True
+            # one turn through the daemon: its template, its sampling settings
+            reply = client.chat(prompt, model=name, options={"num_predict": 32, "seed": SEED})
+            info["reply"] = reply.message.content
+            info["tokens"] = reply.eval_count
         except OllamaError as err:
             info["error"] = str(err)
     return info
@@ -201,10 +207,14 @@ def run_demo(
                 f"          < {first[:160]}{' ...' if len(c['reply'].strip()) > len(first) else ''}"
             )
     if ollama:
-        result.ollama = _ollama_step(patched.dst, modelfile, model_name, progress)
+        result.ollama = _ollama_step(patched.dst, modelfile, model_name, progress, prompt)
         o = result.ollama
         if o["created"]:
             say(f"ollama    created {model_name} on {o['host']}: ollama run {model_name}")
+        if "reply" in o:
+            first = (o["reply"].strip().splitlines() or [""])[0]
+            say(f"          > {prompt}")
+            say(f"          < {first[:160]}")
         else:
             say(f"ollama    {o.get('error')}; to create it later: {o['command']}")
     return result

