@@ -28,7 +28,7 @@ from .._errors import InputNotFound, InsufficientDisk, OutputError, UsageError
 from .._files import write_text_atomic
 from .._version import __version__
 
-__all__ = ["ExportResult", "ExportedFile", "export"]
+__all__ = ["ExportPlan", "ExportResult", "ExportedFile", "export", "plan_export", "write_outputs"]
 
 OllamaFormat = Literal["auto", "pair", "fused"]
 # Bits per weight of the big matrices, for the disk preflight (upper bounds of llama.cpp's mixes).
@@ -81,6 +81,7 @@ class ExportResult:
     readme: Path | None = None
     sums: Path | None = None
     chosen_quants: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. what an int4 source became
 
     def to_dict(self) -> dict[str, Any]:
         def f(x: ExportedFile | None) -> dict[str, Any] | None:
@@ -99,7 +100,48 @@ class ExportResult:
             "fused": f(self.fused),
             "modelfile": str(self.modelfile) if self.modelfile else None,
             "manifest": str(self.manifest) if self.manifest else None,
+            "notes": list(self.notes),
         }
+
+
+@dataclass
+class ExportPlan:
+    """Everything :func:`plan_export` decided, computed once, before anything is written.
+
+    :func:`write_outputs` only writes what is here: the text tensors per output type (name, source,
+    storage type, in GGUF order), the vision plan, the quant types and who writes them (Python,
+    the int4 repack, llama.cpp), the disk space checked, and the notes to report.
+    """
+
+    source: str
+    root: Path
+    base: str | None
+    ckpt: Any  # the checkpoint reader (_reader.CheckpointReader)
+    int4: Any  # the same reader when it is an int4 one (_int4.Int4Checkpoint), else None
+    vocab: Any  # _vocab.Vocab
+    hp: Any  # _config.TextHParams
+    variant: Any  # _family.Variant or None
+    name: str
+    chosen: list[str]
+    python_types: list[str]  # written in Python (F32/F16/BF16/Q8_0, and Q4_0 for int4 repacks)
+    llama_types: list[str]  # quantized by llama.cpp from the intermediate
+    repack: list[str]  # ["Q4_0"] when the int4 weights are repacked
+    retype_embd: bool  # int4 repack with a Q6_K token_embd (llama.cpp re-types it afterwards)
+    embedding_type: str | None
+    intermediate_type: str  # BF16, or F16 for int4 sources (exact for their values)
+    need_intermediate: bool
+    intermediate_bytes: int
+    needed_bytes: int  # the disk preflight's estimate
+    is_qat: bool
+    imatrix: dict[str, list[float]] | None
+    keep_intermediate: bool
+    out_dir: Path
+    vision: Any  # _mmproj.VisionPlan or None (text-only)
+    mmproj_type: str
+    ollama_format: str
+    tensors: dict[str, list[Any]]  # output type -> [_tensors.PlannedTensor]
+    info: Any  # _writer.GeneralInfo
+    notes: list[str] = field(default_factory=list)
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -113,16 +155,15 @@ def _default_name(source: str) -> str:
 
 
 def _is_instruct(source: str, tok_dir: Path) -> bool:
-    import json
-
     low = source.lower()
     if "-it" in low or "instruct" in low or (tok_dir / "chat_template.jinja").is_file():
         return True
     cfg = tok_dir / "tokenizer_config.json"
-    try:
-        return bool(cfg.is_file() and json.loads(cfg.read_text("utf-8")).get("chat_template"))
-    except ValueError:
+    if not cfg.exists():
         return False
+    from .._inputs import read_json_object  # the validating reader: one line for a bad file
+
+    return bool(read_json_object(cfg).get("chat_template"))
 
 
 def _free_bytes(path: Path) -> int:
@@ -153,15 +194,63 @@ def export(
     keep_bf16: bool = False,
     mmproj_type: str = "f16",
     ollama_format: OllamaFormat = "auto",
+    embedding_type: str | None = None,
+    force: bool = False,
     progress: bool = True,
 ) -> ExportResult:
     """Export a Gemma 3 checkpoint folder, HF repo id or PEFT LoRA adapter to GGUFs.
 
     Writes ``<name>-<QUANT>.gguf`` per type, the vision projector for multimodal checkpoints, a
     Modelfile, ``export.json``, ``SHA256SUMS`` and ``README.md`` into ``output_dir`` (default
-    ``./<name>-gguf``). Every input check happens before anything is written.
+    ``./<name>-gguf``). Every input check happens before anything is written:
+    ``write_outputs(plan_export(...))``.
+
+    QAT int4 checkpoints (AWQ or compressed-tensors ``pack-quantized``, 4 bits, group 32,
+    symmetric) export to Q4_0 by repacking their integers and scales, bit for bit; their token
+    embedding is ``embedding_type`` (F16 by default, like Google's own QAT GGUFs).
     """
-    from . import _manifest
+    plan = plan_export(
+        source,
+        output_dir=output_dir,
+        quants=quants,
+        name=name,
+        base=base,
+        qat=qat,
+        tokenizer_from=tokenizer_from,
+        imatrix=imatrix,
+        keep_bf16=keep_bf16,
+        mmproj_type=mmproj_type,
+        ollama_format=ollama_format,
+        embedding_type=embedding_type,
+        force=force,
+        progress=progress,
+    )
+    return write_outputs(plan, progress=progress)
+
+
+def plan_export(
+    source: str | os.PathLike[str],
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
+    quants: list[str] | tuple[str, ...] | str | None = None,
+    name: str | None = None,
+    base: str | None = None,
+    qat: bool | None = None,
+    tokenizer_from: str | None = None,
+    imatrix: str | os.PathLike[str] | None = None,
+    keep_bf16: bool = False,
+    mmproj_type: str = "f16",
+    ollama_format: OllamaFormat = "auto",
+    embedding_type: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> ExportPlan:
+    """Decide everything an export will do, before a byte is written: the :class:`ExportPlan`.
+
+    Every refusal (input, options, vision tower, output folder, disk space) is raised here; the
+    only side effect is creating an empty output folder for the disk check. ``progress`` prints
+    the choices made (default quant types, int4 notes).
+    """
     from ._config import match_variant, text_hparams
     from ._lora import is_lora, lora_base, open_lora
     from ._quantize import (
@@ -170,13 +259,11 @@ def export(
         _llama,
         check_quants,
         load_imatrix,
-        native_stderr_captured,
-        quantize,
     )
     from ._source import Checkpoint, fetch, open_checkpoint
     from ._tensors import is_text_tensor, nbytes, plan_tensors
     from ._vocab import load_vocab
-    from ._writer import GeneralInfo, write_text_gguf
+    from ._writer import GeneralInfo
 
     if ollama_format not in ("auto", "pair", "fused"):
         raise UsageError(f"unknown Ollama format {ollama_format!r}: choose auto, pair or fused")
@@ -205,6 +292,21 @@ def export(
         if base:
             raise UsageError("--base is for LoRA adapters; this is a full checkpoint")
         ckpt = open_checkpoint(root)
+    from ._int4 import EMBEDDING_TYPES, Int4Checkpoint
+
+    i4 = ckpt if isinstance(ckpt, Int4Checkpoint) else None
+    int4 = i4 is not None
+    if embedding_type is not None:
+        embedding_type = embedding_type.strip().upper()
+        if embedding_type not in EMBEDDING_TYPES:
+            raise UsageError(
+                f"unknown embedding type {embedding_type!r}: choose {', '.join(EMBEDDING_TYPES)}"
+            )
+        if not int4:
+            raise UsageError(
+                "--embedding-type applies to QAT int4 checkpoints (AWQ / compressed-tensors) "
+                "exported to Q4_0; this checkpoint is not quantized"
+            )
     tok_dir = (
         fetch(
             tokenizer_from,
@@ -227,14 +329,17 @@ def export(
     n_vocab = len(vocab.tokens)
     hp = text_hparams(text, n_vocab)
     low = (src + " " + str(ckpt.config.get("_name_or_path", ""))).lower()
-    is_qat = bool(qat) if qat is not None else "qat" in low
+    is_qat = int4 or (bool(qat) if qat is not None else "qat" in low)
     variant = match_variant(hp, qat=is_qat, instruct=_is_instruct(src, tok_dir))
     name = name or _default_name(src)
     if "/" in name or "\\" in name or name.startswith("."):
         raise UsageError(
             f"--name {name!r} must be a plain file-name stem (no slashes, no leading dot)"
         )
-    if quants is None:
+    if quants is None and int4:
+        chosen = ["Q4_0"]
+        _log(progress, "quant types: Q4_0 (the int4 weights repacked losslessly; choose with -q)")
+    elif quants is None:
         chosen = list(variant.default_quants) if variant else (["Q4_0"] if is_qat else ["Q4_K_M"])
         _log(
             progress,
@@ -243,35 +348,79 @@ def export(
         )
     else:
         chosen = chosen_early or []
-    llama_types = [q for q in chosen if q in LLAMA_TYPES]
-    if llama_types:
+    # int4 checkpoints: Q4_0 is a repack written here; the other types read the exactly
+    # dequantized weights, through an F16 intermediate (exact for them; BF16 would round).
+    repack = ["Q4_0"] if int4 and "Q4_0" in chosen else []
+    emb_type = (embedding_type or "F16") if int4 else None
+    llama_types = [q for q in chosen if q in LLAMA_TYPES and q not in repack]
+    # Q6_K has no Python encoder: the repacked file gets an F16 token_embd, then llama.cpp's
+    # quantizer re-types token_embd alone (tensors already Q4_0 are copied, not re-encoded).
+    retype_embd = emb_type == "Q6_K" and bool(repack)
+    if retype_embd and hp.hidden_size % 256:
+        # llama.cpp applies no shape fallback to an explicit token_embedding_type and aborts
+        # (GGML_ASSERT "tensor row size not divisible by block size of new type").
+        raise UsageError(
+            f"--embedding-type Q6_K needs an embedding width divisible by 256; this model's is "
+            f"{hp.hidden_size} (Gemma 3 270M and 1B): choose F16, Q8_0 or Q4_0"
+        )
+    if llama_types or retype_embd:
         _llama()  # fail before writing anything when the extra is missing
     imatrix_data = load_imatrix(Path(imatrix)) if imatrix else None
-    python_types = [q for q in chosen if q in PYTHON_TYPES]
-    need_bf16 = bool(llama_types) and "BF16" not in python_types
+    python_types = [q for q in chosen if q in PYTHON_TYPES or q in repack]
+    inter = "F16" if int4 else "BF16"
+    need_bf16 = bool(llama_types) and inter not in python_types
+    notes: list[str] = []
+    if i4 is not None:
+        fmt = i4.format
+        if repack:
+            notes.append(
+                f"{fmt} int4 checkpoint: {len(i4.repacked)} linear weights repacked into Q4_0 "
+                f"bit for bit (no re-quantization); token_embd is {emb_type}"
+            )
+        for q in (q for q in chosen if q not in repack):
+            how = "exactly" if q in ("F32", "F16") else "then rounded to " + q
+            notes.append(
+                f"-q {q} on a {fmt} int4 checkpoint: its weights are dequantized exactly "
+                f"((q - 8) * scale) and stored {how}; -q Q4_0 keeps them lossless in 4 bits"
+            )
+        for note in notes:
+            _log(progress, "note: " + note)
     out_dir = Path(output_dir) if output_dir is not None else Path.cwd() / f"{name}-gguf"
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir} exists and is not a folder: choose another -o")
+    from ._guard import check_output_folder
+
+    for src_dir in {root, Path(ckpt.root)}:  # the adapter and, for a LoRA, its base
+        check_output_folder(out_dir, name=name, source=src_dir, force=force)
     multimodal = any(not is_text_tensor(n) for n in ckpt.names())
+    vplan = None
     if multimodal:  # vision refusals (missing tensors, projector width, mmproj type) come first too
         from ._mmproj import mmproj_filename, vision_plan
 
-        vision_plan(ckpt)
+        vplan = vision_plan(ckpt)  # computed once; the mmproj and fused writers take it
         mmproj_filename(name, mmproj_type)  # type: ignore[arg-type]
 
     # Disk preflight: every output plus the intermediate, before anything is written.
     plans = {
-        q: plan_tensors(ckpt, q, n_layers=hp.num_layers, n_vocab=n_vocab)
-        for q in {*python_types, *(["BF16"] if need_bf16 else [])}
+        q: plan_tensors(
+            ckpt,
+            q,
+            n_layers=hp.num_layers,
+            n_vocab=n_vocab,
+            embedding_type=("F16" if retype_embd else emb_type) if q in repack else None,
+        )
+        for q in {*python_types, *([inter] if need_bf16 else [])}
     }
     bf16_bytes = sum(
         nbytes(t)
-        for t in plans.get("BF16")
-        or plan_tensors(ckpt, "BF16", n_layers=hp.num_layers, n_vocab=n_vocab)
+        for t in plans.get(inter)
+        or plan_tensors(ckpt, inter, n_layers=hp.num_layers, n_vocab=n_vocab)
     )
     vocab_bytes = sum(len(t) + 16 for t in vocab.tokens)
     needed = sum(sum(nbytes(t) for t in p) for p in plans.values()) + vocab_bytes * len(plans)
     needed += sum(int(bf16_bytes * _BPW[q] / 16) + vocab_bytes for q in llama_types)
+    if retype_embd:  # the F16-embedding repack and its Q6_K-embedding copy exist at once
+        needed += sum(nbytes(t) for t in plans["Q4_0"]) + vocab_bytes
     if multimodal:
         needed += sum(ckpt.nbytes(n) for n in ckpt.names() if not is_text_tensor(n)) * 2
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -289,23 +438,109 @@ def export(
         finetune=name if variant is None or name != variant.name else None,
         base_repo=variant.hf_repo if variant else None,
     )
+    return ExportPlan(
+        source=src,
+        root=root,
+        base=base,
+        ckpt=ckpt,
+        int4=i4,
+        vocab=vocab,
+        hp=hp,
+        variant=variant,
+        name=name,
+        chosen=chosen,
+        python_types=python_types,
+        llama_types=llama_types,
+        repack=repack,
+        retype_embd=retype_embd,
+        embedding_type=emb_type,
+        intermediate_type=inter,
+        need_intermediate=need_bf16,
+        intermediate_bytes=bf16_bytes,
+        needed_bytes=needed,
+        is_qat=is_qat,
+        imatrix=imatrix_data,
+        keep_intermediate=keep_bf16,
+        out_dir=out_dir,
+        vision=vplan,
+        mmproj_type=mmproj_type,
+        ollama_format=ollama_format,
+        tensors=plans,
+        info=info,
+        notes=notes,
+    )
+
+
+def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
+    """Write everything ``plan`` decided: the GGUFs, the projector, the Modelfile, the manifest,
+    SHA256SUMS and the model card (each file atomically); returns what was written."""
+    from . import _manifest
+    from ._quantize import native_stderr_captured, quantize
+    from ._writer import write_text_gguf
+
+    src, base, ckpt, i4, vocab, hp = (
+        plan.source,
+        plan.base,
+        plan.ckpt,
+        plan.int4,
+        plan.vocab,
+        plan.hp,
+    )
+    variant, name, chosen, out_dir, info, notes = (
+        plan.variant,
+        plan.name,
+        plan.chosen,
+        plan.out_dir,
+        plan.info,
+        plan.notes,
+    )
+    python_types, llama_types, repack, retype_embd = (
+        plan.python_types,
+        plan.llama_types,
+        plan.repack,
+        plan.retype_embd,
+    )
+    emb_type, inter, need_bf16, bf16_bytes = (
+        plan.embedding_type,
+        plan.intermediate_type,
+        plan.need_intermediate,
+        plan.intermediate_bytes,
+    )
+    is_qat, imatrix_data, keep_bf16, plans = (
+        plan.is_qat,
+        plan.imatrix,
+        plan.keep_intermediate,
+        plan.tensors,
+    )
+    vplan, mmproj_type, ollama_format = plan.vision, plan.mmproj_type, plan.ollama_format
+    multimodal = vplan is not None
     written: dict[str, tuple[Path, float]] = {}
     intermediate: Path | None = None
     try:
-        for q in python_types + (["BF16"] if need_bf16 else []):
+        for q in python_types + ([inter] if need_bf16 else []):
             t0 = time.perf_counter()
-            is_tmp = q == "BF16" and need_bf16 and not keep_bf16
-            path = out_dir / (f".{name}-BF16.intermediate.gguf" if is_tmp else f"{name}-{q}.gguf")
+            is_tmp = q == inter and need_bf16 and not keep_bf16
+            path = out_dir / (f".{name}-{q}.intermediate.gguf" if is_tmp else f"{name}-{q}.gguf")
+            if q in repack and retype_embd:
+                path = out_dir / f".{name}-Q4_0-F16-embd.intermediate.gguf"
             write_text_gguf(
                 ckpt, plans[q], path, hp=hp, vocab=vocab, info=info, outtype=q, progress=progress
             )
+            if q in repack and retype_embd:
+                final = out_dir / f"{name}-Q4_0.gguf"
+                try:
+                    with native_stderr_captured() as log:
+                        quantize(path, final, "Q4_0", embedding_type="Q6_K", log=log)
+                finally:
+                    path.unlink(missing_ok=True)
+                path = final
             if is_tmp:
                 intermediate = path
             else:
                 written[q] = (path, time.perf_counter() - t0)
             _log(progress, f"wrote {path.name} in {time.perf_counter() - t0:.1f} s")
         if llama_types:
-            bf16 = intermediate or written["BF16"][0]
+            bf16 = intermediate or written[inter][0]
             ram = _available_ram()
             cpus = os.cpu_count() or 1
             workers = max(
@@ -333,7 +568,7 @@ def export(
         if intermediate is not None:
             intermediate.unlink(missing_ok=True)
 
-    order = [q for q in chosen] + (["BF16"] if keep_bf16 and "BF16" not in chosen else [])
+    order = [q for q in chosen] + ([inter] if keep_bf16 and inter not in chosen else [])
     models = [
         ExportedFile(
             written[q][0],
@@ -358,6 +593,7 @@ def export(
             name=name,
             basename=info.basename,
             progress=progress,
+            plan=vplan,
         )
         mm_file = ExportedFile(
             mm_path,
@@ -375,6 +611,7 @@ def export(
                 ckpt,
                 out_dir / f"{name}-{models[0].quant}-ollama.gguf",
                 progress=progress,
+                plan=vplan,
             )
             fused_file = ExportedFile(
                 fpath,
@@ -397,6 +634,21 @@ def export(
         return {"path": x.path.name, "quant": x.quant, "size": x.size, "sha256": x.sha256}
 
     model_entries = [rel(m) for m in models]
+    int4_entry: dict[str, Any] | None = None
+    if i4 is not None:
+        from ._tensors import text_name
+
+        tmap_plan = {t.source: t.name for t in plans.get("Q4_0", [])}
+        int4_entry = {
+            "format": i4.format,
+            "repacked_losslessly": [
+                tmap_plan[n] for n in i4.repacked if "Q4_0" in written and n in tmap_plan
+            ],
+            "int4_tensors": len(i4.repacked),
+            "text_int4_tensors": sum(1 for n in i4.repacked if text_name(n) is not None),
+            "embedding_type": emb_type if "Q4_0" in written else None,
+            "dequantized_exactly_for": [q for q in chosen if q != "Q4_0"],
+        }
     manifest = _manifest.write_manifest(
         out_dir,
         {
@@ -409,6 +661,7 @@ def export(
             "mmproj": rel(mm_file),
             "fused": rel(fused_file),
             "modelfile": modelfile.name,
+            "int4": int4_entry,
             "gemma3_pack": __version__,
         },
     )
@@ -432,6 +685,7 @@ def export(
             variant=variant.name if variant else None,
             models=[m for m in model_entries if m],
             mmproj=rel(mm_file),
+            int4=int4_entry,
         ),
     )
     return ExportResult(
@@ -446,4 +700,5 @@ def export(
         readme=readme,
         sums=sums,
         chosen_quants=chosen,
+        notes=notes,
     )

@@ -31,14 +31,14 @@ from gemma3_pack._errors import CheckpointError, NotGemma3, NotGGUF, OutputError
 from gemma3_pack._export._mmproj import _bar, _open, read_f32, vision_plan
 from gemma3_pack._export._vision_names import ollama_name
 from gemma3_pack._files import atomic_path
-from gemma3_pack._gguf._patch import _copy_range, _NoBar
+from gemma3_pack._gguf._patch import _copy_range, _NoBar, encode_kv
 
 __all__ = ["ollama_vision_keys", "write_fused"]
 
 
-def ollama_vision_keys(ck: Any) -> dict[str, tuple[Any, str]]:
+def ollama_vision_keys(ck: Any, plan: Any = None) -> dict[str, tuple[Any, str]]:
     """The extra keys of a fused file: ``{key: (value, "u32" | "f32")}`` as Ollama writes them."""
-    plan = vision_plan(ck)
+    plan = plan if plan is not None else vision_plan(ck)
     v = plan.vision
     keys: dict[str, tuple[Any, str]] = {
         "gemma3.vision.block_count": (v["num_hidden_layers"], "u32"),
@@ -78,13 +78,12 @@ def _ti_record(name: str, shape: tuple[int, ...], ggml_type: int, offset: int) -
 
 
 def _kv_record(key: str, value: Any, kind: str) -> bytes:
+    """A u32 / f32 record, encoded by the patcher's encoder (one KV encoding for the package)."""
     from gguf import GGUFValueType
 
-    raw = key.encode("utf-8")
-    head = struct.pack("<Q", len(raw)) + raw
     if kind == "u32":
-        return head + struct.pack("<II", int(GGUFValueType.UINT32), int(value))
-    return head + struct.pack("<If", int(GGUFValueType.FLOAT32), float(value))
+        return encode_kv(key, int(value), GGUFValueType.UINT32)
+    return encode_kv(key, float(value), GGUFValueType.FLOAT32)
 
 
 def write_fused(
@@ -93,6 +92,7 @@ def write_fused(
     out_path: str | os.PathLike[str],
     *,
     progress: bool = False,
+    plan: Any = None,
 ) -> Path:
     """Write Ollama's fused Gemma 3 vision GGUF: ``text_gguf`` + the checkpoint's vision tower.
 
@@ -107,8 +107,8 @@ def write_fused(
 
     text_gguf = Path(text_gguf)
     ck = _open(ckpt)
-    plan = vision_plan(ck)
-    extra = ollama_vision_keys(ck)
+    plan = plan if plan is not None else vision_plan(ck)  # the exporter passes its own
+    extra = ollama_vision_keys(ck, plan)
     entries = _vision_entries(plan)
     out_path = Path(out_path)
     if not out_path.parent.is_dir():

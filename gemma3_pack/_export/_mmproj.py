@@ -16,7 +16,6 @@ Q8_0 matrix whose rows are not a multiple of 32 falls back to F16, as upstream d
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -173,8 +172,8 @@ def vision_plan(ck: Any) -> VisionPlan:
 
     root = _root_of(ck)
     pre: dict[str, Any] = {}
-    if root is not None and (root / "preprocessor_config.json").is_file():
-        pre = json.loads((root / "preprocessor_config.json").read_text())
+    if root is not None and (root / "preprocessor_config.json").exists():
+        pre = _preprocessor(root / "preprocessor_config.json")
     seq = int(pre.get("image_seq_length", tokens))
     return VisionPlan(
         vision=vision,
@@ -187,26 +186,34 @@ def vision_plan(ck: Any) -> VisionPlan:
     )
 
 
+def _preprocessor(path: Path) -> dict[str, Any]:
+    """preprocessor_config.json through the validating reader, the fields used checked."""
+    from .._errors import CheckpointError
+    from .._inputs import check_number, read_json_object
+
+    pre = read_json_object(path)
+    file = "preprocessor_config.json"
+    if pre.get("image_seq_length") is not None:
+        check_number(pre["image_seq_length"], file, "image_seq_length", 1, 4096)
+    for key in ("image_mean", "image_std"):
+        value = pre.get(key)
+        if value is not None and not (isinstance(value, list) and len(value) == 3):
+            raise CheckpointError(f"{file}: {key} is not a list of 3 numbers: fix {file}")
+        for i, v in enumerate(value or []):
+            check_number(v, file, f"{key}[{i}]", -1e6, 1e6, integer=False)
+    return pre
+
+
 def read_f32(ck: Any, name: str) -> np.ndarray:
-    """One tensor as a new float32 array, read with ``pread`` rather than through a memory map.
+    """One tensor as a new float32 array, through the checkpoint reader's own ``read_f32``.
 
-    Pages of a mapped file count towards the process's RSS until unmapped; reading each tensor
-    into its own buffer keeps peak memory at about one tensor (the biggest SigLIP matrix is
-    20 MB in f32) however large the tower. Checkpoints that compute tensors on read (a LoRA merge)
-    go through their own ``read``.
+    The exporter's readers read with ``pread`` (about one tensor of RSS; the biggest SigLIP matrix
+    is 20 MB in f32) or compute the tensor (LoRA merge, int4 dequantization); any other object
+    with a ``read`` works too.
     """
-    from gemma3_pack._export._source import Checkpoint
-
-    if type(ck).raw is not Checkpoint.raw or not hasattr(ck, "info"):
-        return np.ascontiguousarray(ck.read(name), dtype=np.float32)
-    info = ck.info(name)
-    with open(info.file, "rb") as fh:
-        buf = os.pread(fh.fileno(), info.nbytes, info.offset)
-    if len(buf) != info.nbytes:
-        raise CheckpointError(f"{info.file.name} is truncated at tensor {name}: re-download it")
-    if info.dtype == "BF16":
-        return (np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-    return np.frombuffer(buf, dtype="<f2" if info.dtype == "F16" else "<f4").astype(np.float32)
+    reader = getattr(ck, "read_f32", None)
+    data = reader(name) if reader is not None else ck.read(name)
+    return np.ascontiguousarray(data, dtype=np.float32)
 
 
 def read_vision_tensor(ck: Any, t: VisionTensor) -> np.ndarray:
@@ -320,6 +327,7 @@ def write_mmproj(
     name: str | None = None,
     basename: str | None = None,
     progress: bool = False,
+    plan: VisionPlan | None = None,
 ) -> Path:
     """Write llama.cpp's Gemma 3 vision projector (``clip`` arch, ``general.type`` mmproj).
 
@@ -332,7 +340,7 @@ def write_mmproj(
     if dtype not in _DTYPE_LABEL:
         raise UsageError(f"unknown mmproj type {dtype!r}; use one of {', '.join(_DTYPE_LABEL)}")
     ck = _open(ckpt)
-    plan = vision_plan(ck)
+    plan = plan if plan is not None else vision_plan(ck)  # the exporter passes its own
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MMPROJ, plan.vision["num_hidden_layers"])
     entries = [
         _Entry(

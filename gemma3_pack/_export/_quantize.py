@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import struct
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -50,6 +51,7 @@ LLAMA_TYPES: dict[str, int] = {
 }
 VALID_TYPES = (*PYTHON_TYPES, *LLAMA_TYPES)
 GGML_TYPE_Q8_0 = 8
+GGML_TYPES = {"F16": 1, "Q4_0": 2, "Q8_0": 8, "Q6_K": 14}  # ggml.h GGML_TYPE_*
 INSTALL = "pip install 'gemma3-pack[quantize]'"
 
 
@@ -115,9 +117,14 @@ def load_imatrix(path: Path) -> dict[str, list[float]]:
     import gguf
     import numpy as np
 
+    from .._gguf._reader import open_gguf
+
+    with open_gguf(path) as h:  # our validating reader first: FIFOs, truncation, key types
+        if h.problems:
+            raise NotGGUF(f"{path} is not a valid imatrix GGUF ({h.problems[0]})")
     try:
         reader = gguf.GGUFReader(path)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, KeyError, IndexError, struct.error) as err:
         raise NotGGUF(
             f"{path} is not a GGUF imatrix (produce one with llama-imatrix): {err}"
         ) from None
@@ -151,6 +158,7 @@ def quantize(
     quant: str,
     *,
     qat: bool = False,
+    embedding_type: str | None = None,
     imatrix: dict[str, list[float]] | None = None,
     nthread: int = 0,
     log: Path | None = None,
@@ -167,6 +175,8 @@ def quantize(
     if qat:  # ggml-org's recipe for QAT checkpoints (llama.cpp PR #15588)
         params.token_embedding_type = GGML_TYPE_Q8_0
         params.output_tensor_type = GGML_TYPE_Q8_0
+    if embedding_type is not None:  # token_embd alone; same-type tensors are copied as they are
+        params.token_embedding_type = GGML_TYPES[embedding_type]
     keep = []
     if imatrix:
         arr_t = lc.llama_model_imatrix_data * (len(imatrix) + 1)  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .._errors import CheckpointError
-from ._source import Checkpoint
+from ._reader import CheckpointReader
 
 __all__ = ["TYPES", "PlannedTensor", "is_text_tensor", "plan_tensors", "text_name"]
 
@@ -64,7 +64,7 @@ def is_text_tensor(hf_name: str) -> bool:
     return text_name(hf_name) is not None
 
 
-def _ordered_sources(ckpt: Checkpoint) -> list[str]:
+def _ordered_sources(ckpt: CheckpointReader) -> list[str]:
     """Checkpoint order as the reference walks it: files in index order, names sorted per file."""
     by_file: dict[object, list[str]] = {}
     for name in ckpt.names():
@@ -72,7 +72,7 @@ def _ordered_sources(ckpt: Checkpoint) -> list[str]:
     return [n for names in by_file.values() for n in sorted(names)]
 
 
-def _lm_head_is_tied(ckpt: Checkpoint, head: str, embed: str) -> bool:
+def _lm_head_is_tied(ckpt: CheckpointReader, head: str, embed: str) -> bool:
     if ckpt.text_config.get("tie_word_embeddings", True):
         return True
     if ckpt.shape(head) != ckpt.shape(embed):
@@ -90,9 +90,17 @@ def _row_fits(qtype: str, cols: int) -> bool:
 
 
 def plan_tensors(
-    ckpt: Checkpoint, outtype: str, *, n_layers: int, n_vocab: int
+    ckpt: CheckpointReader,
+    outtype: str,
+    *,
+    n_layers: int,
+    n_vocab: int,
+    embedding_type: str | None = None,
 ) -> list[PlannedTensor]:
-    """The text GGUF's tensors, in the reference converter's order."""
+    """The text GGUF's tensors, in the reference converter's order.
+
+    ``embedding_type`` overrides the type of ``token_embd`` (QAT int4 exports keep it F16).
+    """
     import gguf
 
     tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, n_layers)
@@ -125,6 +133,9 @@ def plan_tensors(
         norm = name.endswith("norm.weight")
         if len(shape) == 1 or name.endswith("_norm.weight") or norm or not name.endswith(".weight"):
             qtype = "F32"
+        elif embedding_type and name == "model.embed_tokens.weight":
+            fits = embedding_type in ("F32", "F16", "BF16") or _row_fits(embedding_type, shape[-1])
+            qtype = embedding_type if fits else "F16"
         elif outtype in ("F32", "F16", "BF16") or _row_fits(outtype, shape[-1]):
             qtype = outtype
         else:
@@ -144,10 +155,13 @@ def nbytes_rows(t: PlannedTensor, rows: int) -> int:
     return nbytes(t) // max(1, t.rows) * rows if len(t.shape) > 1 else nbytes(t)
 
 
-def _convert(ckpt: Checkpoint, t: PlannedTensor, start: int, stop: int) -> np.ndarray:
+def _convert(ckpt: CheckpointReader, t: PlannedTensor, start: int, stop: int) -> np.ndarray:
     """Rows start:stop of a planned tensor, transformed and encoded as the GGUF stores them."""
     import gguf
 
+    typed = ckpt.typed_rows(t.source, t.qtype, start, stop)  # e.g. int4 repacked into Q4_0
+    if typed is not None:
+        return typed
     dtype = ckpt.dtype(t.source)
     raw = ckpt.raw(t.source)[start:stop]
     if t.qtype == "BF16" and dtype == "BF16" and not t.norm:
@@ -176,7 +190,10 @@ class ChunkedTensor:
     """
 
     def __init__(
-        self, ckpt: Checkpoint, t: PlannedTensor, on_bytes: Callable[[int], object] | None = None
+        self,
+        ckpt: CheckpointReader,
+        t: PlannedTensor,
+        on_bytes: Callable[[int], object] | None = None,
     ) -> None:
         self.ckpt, self.t, self.nbytes = ckpt, t, nbytes(t)
         self.on_bytes = on_bytes

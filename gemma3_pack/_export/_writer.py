@@ -15,14 +15,14 @@ from .._chat import OFFICIAL_TEMPLATE
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING
 from .._files import atomic_path
 from ._config import TextHParams
-from ._source import Checkpoint
+from ._reader import CheckpointReader
 from ._tensors import ChunkedTensor, PlannedTensor, nbytes
 from ._vocab import Vocab
 
 __all__ = ["FILE_TYPES", "GeneralInfo", "write_text_gguf"]
 
 # LlamaFileType for the types written in Python
-FILE_TYPES = {"F32": 0, "F16": 1, "Q8_0": 7, "BF16": 32}
+FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7, "BF16": 32}
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def _fast_writer_class() -> type:
 
 
 def write_text_gguf(
-    ckpt: Checkpoint,
+    ckpt: CheckpointReader,
     plan: list[PlannedTensor],
     out: Path,
     *,
