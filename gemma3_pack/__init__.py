@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     CheckpointError,
+    ContextOverflow,
     Gemma3PackError,
     InputError,
     InputNotFound,
@@ -20,11 +21,16 @@ from ._errors import (
     ModelNotFound,
     NotGemma3,
     NotGGUF,
+    NotSupportedByServer,
     OllamaError,
     OllamaNotRunning,
     OllamaResponseError,
     OutputError,
     QuantizeError,
+    ServerError,
+    ServerNotRunning,
+    ServerResponseError,
+    ServerTimeout,
     UsageError,
     VisionNotSupported,
 )
@@ -33,11 +39,13 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._chat import OFFICIAL_TEMPLATE, OLLAMA_TEMPLATE, render_chat, render_ollama
-    from ._client import AsyncClient, Client, Conversation
+    from ._client import AsyncClient, ChatReply, Client, Conversation
+    from ._doctor import DoctorReport, doctor_gguf
     from ._export import ExportResult, export
     from ._export._fused import write_fused
     from ._export._mmproj import write_mmproj
     from ._gguf import GGUFReport, PatchResult, inspect_gguf, patch_gguf
+    from ._gguf._layout import fuse_pair, split_fused
     from ._modelfile import (
         ModelfileSpec,
         check_modelfile,
@@ -48,6 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
         spec_for_variant,
         write_modelfile,
     )
+    from ._plan import MemoryPlan, fit_memory, plan_memory
 
 __all__ = [
     "OFFICIAL_TEMPLATE",
@@ -56,27 +65,36 @@ __all__ = [
     "SIZES",
     "VARIANTS",
     "AsyncClient",
+    "ChatReply",
     "CheckpointError",
     "Client",
+    "ContextOverflow",
     "Conversation",
+    "DoctorReport",
     "ExportResult",
     "GGUFReport",
     "Gemma3PackError",
     "InputError",
     "InputNotFound",
     "InsufficientDisk",
+    "MemoryPlan",
     "MissingDependency",
     "ModelNotFound",
     "ModelfileError",
     "ModelfileSpec",
     "NotGGUF",
     "NotGemma3",
+    "NotSupportedByServer",
     "OllamaError",
     "OllamaNotRunning",
     "OllamaResponseError",
     "OutputError",
     "PatchResult",
     "QuantizeError",
+    "ServerError",
+    "ServerNotRunning",
+    "ServerResponseError",
+    "ServerTimeout",
     "Size",
     "UsageError",
     "Variant",
@@ -84,16 +102,21 @@ __all__ = [
     "__version__",
     "check_modelfile",
     "create_kwargs",
+    "doctor_gguf",
     "export",
+    "fit_memory",
+    "fuse_pair",
     "get_variant",
     "inspect_gguf",
     "parse_modelfile",
     "patch_gguf",
+    "plan_memory",
     "render_chat",
     "render_modelfile",
     "render_ollama",
     "spec_for_gguf",
     "spec_for_variant",
+    "split_fused",
     "write_fused",
     "write_mmproj",
     "write_modelfile",
@@ -105,6 +128,7 @@ _LAZY = {
     "render_chat": "._chat",
     "Client": "._client",
     "AsyncClient": "._client",
+    "ChatReply": "._client",
     "Conversation": "._client",
     "GGUFReport": "._gguf",
     "PatchResult": "._gguf",
@@ -123,6 +147,13 @@ _LAZY = {
     "export": "._export",
     "write_mmproj": "._export._mmproj",
     "write_fused": "._export._fused",
+    "MemoryPlan": "._plan",
+    "DoctorReport": "._doctor",
+    "doctor_gguf": "._doctor",
+    "fuse_pair": "._gguf._layout",
+    "split_fused": "._gguf._layout",
+    "fit_memory": "._plan",
+    "plan_memory": "._plan",
 }
 
 

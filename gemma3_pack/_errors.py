@@ -14,13 +14,19 @@
     │   └── InsufficientDisk             the preflight says the outputs will not fit
     ├── MissingDependency(ImportError)   an optional extra is needed; names the pip command
     ├── QuantizeError(RuntimeError)      llama.cpp's quantizer failed
-    └── OllamaError                      talking to the Ollama daemon failed
-        ├── OllamaNotRunning(ConnectionError)  nothing answers at the host (says which, and `ollama serve`)
-        ├── ModelNotFound(LookupError)         the daemon does not have the model (names the pull command)
+    └── ServerError                      talking to a model server (Ollama, llama-server, vLLM) failed
+        ├── ServerNotRunning(ConnectionError)  nothing answers at the host (says which, and how to start it)
+        ├── ServerTimeout(TimeoutError)        the server accepted but did not answer within ``timeout``
+        ├── ModelNotFound(LookupError)         the server does not have the model (Ollama: the pull command)
         ├── VisionNotSupported(ValueError)     images sent to a text-only model (names a vision variant)
-        └── OllamaResponseError                any other error status; keeps ``status_code`` and ``error``
+        ├── NotSupportedByServer               pull/create/blobs asked of a server that is not Ollama
+        └── ServerResponseError                any other error status or an unreadable reply; keeps
+            └── ContextOverflow                ``status_code`` and ``error``; the prompt exceeds the context
 
-Foreign errors (OSError, ollama.ResponseError, httpx errors, safetensors/gguf parse errors) are
+    The Ollama-era names stay as aliases: ``OllamaError`` = ``ServerError``, ``OllamaNotRunning`` =
+    ``ServerNotRunning``, ``OllamaResponseError`` = ``ServerResponseError``.
+
+Foreign errors (OSError, ollama.ResponseError, openai.APIError, httpx errors, safetensors/gguf parse errors) are
 translated where they are caught, never passed through raw. The CLI prints ``error: <message>``
 and exits with code 2; ``GEMMA3_PACK_DEBUG=1`` shows the traceback.
 """
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "ContextOverflow",
     "Gemma3PackError",
     "InputError",
     "InputNotFound",
@@ -38,11 +45,16 @@ __all__ = [
     "ModelfileError",
     "NotGGUF",
     "NotGemma3",
+    "NotSupportedByServer",
     "OllamaError",
     "OllamaNotRunning",
     "OllamaResponseError",
     "OutputError",
     "QuantizeError",
+    "ServerError",
+    "ServerNotRunning",
+    "ServerResponseError",
+    "ServerTimeout",
     "UsageError",
     "VisionNotSupported",
 ]
@@ -96,33 +108,61 @@ class QuantizeError(Gemma3PackError, RuntimeError):
     """llama.cpp's quantizer returned an error."""
 
 
-class OllamaError(Gemma3PackError):
-    """Talking to the Ollama daemon failed."""
+_START = {
+    "ollama": "start it with `ollama serve` (or set OLLAMA_HOST to where it runs)",
+    "openai": "start the server (`llama-server -m MODEL.gguf --jinja` or `vllm serve MODEL`) "
+    "or pass the URL it listens on",
+}
 
 
-class OllamaNotRunning(OllamaError, ConnectionError):
-    """Nothing answers at the Ollama host."""
+class ServerError(Gemma3PackError):
+    """Talking to a model server (Ollama, llama-server, vLLM, any OpenAI-compatible one) failed."""
 
-    def __init__(self, host: str) -> None:
+
+class ServerNotRunning(ServerError, ConnectionError):
+    """Nothing answers at the host."""
+
+    def __init__(self, host: str, backend: str = "ollama") -> None:
         self.host = host
+        self.backend = backend
+        what = "Ollama" if backend == "ollama" else "an OpenAI-compatible server"
+        super().__init__(f"cannot reach {what} at {host}: {_START.get(backend, _START['openai'])}")
+
+
+class ServerTimeout(ServerError, TimeoutError):
+    """The server took the connection but sent nothing within the timeout."""
+
+    def __init__(self, host: str, timeout: float | None) -> None:
+        self.host = host
+        self.timeout = timeout
+        within = f" within {timeout:g} s" if timeout else ""
         super().__init__(
-            f"cannot reach Ollama at {host}: start it with `ollama serve` "
-            "(or set OLLAMA_HOST to where it runs)"
+            f"{host} did not answer{within}: raise the timeout (timeout= / --timeout) "
+            "if the model is still loading"
         )
 
 
-class ModelNotFound(OllamaError, LookupError):
-    """The daemon does not have the model."""
+class ModelNotFound(ServerError, LookupError):
+    """The server does not have the model."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, backend: str = "ollama", served: str | None = None) -> None:
         self.model = model
-        super().__init__(
-            f"model {model!r} is not installed: run `ollama pull {model}` "
-            f"(or `gemma3-pack pull {model}`)"
-        )
+        self.backend = backend
+        if backend == "ollama":
+            message = (
+                f"model {model!r} is not installed: run `ollama pull {model}` "
+                f"(or `gemma3-pack pull {model}`)"
+            )
+        else:
+            message = f"model {model!r} is not served there: " + (
+                f"this server serves {served}; pass model={served.split(', ')[0]!r}"
+                if served
+                else "start the server with that model, or pass the name GET /v1/models lists"
+            )
+        super().__init__(message)
 
 
-class VisionNotSupported(OllamaError, ValueError):
+class VisionNotSupported(ServerError, ValueError):
     """Images were given for a model without the vision capability."""
 
     def __init__(self, model: str, suggestion: str = "gemma3:4b") -> None:
@@ -134,10 +174,34 @@ class VisionNotSupported(OllamaError, ValueError):
         )
 
 
-class OllamaResponseError(OllamaError):
-    """Any other error the daemon returned; keeps its status code and message."""
+class NotSupportedByServer(ServerError, UsageError):
+    """An Ollama-only operation (pull, create, blobs) was asked of another kind of server."""
 
-    def __init__(self, error: str, status_code: int = -1) -> None:
+    def __init__(self, what: str, host: str) -> None:
+        self.what = what
+        self.host = host
+        super().__init__(
+            f"{what} needs an Ollama server, but {host} speaks the OpenAI API: llama-server and "
+            "vLLM load their model at start (`llama-server -m MODEL.gguf`, `vllm serve MODEL`)"
+        )
+
+
+class ServerResponseError(ServerError):
+    """Any other error the server returned, or a reply that is not what the protocol says."""
+
+    def __init__(self, error: str, status_code: int = -1, server: str = "ollama") -> None:
         self.error = error
         self.status_code = status_code
-        super().__init__(f"ollama: {error} (status code: {status_code})")
+        self.server = server
+        status = f" (status code: {status_code})" if status_code != -1 else ""
+        super().__init__(f"{server}: {error}{status}")
+
+
+class ContextOverflow(ServerResponseError):
+    """The prompt does not fit the model's context window."""
+
+
+# The names from before there was more than one backend.
+OllamaError = ServerError
+OllamaNotRunning = ServerNotRunning
+OllamaResponseError = ServerResponseError

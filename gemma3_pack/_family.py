@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ._errors import UsageError
+from ._settings import GGUF_SAMPLING as _GGUF_SAMPLING
+from ._settings import SAMPLING as _SAMPLING
+from ._settings import STOP as _STOP
 
 __all__ = [
     "EOT_TOKEN_ID",
@@ -245,15 +248,10 @@ VARIANTS: dict[str, Variant] = {
 
 FAMILY = VARIANTS  # alias used in docs
 
-# The Gemma team's sampling settings (Modelfile names; GGUF keys are in gemma3_pack._chat).
-SAMPLING: dict[str, float | int] = {
-    "temperature": 1.0,
-    "top_k": 64,
-    "top_p": 0.95,
-    "min_p": 0.0,
-    "repeat_penalty": 1.0,
-}
-STOP = "<end_of_turn>"
+# The Gemma team's sampling settings: one table in gemma3_pack._settings (Modelfile/Ollama names
+# here; GGUF_SAMPLING below holds llama.cpp's GGUF keys and types; the SDK reads per-server names).
+SAMPLING = _SAMPLING
+STOP = _STOP
 
 
 def get_variant(name: str) -> Variant:
@@ -291,13 +289,7 @@ def size_for_layers(num_layers: int) -> Size | None:
 
 
 # The same settings under llama.cpp's GGUF key names (llama.cpp PR #17120), with their GGUF types.
-GGUF_SAMPLING: dict[str, tuple[float | int, str]] = {
-    "general.sampling.temp": (1.0, "f32"),
-    "general.sampling.top_k": (64, "i32"),
-    "general.sampling.top_p": (0.95, "f32"),
-    "general.sampling.min_p": (0.0, "f32"),
-    "general.sampling.penalty_repeat": (1.0, "f32"),
-}
+GGUF_SAMPLING = _GGUF_SAMPLING
 
 # Token ids every Gemma 3 vocabulary shares.
 TOKENS: dict[str, int] = {

@@ -7,8 +7,10 @@ under the final name, and the target is untouched until the rename.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +19,18 @@ from pathlib import Path
 
 from ._errors import Gemma3PackError, OutputError
 
-__all__ = ["atomic_path", "sha256_file", "write_text_atomic"]
+__all__ = [
+    "atomic_path",
+    "refuse_overwrite",
+    "refuse_special_output",
+    "sha256_file",
+    "write_text_atomic",
+]
+
+
+# Temp files being written right now: a fatal signal handler (SIGBUS, see cli/_sigbus.py) that
+# cannot unwind the stack removes them before the process exits.
+PENDING: set[str] = set()
 
 
 def _default_mode() -> int:
@@ -39,12 +52,14 @@ def atomic_path(dst: Path, *, mode: int | None = None, suffix: str = ".part") ->
         raise OutputError(
             f"cannot write {dst}: folder {dst.parent} does not exist (create it first)"
         )
+    refuse_special_output(dst)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=suffix, dir=dst.parent)
     except OSError as err:
         raise OutputError(f"cannot write {dst}: {err.strerror or err}") from None
     os.close(fd)
     tmp = Path(name)
+    PENDING.add(name)
     try:
         os.chmod(tmp, _default_mode() if mode is None else mode)
         yield tmp
@@ -52,11 +67,49 @@ def atomic_path(dst: Path, *, mode: int | None = None, suffix: str = ".part") ->
     except Gemma3PackError:
         raise
     except OSError as err:  # disk full, I/O error, read-only folder: one line, nothing left behind
-        raise OutputError(
-            f"cannot write {dst}: {err.strerror or err}: free space or choose another output path"
-        ) from None
+        raise OutputError(f"cannot write {dst}: {err.strerror or err}: {_advice(err)}") from None
     finally:
         tmp.unlink(missing_ok=True)
+        PENDING.discard(name)
+
+
+def _advice(err: OSError) -> str:
+    """What to do about a failed write: only a full disk is helped by freeing space."""
+    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return "free space or choose another output path"
+    if err.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+        return (
+            "the file or folder is read-only, immutable (chattr +i) or not yours: "
+            "choose another output path"
+        )
+    return "choose another output path"
+
+
+def refuse_special_output(dst: Path) -> None:
+    """An existing output must be a regular file (or a symlink, which is replaced): never a
+    device, FIFO, socket or folder, which a rename would silently replace with a file."""
+    try:
+        st = os.lstat(dst)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise OutputError(f"cannot write {dst}: {err.strerror or err}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{dst} is a folder: give a file name inside it")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        raise OutputError(
+            f"{dst} is a device, FIFO or socket, not a regular file: gemma3-pack never replaces "
+            "one; choose a file path"
+        )
+
+
+def refuse_overwrite(dst: Path, *, force: bool, what: str = "") -> None:
+    """Refuse an existing ``dst`` unless ``force`` (and never a special file)."""
+    refuse_special_output(dst)
+    if not force and os.path.lexists(dst):
+        raise OutputError(
+            f"{dst}{what} already exists: pass --force to overwrite it, or choose another path"
+        )
 
 
 def write_text_atomic(dst: Path, text: str) -> Path:

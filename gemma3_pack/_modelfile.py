@@ -23,10 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from . import _rules
 from ._chat import LICENSE_NOTICE, OLLAMA_TEMPLATE
 from ._errors import InputNotFound, ModelfileError, NotGGUF, OutputError, UsageError
 from ._family import SAMPLING, STOP, Variant, get_variant
 from ._files import write_text_atomic
+from ._inputs import regular_input
 
 __all__ = [
     "COMMANDS",
@@ -200,6 +202,7 @@ class _Command(NamedTuple):
 
 
 _NIL, _NAME, _VALUE, _PARAMETER, _MESSAGE, _COMMENT = range(6)
+MAX_MODELFILE = 64 << 20  # a Modelfile is text; Ollama reads the whole file too
 
 
 def _is_print(ch: str) -> bool:
@@ -219,12 +222,25 @@ def _unquote(s: str) -> tuple[str, bool]:
     return s, True
 
 
+# Go's strings.TrimSpace: Unicode White_Space (Python's str.strip minus \x1c-\x1f).
+_SPACE = (
+    " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
 def _trim(s: str) -> str:
-    # Go's strings.TrimSpace: Unicode White_Space (Python's str.strip minus \x1c-\x1f).
-    return s.strip(
-        " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-        "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-    )
+    return s.strip(_SPACE)
+
+
+def _closed(buf: list[str], first: int, last: int) -> bool:
+    """``_unquote(_trim("".join(buf)))[1]`` in O(1), from the first/last non-space indices."""
+    if first < 0 or buf[first] != '"':
+        return True
+    n = last - first + 1
+    if n >= 3 and buf[first + 1] == buf[first + 2] == '"':
+        return n >= 6 and buf[last] == buf[last - 1] == buf[last - 2] == '"'
+    return n >= 2 and buf[last] == '"'
 
 
 _INVALID_COMMAND = (
@@ -244,6 +260,7 @@ def _commands(text: str) -> list[_Command]:
     out: list[_Command] = []
     state = _NIL
     buf: list[str] = []
+    first = last = -1  # indices of buf's first and last non-space characters (-1: none yet)
     name = kind = role = ""
     line, start = 1, 1
     prev = ""
@@ -321,16 +338,26 @@ def _commands(text: str) -> list[_Command]:
                         f'"assistant" (got {role!r}; roles are lowercase)',
                     )
             elif state == _VALUE:
-                value, ok = _unquote(_trim("".join(buf)))
-                if not ok or space:
+                # Ollama re-joins its buffer here at every space and newline; deciding whether the
+                # quotes are closed from two indices keeps this linear (a 10 MB TEMPLATE parses
+                # in seconds, not hours). A space never ends a value; a newline does once closed.
+                if space or not _closed(buf, first, last):
                     buf.append(ch)
+                    if ch not in _SPACE:
+                        last = len(buf) - 1
+                        first = last if first < 0 else first
                     continue
+                value, _ = _unquote(_trim("".join(buf)))
                 out.append(_Command(name, f"{role}: {value}" if role else value, start, kind))
                 role = ""
             buf = []
+            first = last = -1
             state = nxt
         if r is not None and _is_print(r):
             buf.append(r)
+            if r not in _SPACE:
+                last = len(buf) - 1
+                first = last if first < 0 else first
 
     if state == _VALUE:
         value, ok = _unquote(_trim("".join(buf)))
@@ -664,15 +691,17 @@ def create_kwargs(spec: ModelfileSpec, files: dict[str, str] | None = None) -> d
 # --------------------------------------------------------------------------- lint
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One lint result. ``level`` is ``error`` (Ollama rejects it or Gemma 3 misbehaves) or
-    ``warning`` (works, but not as the Gemma team intends)."""
+class Finding(_rules.Finding):
+    """One lint result: the shared :class:`gemma3_pack._rules.Finding` (one rule table for
+    ``inspect``, ``doctor`` and this linter), built level-first as this module always has.
+    ``level`` is ``error`` (Ollama rejects it or Gemma 3 misbehaves) or ``warning`` (works, but
+    not as the Gemma team intends); ``fix`` comes from the rule's row."""
 
-    level: Literal["error", "warning"]
-    code: str
-    message: str
-    line: int | None = None
+    def __init__(
+        self, level: Literal["error", "warning"], code: str, message: str, line: int | None = None
+    ) -> None:
+        rule = _rules.RULES.get(code)
+        super().__init__(code, level, message, line, rule.fix if rule else None)
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line else ""
@@ -731,18 +760,24 @@ def check_modelfile(source: str | os.PathLike[str]) -> list[Finding]:
     )
     if isinstance(source, os.PathLike) or looks_like_path:
         path = Path(source)
-        if not path.is_file():
+        if not path.exists():
             raise InputNotFound(f"Modelfile {path} does not exist: check the path")
+        size = regular_input(path, "Modelfile").st_size
+        if size > MAX_MODELFILE:
+            raise ModelfileError(
+                f"{path} is {size:,} bytes, over the {MAX_MODELFILE >> 20} MiB a Modelfile can "
+                "be here: is it really a Modelfile?"
+            )
         raw = path.read_bytes()
-        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-            text = raw.decode("utf-16")
-        else:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise ModelfileError(
-                    f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8"
-                ) from None
+        utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff"))
+        try:
+            text = raw.decode("utf-16" if utf16 else "utf-8")
+        except UnicodeDecodeError as err:
+            enc = "UTF-16" if utf16 else "UTF-8"
+            raise ModelfileError(
+                f"{path} is not valid {enc} text ({err.reason} at byte {err.start}): "
+                "save it as UTF-8"
+            ) from None
     else:
         text = str(source)
 

@@ -179,6 +179,38 @@ def test_index_pointing_outside_the_folder(cli, tiny: Path, tmp_path: Path) -> N
     _cli_refuses(cli, tiny, tmp_path / "o", "outside the checkpoint folder")
 
 
+def test_symlinked_shards_with_an_index_export(tiny: Path, tmp_path: Path) -> None:
+    """The Hugging Face cache layout: every file a symlink into a blob store outside the folder.
+
+    The index names files inside the folder; that they resolve elsewhere is how the cache works,
+    so the export must go through (it used to be refused as "points outside the checkpoint").
+    """
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    for f in tiny.iterdir():
+        target = blobs / f"blob-{f.name}"
+        shutil.move(f, target)
+        (snapshot / f.name).symlink_to(Path("..") / "blobs" / target.name)
+    names = [n for n, _ in _st_names(blobs / "blob-model.safetensors")]
+    index = {"metadata": {}, "weight_map": dict.fromkeys(names, "model.safetensors")}
+    (blobs / "blob-index").write_text(json.dumps(index))
+    (snapshot / "model.safetensors.index.json").symlink_to(Path("..") / "blobs" / "blob-index")
+    before = {p.name: p.read_bytes() for p in blobs.iterdir()}
+    res = export(snapshot, output_dir=tmp_path / "out", quants="F16", name="tiny", progress=False)
+    assert res.models[0].path.is_file()
+    assert {p.name: p.read_bytes() for p in blobs.iterdir()} == before  # inputs untouched
+    assert all(p.is_symlink() for p in snapshot.iterdir())
+
+
+def _st_names(path: Path) -> list[tuple[str, object]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        return [(k, None) for k in f.keys()]  # noqa: SIM118 - safe_open has no __iter__
+
+
 def test_unknown_quant_lists_valid_ones(cli, tiny: Path, tmp_path: Path) -> None:
     res = cli("export", str(tiny), "-o", str(tmp_path / "o"), "-q", "Q4_K_M,Q7_X")
     assert_one_line_error(res, "Q7_X", "Q4_K_M", "Q8_0", "BF16")

@@ -475,17 +475,20 @@ def test_header_parser_fast_path_and_exact_loop_agree(odd: str, tmp_path: Path) 
     with open_gguf(path) as h:
         kv = h.kvs["tokenizer.ggml.tokens"]
         parser = _Parser(h.buf, h.size, h.path, "<")
-        fast = parser.skip_strings_fast(kv.items_start, kv.count)
+        fast = parser.fast_strings(kv.items_start, kv.count)
         assert h.strings("tokenizer.ggml.tokens", [1233, 1234, 4999]) == {
             1233: "tok1233",
             1234: odd,
             4999: "tok4999",
         }
         assert kv.end == h.kvs["tokenizer.ggml.token_type"].start
+    starts = [kv.items_start]
+    for t in tokens:
+        starts.append(starts[-1] + 8 + len(t.encode()))
     if odd == "tok1234":
-        assert fast == kv.end  # the shortcut proved its chain
-    else:
-        assert fast is None  # could not prove it: the exact loop parsed the header
+        assert fast == (5000, kv.end)  # the shortcut proved its whole chain
+    else:  # it proved at most the run before the odd string; the exact loop did the rest
+        assert fast is None or (fast[0] <= 1235 and fast[1] == starts[fast[0]]), fast
 
 
 def test_cli_patch_prints_what_changed_and_json(cli, tmp_path: Path) -> None:

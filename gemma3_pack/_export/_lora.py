@@ -8,7 +8,6 @@ merged tensor is held at a time; untouched tensors stay zero-copy mmaps of the b
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import CheckpointError, InputNotFound
+from .._inputs import check_number, read_json_object
 from ._source import Checkpoint, TensorInfo, _parse_safetensors
 
 __all__ = ["LoraCheckpoint", "is_lora", "lora_base", "open_lora"]
@@ -31,10 +31,24 @@ def is_lora(path: Path) -> bool:
 
 
 def _config(adapter: Path) -> dict[str, Any]:
-    try:
-        cfg = json.loads((adapter / "adapter_config.json").read_text("utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"adapter_config.json cannot be read: {err}") from None
+    """adapter_config.json through the validating reader; every field the merge uses checked."""
+    file = "adapter_config.json"
+    cfg = read_json_object(adapter / file)
+    check_number(cfg.get("r", 8), file, "r", 1, 1 << 16)
+    check_number(cfg.get("lora_alpha", 8), file, "lora_alpha", -1e6, 1e6, integer=False)
+    for key, lo, integer in (("rank_pattern", 1, True), ("alpha_pattern", -1e6, False)):
+        pattern = cfg.get(key) or {}
+        if not isinstance(pattern, dict):
+            raise CheckpointError(f"{file}: {key} is not an object of module -> number: fix it")
+        for module, v in pattern.items():
+            check_number(
+                v, file, f"{key}.{module}", lo, 1e6 if not integer else 1 << 16, integer=integer
+            )
+    base = cfg.get("base_model_name_or_path")
+    if base is not None and not isinstance(base, str):
+        raise CheckpointError(
+            f"{file}: base_model_name_or_path is not a string: fix it or pass --base PATH|REPO"
+        )
     if cfg.get("peft_type", "LORA") != "LORA":
         raise CheckpointError(
             f"adapter is {cfg.get('peft_type')}, only LoRA adapters can be merged"
@@ -56,6 +70,11 @@ def lora_base(adapter: Path, base: str | None) -> str:
         raise CheckpointError(
             "the adapter does not name its base model (no base_model_name_or_path): pass --base PATH|REPO"
         )
+    # A relative path in the adapter's own config means "relative to the adapter", wherever the
+    # command runs from (PEFT stores what from_pretrained was given).
+    beside = adapter / name
+    if not Path(name).is_absolute() and not name.startswith("~") and beside.is_dir():
+        return str(beside)
     return str(name)
 
 
@@ -123,6 +142,12 @@ class LoraCheckpoint(Checkpoint):
             raise CheckpointError(f"adapter shapes for {name} do not fit the base: wrong --base?")
         w += np.float32(scale) * (b @ a)
         return w
+
+    def read_f32(self, name: str) -> np.ndarray:
+        """Merged tensors as computed by :meth:`raw`; the others straight from the file."""
+        if name in self._deltas:
+            return self.read(name)
+        return super().read_f32(name)
 
     def raw(self, name: str) -> np.ndarray:
         if name not in self._deltas:

@@ -15,9 +15,12 @@ read garbage) halfway through an export.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import math
 import mmap
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from .._errors import CheckpointError, InputNotFound, MissingDependency, NotGemma3, UsageError
+from .._family import SIZES
+from .._inputs import check_config, read_json_object
 
 __all__ = ["Checkpoint", "TensorInfo", "fetch", "open_checkpoint"]
 
@@ -33,6 +38,7 @@ _DTYPES: dict[str, tuple[str, int]] = {"BF16": ("<u2", 2), "F16": ("<f2", 2), "F
 _MAX_HEADER = 100 * 1024 * 1024  # the safetensors spec's own limit
 GEMMA3_ARCHS = ("Gemma3ForCausalLM", "Gemma3ForConditionalGeneration")
 GEMMA3_TYPES = ("gemma3", "gemma3_text")
+INT4_METHODS = ("awq", "compressed-tensors")  # read by _int4 (lossless Q4_0 repack)
 # Files a snapshot download needs (weights, configs, tokenizer, LoRA adapter, vision preprocessor).
 ALLOW_PATTERNS = [
     "*.json",
@@ -60,8 +66,13 @@ def _bf16_to_f32(u16: np.ndarray) -> np.ndarray:
     return (u16.astype(np.uint32) << 16).view(np.float32)
 
 
-def _parse_safetensors(file: Path, root: Path) -> dict[str, TensorInfo]:
-    """Read and check one safetensors header; raise CheckpointError on anything inconsistent."""
+def _parse_safetensors(
+    file: Path, root: Path, dtypes: dict[str, tuple[str, int]] = _DTYPES
+) -> dict[str, TensorInfo]:
+    """Read and check one safetensors header; raise CheckpointError on anything inconsistent.
+
+    ``dtypes`` are the dtypes accepted (the int4 reader adds the integer ones it unpacks).
+    """
     rel = file.relative_to(root) if file.is_relative_to(root) else file
     size = file.stat().st_size
     bad = f"{rel} is corrupt or truncated"
@@ -77,6 +88,8 @@ def _parse_safetensors(file: Path, root: Path) -> dict[str, TensorInfo]:
             header = json.loads(fh.read(n).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise CheckpointError(f"{bad} (header is not JSON: {err}): {fix}") from None
+        except RecursionError:
+            raise CheckpointError(f"{bad} (header JSON is nested too deeply): {fix}") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{bad} (header is not a JSON object): {fix}")
     data_start = 8 + n
@@ -86,34 +99,40 @@ def _parse_safetensors(file: Path, root: Path) -> dict[str, TensorInfo]:
             continue
         try:
             dtype = str(meta["dtype"])
-            shape = tuple(int(d) for d in meta["shape"])
-            begin, end = (int(x) for x in meta["data_offsets"])
+            shape = tuple(meta["shape"])
+            begin, end = meta["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{bad} (malformed entry for {name!r}): {fix}") from None
-        if dtype not in _DTYPES:
+        if not all(type(x) is int and x >= 0 for x in (*shape, begin, end)):
+            raise CheckpointError(
+                f"{bad} ({name!r}: shape and data_offsets must be non-negative integers, got "
+                f"{list(shape)} and {[begin, end]}): {fix}"
+            )
+        if dtype not in dtypes:
             raise CheckpointError(
                 f"{rel}: tensor {name!r} is {dtype}; only BF16, F16 and F32 weights can be exported "
                 "(merge or de-quantize to 16-bit first)"
             )
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if min(shape, default=1) < 0 or end - begin != count * _DTYPES[dtype][1] or begin < 0:
+        count = math.prod(shape)  # Python ints: a 2**70 dimension cannot overflow
+        if end - begin != count * dtypes[dtype][1]:
             raise CheckpointError(f"{bad} ({name!r}: byte range does not match its shape): {fix}")
         if data_start + end > size:
             raise CheckpointError(
                 f"{bad} ({name!r} ends at byte {data_start + end}, file has {size}): {fix}"
             )
         out[name] = TensorInfo(file, data_start + begin, end - begin, dtype, shape)
+    # Ranges may not share bytes: safetensors writes them back to back, and overlapping ones would
+    # make one tensor's bytes another's (and sizes and disk estimates meaningless).
+    spans = sorted((t.offset, t.offset + t.nbytes, n) for n, t in out.items() if t.nbytes)
+    for (_, end_a, a), (begin_b, _, b) in itertools.pairwise(spans):
+        if begin_b < end_a:
+            raise CheckpointError(f"{bad} (tensors {a!r} and {b!r} overlap): {fix}")
     return out
 
 
 def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path.name} cannot be read as JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path.name} is not a JSON object")
-    return data
+    """A checkpoint's JSON file, through the validating reader (size cap, UTF-8, an object)."""
+    return read_json_object(path)
 
 
 def _check_config(config: dict[str, Any], text: dict[str, Any]) -> None:
@@ -126,10 +145,14 @@ def _check_config(config: dict[str, Any], text: dict[str, Any]) -> None:
             "gemma3-pack exports only Gemma 3 models"
         )
     qc = config.get("quantization_config") or text.get("quantization_config")
-    if qc:
+    if isinstance(qc, dict) and str(qc.get("quant_method", "")).lower() in INT4_METHODS:
+        pass  # QAT int4 (AWQ / compressed-tensors): _int4 repacks it to Q4_0 or refuses it
+    elif qc:
         method = qc.get("quant_method", "quantized") if isinstance(qc, dict) else "quantized"
+        order = " with act-order (desc_act)" if isinstance(qc, dict) and qc.get("desc_act") else ""
         raise CheckpointError(
-            f"the weights are already {method}-quantized (config.json has quantization_config): "
+            f"the weights are already {method}-quantized{order} (config.json has "
+            "quantization_config): "
             "merge to 16-bit first (e.g. PEFT merge_and_unload on a bf16 base, then save_pretrained)"
         )
     if text.get("attn_logit_softcapping") is not None:
@@ -239,6 +262,27 @@ class Checkpoint:
         """Rows ``start:stop`` of a tensor as float32: touches only those pages of the file."""
         return self._to_f32(self.raw(name)[start:stop], self.dtype(name))
 
+    def read_f32(self, name: str) -> np.ndarray:
+        """One tensor as a new float32 array, read with ``pread`` rather than through the mmap.
+
+        Pages of a mapped file count towards the process's RSS until unmapped; reading a tensor
+        into its own buffer keeps peak memory at about one tensor (the mmproj writers read the
+        vision tower this way). Readers that compute tensors (LoRA merge, int4) override it.
+        """
+        info = self.info(name)
+        with open(info.file, "rb") as fh:
+            buf = os.pread(fh.fileno(), info.nbytes, info.offset)
+        if len(buf) != info.nbytes:
+            raise CheckpointError(f"{info.file.name} is truncated at tensor {name}: re-download it")
+        if info.dtype == "BF16":
+            return (np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        return np.frombuffer(buf, dtype="<f2" if info.dtype == "F16" else "<f4").astype(np.float32)
+
+    def typed_rows(self, name: str, qtype: str, start: int, stop: int) -> np.ndarray | None:
+        """Rows already encoded as ``qtype`` by the reader (int4 -> Q4_0 repack), else None."""
+        del name, qtype, start, stop
+        return None
+
     def file(self, name: str) -> Path | None:
         """A non-weight file of the checkpoint (tokenizer.model, ...) if present."""
         p = self.root / name
@@ -246,6 +290,58 @@ class Checkpoint:
 
     def close(self) -> None:
         self._maps.clear()
+
+
+_LAYER_TENSOR = re.compile(
+    r"layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.weight$"
+)
+
+
+def _check_shapes(text: dict[str, Any], tensors: dict[str, TensorInfo]) -> None:
+    """The text tensors' shapes against config.json (with Gemma3TextConfig's defaults, as exported).
+
+    A config that does not belong to the weights would export a GGUF llama.cpp loads and runs as
+    noise (or refuses), so every projection, the embedding and the layer count are checked here.
+    """
+    d = SIZES["4b"]
+    hidden = int(text.get("hidden_size", d.hidden_size))
+    heads = int(text.get("num_attention_heads", d.num_heads))
+    kv_heads = int(text.get("num_key_value_heads", d.num_kv_heads))
+    head_dim = int(text.get("head_dim", d.head_dim))
+    inter = int(text.get("intermediate_size", d.intermediate_size))
+    layers = int(text.get("num_hidden_layers", d.num_layers))
+    vocab = text.get("vocab_size")
+    q, kv = heads * head_dim, kv_heads * head_dim
+    expected = {
+        "self_attn.q_proj": (q, hidden),
+        "self_attn.k_proj": (kv, hidden),
+        "self_attn.v_proj": (kv, hidden),
+        "self_attn.o_proj": (hidden, q),
+        "mlp.gate_proj": (inter, hidden),
+        "mlp.up_proj": (inter, hidden),
+        "mlp.down_proj": (hidden, inter),
+    }
+    fix = "the config.json does not belong to these weights: use the checkpoint's own config.json"
+    for name, info in tensors.items():
+        if "vision" in name or "multi_modal" in name:
+            continue
+        m = _LAYER_TENSOR.search(name)
+        if m:
+            if int(m.group(1)) >= layers:
+                raise CheckpointError(
+                    f"{name} is past num_hidden_layers ({layers}) in config.json: {fix}"
+                )
+            want: tuple[int, ...] = expected[m.group(2)]
+        elif name.endswith("embed_tokens.weight"):
+            want = (int(vocab) if vocab is not None else info.shape[0], hidden)
+        else:
+            continue
+        if info.shape != want:
+            raise CheckpointError(
+                f"{name} has shape {list(info.shape)} but config.json implies {list(want)} "
+                f"(hidden_size {hidden}, heads {heads}x{head_dim}, kv heads {kv_heads}, "
+                f"intermediate_size {inter}, vocab_size {vocab}): {fix}"
+            )
 
 
 def _weight_files(root: Path) -> list[Path]:
@@ -256,14 +352,18 @@ def _weight_files(root: Path) -> list[Path]:
         if not isinstance(weight_map, dict) or not weight_map:
             raise CheckpointError(f"{index.name} has no weight_map: re-save the checkpoint")
         files: list[Path] = []
-        real_root = root.resolve()
         for entry in dict.fromkeys(weight_map.values()):
-            p = (root / str(entry)).resolve()
-            if not p.is_relative_to(real_root) or os.path.isabs(str(entry)):
+            # The check is on the name the index gives, not on where the file resolves: the
+            # Hugging Face cache (snapshot_download) stores every shard as a symlink into
+            # ../../blobs, and that layout is the normal one for a repo id.
+            name = str(entry)
+            parts = Path(name).parts
+            if not parts or os.path.isabs(name) or ".." in parts or "\\" in name:
                 raise CheckpointError(
                     f"{index.name} points outside the checkpoint folder ({entry!r}); refusing to "
                     "read it: fix the index so every shard is a file inside the folder"
                 )
+            p = root / name
             if not p.is_file():
                 raise CheckpointError(
                     f"{index.name} lists {entry!r} but the file is missing: finish the download"
@@ -288,10 +388,10 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             f"{root}` (merged onto its base) or pass --base"
         )
     cfg_path = root / "config.json"
-    if not cfg_path.is_file():
+    if not cfg_path.exists():
         raise CheckpointError(f"{root} has no config.json: not a Hugging Face checkpoint folder")
     config = _load_json(cfg_path)
-    text = {**config, **(config.get("text_config") or {})}
+    text = check_config(config)
     _check_config(config, text)
     files = _weight_files(root)
     if not files:
@@ -304,12 +404,20 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
                 "re-save with safetensors (model.save_pretrained(dir, safe_serialization=True))"
             )
         raise CheckpointError(f"no *.safetensors weights in {root}")
+    qc = config.get("quantization_config") or text.get("quantization_config")
+    if isinstance(qc, dict) and str(qc.get("quant_method", "")).lower() in INT4_METHODS:
+        from ._int4 import open_int4
+
+        int4 = open_int4(root, config, qc, files)  # quantized linears appear as (out, in)
+        _check_shapes(text, int4._tensors)
+        return int4
     tensors: dict[str, TensorInfo] = {}
     for f in files:
-        for name, info in _parse_safetensors(f, root.resolve()).items():
+        for name, info in _parse_safetensors(f, root).items():
             if name in tensors:
                 raise CheckpointError(f"tensor {name!r} appears in two files ({f.name}): re-save")
             tensors[name] = info
+    _check_shapes(text, tensors)
     return Checkpoint(root, config, tensors)
 
 

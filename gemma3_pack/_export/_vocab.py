@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import CheckpointError, MissingDependency
+from .._inputs import TOKENIZER_JSON_LIMIT, read_json_object, regular_input
 
 __all__ = ["Vocab", "load_vocab"]
 
@@ -96,6 +97,63 @@ def _slim_view(tok_dir: Path) -> Iterator[Path]:
         yield view
 
 
+def _token_id(value: Any, file: str, field: str) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 31:
+        raise CheckpointError(
+            f"{file}: {field} has token id {value!r}, expected an integer from 0 to 2147483647: "
+            f"fix {file} (or copy it from the base model)"
+        )
+    return value
+
+
+def _added_tokens(tok_dir: Path) -> tuple[dict[str, int], dict[int, dict[str, Any]]]:
+    """added_tokens.json and tokenizer_config.json's added_tokens_decoder, each entry checked.
+
+    Also checks the files gguf's SpecialVocab will read (tokenizer.json by size, without parsing
+    its 262k entries; special_tokens_map.json), so it never meets a list, a non-UTF-8 file or a
+    1 GB JSON.
+    """
+    big = tok_dir / "tokenizer.json"
+    if big.exists():
+        size = regular_input(big, "tokenizer.json").st_size
+        if size > TOKENIZER_JSON_LIMIT:
+            raise CheckpointError(
+                f"tokenizer.json is {size:,} bytes, over the {TOKENIZER_JSON_LIMIT >> 20} MiB a "
+                "real one can be (Gemma 3's is 33 MB): copy it from the base model"
+            )
+    if (tok_dir / "special_tokens_map.json").exists():
+        read_json_object(tok_dir / "special_tokens_map.json")
+    added: dict[str, int] = {}
+    if (tok_dir / "added_tokens.json").exists():
+        for text, tid in read_json_object(tok_dir / "added_tokens.json").items():
+            added[text] = _token_id(tid, "added_tokens.json", repr(text)[:40])
+    decoder: dict[int, dict[str, Any]] = {}
+    if (tok_dir / "tokenizer_config.json").exists():
+        cfg = read_json_object(tok_dir / "tokenizer_config.json")
+        raw = cfg.get("added_tokens_decoder") or {}
+        if not isinstance(raw, dict):
+            raise CheckpointError(
+                "tokenizer_config.json: added_tokens_decoder is not an object of "
+                '{"id": {"content": ...}}: copy tokenizer_config.json from the base model'
+            )
+        for key, data in raw.items():
+            tid = _token_id(key, "tokenizer_config.json", "added_tokens_decoder")
+            if not isinstance(data, dict) or not isinstance(data.get("content"), str):
+                raise CheckpointError(
+                    f"tokenizer_config.json: added_tokens_decoder[{key!r}] has no string "
+                    '"content": copy tokenizer_config.json from the base model'
+                )
+            decoder[tid] = data
+        template = cfg.get("chat_template")
+        if template is not None and not isinstance(template, (str, list)):
+            raise CheckpointError(
+                "tokenizer_config.json: chat_template is not a string: fix it or remove the key"
+            )
+    return added, decoder
+
+
 def load_vocab(tok_dir: Path, vocab_size: int | None) -> Vocab:
     """Build the token list from ``tok_dir`` (a checkpoint or --tokenizer-from folder)."""
     model = tok_dir / "tokenizer.model"
@@ -136,20 +194,12 @@ def load_vocab(tok_dir: Path, vocab_size: int | None) -> Vocab:
         tokens[i] = sp.IdToPiece(i).encode("utf-8")
         scores[i] = sp.GetScore(i)
         types[i] = kind
-    added = tok_dir / "added_tokens.json"
-    if added.is_file():
-        for text, tid in json.loads(added.read_text(encoding="utf-8")).items():
-            if int(tid) < n:
-                tokens[int(tid)], scores[int(tid)], types[int(tid)] = (
-                    text.encode(),
-                    -1000.0,
-                    USER_DEFINED,
-                )
-    cfg = tok_dir / "tokenizer_config.json"
-    if cfg.is_file():
-        decoder = json.loads(cfg.read_text(encoding="utf-8")).get("added_tokens_decoder", {})
-        for key, data in decoder.items():
-            tid = int(key)
+    added, decoder = _added_tokens(tok_dir)
+    for text, tid in added.items():
+        if tid < n:
+            tokens[tid], scores[tid], types[tid] = (text.encode(), -1000.0, USER_DEFINED)
+    if decoder:
+        for tid, data in decoder.items():
             if tid >= n:
                 continue
             text = data["content"]

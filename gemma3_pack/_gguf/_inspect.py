@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +19,7 @@ from gguf.constants import Keys, LlamaFileType, TokenType
 
 from .._chat import template_kind
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS, size_for_layers
+from .._rules import RULES, Finding  # one Finding and one rule table (inspect, doctor)
 from ._reader import GGUFHeader, open_gguf
 
 __all__ = ["MMPROJ_NAME", "Finding", "GGUFReport", "inspect_gguf"]
@@ -38,15 +39,6 @@ SPECIAL_IDS = (
     "<start_of_image>",
     "<end_of_image>",
 )
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One lint result. ``code`` is stable (for scripts); ``message`` says what to do."""
-
-    code: str
-    level: Level
-    message: str
 
 
 @dataclass
@@ -163,7 +155,12 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFReport:
     ``NotGGUF``/``InputNotFound`` only when the file cannot be read as GGUF at all.
     """
     with open_gguf(path) as h:
-        return _report(h)
+        report = _report(h)
+    # the fix column comes from the rule table (gemma3_pack/_rules.py)
+    report.findings = [
+        replace(f, fix=RULES[f.code].fix) if f.code in RULES else f for f in report.findings
+    ]
+    return report
 
 
 def _report(h: GGUFHeader) -> GGUFReport:
@@ -198,6 +195,8 @@ def _report(h: GGUFHeader) -> GGUFReport:
         slot["bytes"] += t.nbytes or 0
     r.tensor_types = dict(sorted(mix.items(), key=lambda kv: -kv[1]["bytes"]))
     add = r.findings.append
+    for problem in h.problems:  # what llama.cpp's loader would refuse (the reader collected it)
+        add(Finding("llama-cpp-rejects", "error", f"{problem}: re-convert the model"))
 
     if kind == "other":
         add(
@@ -398,13 +397,23 @@ def _lint_model(h: GGUFHeader, r: GGUFReport) -> None:
             )
         )
     embd = next((t for t in h.tensors if t.name == "token_embd.weight"), None)
-    if embd is not None and r.vocab_size is not None and embd.shape[-1] != r.vocab_size:
+    rows = embd.shape[-1] if embd is not None and embd.shape else 0  # a 0-D tensor has no rows
+    if embd is not None and r.vocab_size is not None and rows != r.vocab_size:
         add(
             Finding(
                 "vocab-size-mismatch",
                 "error",
-                f"token_embd has {embd.shape[-1]} rows but "
+                f"token_embd has {rows} rows but "
                 f"the vocabulary has {r.vocab_size} tokens: re-convert the model",
+            )
+        )
+    if (r.vocab_size or 0) <= TOKENS["<end_of_turn>"]:  # empty: no turn tokens at all
+        add(
+            Finding(
+                "vocab-mismatch",
+                "error",
+                f"the vocabulary has {r.vocab_size or 0} tokens, too few to hold Gemma 3's turn "
+                "tokens (its vocabulary has 262,144): re-convert the model",
             )
         )
     if MMPROJ_NAME.search(Path(r.path).name):

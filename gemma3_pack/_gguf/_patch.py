@@ -30,11 +30,13 @@ from .._errors import (
     InputError,
     InsufficientDisk,
     NotGemma3,
+    NotGGUF,
     OutputError,
     UsageError,
 )
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS
 from .._files import atomic_path
+from .._inputs import printable
 from ._reader import KV, SCALAR_FORMAT, GGUFHeader, open_gguf
 
 __all__ = [
@@ -112,11 +114,12 @@ def default_output(src: Path) -> Path:
 
 def gemma3_kind(h: GGUFHeader) -> str:
     """``model`` or ``mmproj``; anything that is not Gemma 3 raises NotGemma3 naming what it is."""
-    arch = h.architecture
+    arch = printable(h.architecture) if h.architecture is not None else None
     if arch == "gemma3":
         return "model"
     if arch == "clip":
         proj = h.get("clip.projector_type")
+        proj = printable(proj) if isinstance(proj, str) else proj
         if proj == "gemma3":
             return "mmproj"
         raise NotGemma3(
@@ -397,6 +400,28 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+MAX_ALIGNMENT = 1 << 20  # gguf-py and llama.cpp write 32; the header's padding is built in memory
+
+
+def _check_copyable(h: GGUFHeader) -> None:
+    """Refuse what would make a broken copy: llama.cpp loader errors, absurd alignment padding."""
+    if h.problems:
+        more = (
+            f" (and {len(h.problems) - 1} more; see `gemma3-pack inspect`)"
+            if h.problems[1:]
+            else ""
+        )
+        raise NotGGUF(
+            f"{h.path}: {h.problems[0]}{more}: llama.cpp cannot load it, so patching it would "
+            "only copy a broken file; re-convert it"
+        )
+    if h.alignment > MAX_ALIGNMENT:
+        raise NotGGUF(
+            f"{h.path}: general.alignment is {h.alignment:,}, over the {MAX_ALIGNMENT:,} bytes "
+            "patch will pad to (llama.cpp writes 32): re-convert it"
+        )
+
+
 def patch_gguf(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str] | None = None,
@@ -440,6 +465,7 @@ def patch_gguf(
                 "place, or choose another output path"
             )
     with open_gguf(src_path) as h:
+        _check_copyable(h)
         kind = gemma3_kind(h)
         plan = plan_patch(h, kind, name=name, description=description)
         result = PatchResult(src_path, dst_path, kind, plan.changes, in_place)

@@ -19,8 +19,10 @@ Every malformed or truncated input becomes :class:`~gemma3_pack._errors.NotGGUF`
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
+import stat
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -38,6 +40,7 @@ from gguf.constants import (
 )
 
 from .._errors import InputError, InputNotFound, NotGGUF
+from .._inputs import printable
 
 __all__ = ["KV", "SCALAR_FORMAT", "GGUFHeader", "TensorInfo", "open_gguf"]
 
@@ -70,6 +73,9 @@ _NUMPY_DTYPE: dict[GGUFValueType, str] = {
 }
 # arrays up to this many items are decoded eagerly (general.tags, image_mean, ...)
 SMALL_ARRAY = 64
+MAX_NESTING = 8  # arrays of arrays deeper than this are refused (llama.cpp reads none at all)
+# bytes of the file examined per step of the fast string-array walk: bounds its memory (~20x this)
+FAST_WINDOW = 1 << 20
 
 
 @dataclass
@@ -131,6 +137,10 @@ class GGUFHeader:
     data_start: int
     data_end: int = 0  # end of the last tensor's bytes (<= size)
     extra: dict[str, Any] = field(default_factory=dict)
+    # what llama.cpp's gguf loader (ggml/src/gguf.cpp) refuses but this reader can still walk:
+    # duplicate keys or tensor names, nested arrays, >4-D tensors, unknown ggml types, tensors
+    # whose data overlap or are out of order; each is one sentence (inspect makes them findings)
+    problems: list[str] = field(default_factory=list)
 
     def get(self, key: str, default: Any = None) -> Any:
         kv = self.kvs.get(key)
@@ -197,7 +207,8 @@ class _Parser:
 
     def fail(self, what: str) -> NotGGUF:
         return NotGGUF(
-            f"{self.path} is not a valid GGUF file ({what}): re-download or re-convert it"
+            f"{self.path} is not a valid GGUF file ({printable(what)}): re-download or "
+            "re-convert it"
         )
 
     def need(self, pos: int, n: int, what: str) -> None:
@@ -222,7 +233,9 @@ class _Parser:
         except ValueError:
             raise self.fail(f"unknown value type {raw} in {what}") from None
 
-    def skip_items(self, sub: GGUFValueType, pos: int, count: int, what: str) -> int:
+    def skip_items(
+        self, sub: GGUFValueType, pos: int, count: int, what: str, depth: int = 0
+    ) -> int:
         """Offset after ``count`` items of type ``sub`` starting at ``pos``."""
         if sub in SCALAR_FORMAT:
             n = count * struct.calcsize(SCALAR_FORMAT[sub])
@@ -233,59 +246,76 @@ class _Parser:
             if end is not None:  # the caller already walked these exact bytes elsewhere
                 self.need(pos, end - pos, what)
                 return end
-            end = self.skip_strings_fast(pos, count)
-            if end is not None:
-                return end
-            unpack, buf = self.u64, self.buf
-            try:
-                for _ in range(count):
-                    pos += 8 + unpack(buf, pos)[0]
-            except struct.error:
-                raise self.fail(f"truncated in {what}") from None
-            self.need(pos, 0, what)
-            return pos
-        for _ in range(count):  # arrays of arrays
+            return self.skip_strings(pos, count, what)
+        if depth >= MAX_NESTING:
+            raise self.fail(f"array {what} is nested more than {MAX_NESTING} deep")
+        for _ in range(count):  # arrays of arrays (llama.cpp refuses them; inspect says so)
             inner = self.vtype(pos, what)
             self.need(pos + 4, 8, what)
             (n,) = self.u64(self.buf, pos + 4)
-            pos = self.skip_items(inner, pos + 12, n, what)
+            if n > self.size:
+                raise self.fail(f"array {what} claims {n} items")
+            pos = self.skip_items(inner, pos + 12, n, what, depth + 1)
         return pos
 
-    def skip_strings_fast(self, pos: int, count: int) -> int | None:
-        """End of a big string array, found with numpy in ~10 ms instead of a 262k-step loop.
+    def skip_strings(self, pos: int, count: int, what: str) -> int:
+        """Offset after ``count`` strings: proven numpy windows where they apply, else the exact loop.
 
-        When every string is shorter than 256 bytes, each little-endian u64 length read at a
-        string's start is < 256. Collect every offset where that holds (a superset of the
-        starts), then *prove* the first ``count`` of them are exactly the chain the loop would
-        walk: first = ``pos`` and next = this + 8 + length, for all of them. Anything else
-        (long strings, odd bytes, big-endian) returns None and the exact loop runs instead.
+        Memory is bounded by :data:`FAST_WINDOW`, not by the array (a sparse file claiming 12.5 M
+        empty strings once cost 1.2 GB here). When the fast path does not apply (long strings,
+        zeros), the exact loop runs in growing batches before the fast path is tried again.
         """
-        if self.e != "<" or count < 1024:
+        unpack, buf = self.u64, self.buf
+        left, batch = count, 4096
+        while left:
+            step = self.fast_strings(pos, left) if self.e == "<" and left >= 1024 else None
+            if step is not None:
+                done, pos = step
+                left -= done
+                batch = 4096
+                continue
+            k = min(left, batch)
+            try:
+                for _ in range(k):
+                    pos += 8 + unpack(buf, pos)[0]
+            except (struct.error, OverflowError):
+                raise self.fail(f"truncated in {what}") from None
+            self.need(pos, 0, what)
+            left -= k
+            batch = min(batch * 2, 1 << 20)
+        self.need(pos, 0, what)
+        return pos
+
+    def fast_strings(self, pos: int, left: int) -> tuple[int, int] | None:
+        """(strings walked, offset after them) for a run of short strings from ``pos``, or None.
+
+        When a string is shorter than 256 bytes, the little-endian u64 length read at its start
+        is < 256. Collect every offset in a window where that holds (a superset of the starts),
+        then *prove* a prefix of them is exactly the chain the loop would walk: first = ``pos``
+        and next = this + 8 + length. ~10 ms per MiB instead of a Python step per string.
+        """
+        n = min(self.size - pos, FAST_WINDOW)
+        m = n // 8 - 1
+        if m <= 0:
             return None
-        span = count * 24
-        while True:
-            n = min(self.size - pos, span)
-            m = n // 8 - 1
-            if m <= 0:
-                return None
-            mask = np.zeros(m * 8, dtype=bool)
-            for k in range(8):
-                view = np.frombuffer(self.buf, dtype="<u8", count=m, offset=pos + k)
-                mask[k::8] = view < 256
-                del view  # views pin the map; never keep one
-            starts = np.flatnonzero(mask)[:count]
-            if len(starts) == count:
-                break
-            if n == self.size - pos:
-                return None
-            span *= 2
+        mask = np.zeros(m * 8, dtype=bool)
+        for k in range(8):
+            view = np.frombuffer(self.buf, dtype="<u8", count=m, offset=pos + k)
+            mask[k::8] = view < 256
+            del view  # views pin the map; never keep one
+        starts = np.flatnonzero(mask)[:left]
+        del mask
+        if len(starts) == 0 or starts[0] != 0:
+            return None
         raw = np.frombuffer(self.buf, dtype=np.uint8, count=m * 8, offset=pos)
         lengths = raw[starts].astype(np.int64)
         del raw
-        if starts[0] != 0 or not np.array_equal(starts[1:], starts[:-1] + 8 + lengths[:-1]):
+        broken = np.flatnonzero(starts[1:] != starts[:-1] + 8 + lengths[:-1])
+        done = int(broken[0]) + 1 if len(broken) else len(starts)
+        if done < min(64, left):  # too little progress: let the exact loop take this stretch
             return None
-        end = pos + int(starts[-1]) + 8 + int(lengths[-1])
-        return end if end <= self.size else None
+        end = pos + int(starts[done - 1]) + 8 + int(lengths[done - 1])
+        return (done, end) if end <= self.size else None
 
     def decode_items(self, sub: GGUFValueType, pos: int, count: int, what: str) -> list[Any]:
         if sub in SCALAR_FORMAT:
@@ -325,6 +355,124 @@ class _Parser:
         return KV(key, vtype, start, value_start, end, sub_type=sub, count=count, value=value)
 
 
+# Keys whose type every reader relies on -> the type classes accepted (llama.cpp's loader throws
+# "wrong type" for the ones it reads, e.g. general.alignment must be u32); here a wrong type is one
+# line instead of a traceback.
+_STRING, _U32, _INT, _NUM, _BOOL = "string", "u32", "integer", "number", "bool"
+KEY_TYPES: dict[str, str] = {
+    "general.architecture": _STRING,
+    "general.alignment": _U32,
+    "general.name": _STRING,
+    "general.description": _STRING,
+    "general.type": _STRING,
+    "general.size_label": _STRING,
+    "general.file_type": _INT,
+    "tokenizer.chat_template": _STRING,
+    "tokenizer.ggml.model": _STRING,
+    "tokenizer.ggml.pre": _STRING,
+    "tokenizer.ggml.tokens": "array[string]",
+    "tokenizer.ggml.token_type": "array[integer]",
+    "tokenizer.ggml.scores": "array[number]",
+    "tokenizer.ggml.bos_token_id": _INT,
+    "tokenizer.ggml.eos_token_id": _INT,
+    "tokenizer.ggml.eot_token_id": _INT,
+    "tokenizer.ggml.padding_token_id": _INT,
+    "tokenizer.ggml.unknown_token_id": _INT,
+    "tokenizer.ggml.add_bos_token": _BOOL,
+    "tokenizer.ggml.add_eos_token": _BOOL,
+    "clip.projector_type": _STRING,
+    "general.sampling.temp": _NUM,
+    "general.sampling.top_k": _NUM,
+    "general.sampling.top_p": _NUM,
+    "general.sampling.min_p": _NUM,
+    "general.sampling.penalty_repeat": _NUM,
+    "gemma3.context_length": _INT,
+    "gemma3.block_count": _INT,
+    "gemma3.embedding_length": _INT,
+    "gemma3.attention.sliding_window": _INT,
+}
+_INTS = {
+    GGUFValueType.UINT8,
+    GGUFValueType.INT8,
+    GGUFValueType.UINT16,
+    GGUFValueType.INT16,
+    GGUFValueType.UINT32,
+    GGUFValueType.INT32,
+    GGUFValueType.UINT64,
+    GGUFValueType.INT64,
+}
+_CLASSES: dict[str, set[GGUFValueType]] = {
+    _STRING: {GGUFValueType.STRING},
+    _U32: {GGUFValueType.UINT32},
+    _INT: _INTS,
+    _NUM: _INTS | {GGUFValueType.FLOAT32, GGUFValueType.FLOAT64},
+    _BOOL: {GGUFValueType.BOOL},
+}
+MAX_DIMS_READ = 64  # beyond this the header is garbage; 5..64 dims are a finding (llama.cpp: 4)
+GGML_MAX_DIMS = 4  # ggml.h
+_NEWEST_TYPE = max(t.value for t in GGMLQuantizationType)
+GGML_MAX_NAME = 64  # ggml.h: tensor names are shorter than this
+
+
+def _check_types(kvs: Mapping[str, KV], p: _Parser) -> None:
+    for key, want in KEY_TYPES.items():
+        kv = kvs.get(key)
+        if kv is None:
+            continue
+        if want.startswith("array["):
+            item = want[6:-1]
+            ok = kv.vtype == GGUFValueType.ARRAY and kv.sub_type in _CLASSES[item]
+        else:
+            ok = kv.vtype in _CLASSES[want]
+        if not ok:
+            raise NotGGUF(
+                f"{p.path}: {key} is stored as {kv.type_name}, expected {want}: the file is "
+                "malformed; re-convert it"
+            )
+
+
+def _loader_problems(tensors: list[TensorInfo], alignment: int) -> list[str]:
+    """What llama.cpp's gguf_init_from_file refuses in the tensor infos (ggml/src/gguf.cpp)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    expected: int | None = 0  # llama.cpp: each offset must be the padded end of the previous one
+    for t in tensors:
+        if t.name in seen:
+            out.append(f"tensor {t.name} appears twice (llama.cpp refuses duplicate names)")
+        seen.add(t.name)
+        if len(t.name.encode()) >= GGML_MAX_NAME:
+            out.append(f"tensor name {t.name[:40]}... is {len(t.name.encode())} bytes (max 63)")
+        if len(t.shape) > GGML_MAX_DIMS:
+            out.append(f"tensor {t.name} has {len(t.shape)} dimensions (llama.cpp reads at most 4)")
+        if any(d >= 1 << 63 for d in t.shape) or math.prod(t.shape) >= 1 << 63:
+            out.append(f"tensor {t.name} has shape {list(t.shape)}, which overflows int64")
+        if t.nbytes is None:
+            # Ids below gguf-py's newest that it lacks are types llama.cpp removed (Q4_2, Q4_0_4_4,
+            # ...: block size 0, refused); a little above it may be a type newer than gguf-py
+            # (not judged); far above is garbage (llama.cpp: type < GGML_TYPE_COUNT).
+            if not _NEWEST_TYPE < t.ggml_type < 64:
+                out.append(
+                    f"tensor {t.name} has ggml type {t.ggml_type}, which llama.cpp does not know"
+                )
+            expected = None
+            continue
+        block = GGML_QUANT_SIZES[GGMLQuantizationType(t.ggml_type)][0]
+        if t.shape and t.shape[0] % block:
+            out.append(
+                f"tensor {t.name} rows of {t.shape[0]} are not a multiple of its "
+                f"{t.type_name} block size {block}"
+            )
+        if expected is not None and t.offset != expected:
+            out.append(
+                f"tensor {t.name} starts at data offset {t.offset}, expected {expected}: its "
+                "data overlaps another tensor's or is out of order"
+            )
+            expected = None
+        elif expected is not None:
+            expected += -(-t.nbytes // alignment) * alignment
+    return out
+
+
 def _parse(
     buf: mmap.mmap, size: int, path: Path, known_ends: Mapping[int, int] | None = None
 ) -> GGUFHeader:
@@ -349,14 +497,23 @@ def _parse(
         raise p.fail(f"header claims {n_kv} keys and {n_tensors} tensors")
     pos = kv_start = 24
     kvs: dict[str, KV] = {}
+    problems: list[str] = []
     for _ in range(n_kv):
         kv = p.kv(pos)
-        kvs[kv.key] = kv
+        if kv.key in kvs:  # llama.cpp: "duplicate key"; the first one is what we report
+            problems.append(f"key {kv.key} appears twice (llama.cpp refuses duplicate keys)")
+        else:
+            kvs[kv.key] = kv
+        if not kv.key:
+            problems.append("a key is empty (llama.cpp refuses empty keys)")
+        if kv.vtype == GGUFValueType.ARRAY and kv.sub_type == GGUFValueType.ARRAY:
+            problems.append(f"{kv.key} is an array of arrays (llama.cpp reads no nested arrays)")
         pos = kv.end
+    _check_types(kvs, p)
     alignment = GGUF_DEFAULT_ALIGNMENT
     if "general.alignment" in kvs:
         alignment = kvs["general.alignment"].value
-        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        if alignment <= 0 or alignment & (alignment - 1):
             raise p.fail(f"general.alignment is {alignment!r}, not a power of two")
     ti_start = pos
     tensors: list[TensorInfo] = []
@@ -364,7 +521,7 @@ def _parse(
         name, pos = p.string(pos, "a tensor name")
         p.need(pos, 4, name)
         (n_dims,) = p.u32(buf, pos)
-        if n_dims > 8:
+        if n_dims > MAX_DIMS_READ:
             raise p.fail(f"tensor {name} has {n_dims} dimensions")
         p.need(pos + 4, 8 * n_dims + 12, name)
         shape = struct.unpack_from(f"{endian}{n_dims}Q", buf, pos + 4)
@@ -382,6 +539,8 @@ def _parse(
             pass
         tensors.append(TensorInfo(name, tuple(shape), ggml_type, offset, nbytes))
     ti_end = pos
+    problems += _loader_problems(tensors, alignment)
+    problems = [printable(text) for text in problems]  # names come from the file
     data_start = -(-ti_end // alignment) * alignment
     data_end = data_start if tensors else ti_end  # a metadata-only file may end unpadded
     for t in tensors:
@@ -408,6 +567,7 @@ def _parse(
         alignment,
         data_start,
         data_end,
+        problems=problems,
     )
 
 
@@ -429,6 +589,9 @@ def open_gguf(
         raise InputError(f"cannot read {p}: {err.strerror}") from None
     if p.is_dir():
         raise NotGGUF(f"{p} is a folder, not a GGUF file: pass the .gguf file inside it")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device never ends: never map them
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device or special file"
+        raise NotGGUF(f"{p} is {kind}, not a regular file: pass the .gguf file itself")
     if st.st_size == 0:
         raise NotGGUF(f"{p} is empty (0 bytes): re-download or re-convert it")
     try:

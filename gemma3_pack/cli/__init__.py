@@ -7,14 +7,17 @@ stays fast. Library errors become one line on stderr and exit code 2 at exactly 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import signal
 import sys
 from typing import Any
 
 import click
 
 from .._errors import Gemma3PackError
+from .._inputs import printable
 from .._version import __version__
 
 # command name -> (module, attribute, one-line help shown in `gemma3-pack --help`)
@@ -44,6 +47,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "chat": ("ollama", "chat", "Chat with a Gemma 3 model on the local Ollama daemon."),
     "pull": ("ollama", "pull", "Pull a Gemma 3 model into Ollama, with a progress bar."),
     "create": ("ollama", "create", "Create an Ollama model from an export folder or a variant."),
+    "doctor": (
+        "doctor",
+        "doctor",
+        "Check a Gemma 3 GGUF (+ mmproj); fix, split or fuse a copy.",
+    ),
+    "plan": (
+        "plan",
+        "plan",
+        "Will it fit? The memory a variant or GGUF needs per context.",
+    ),
 }
 
 
@@ -86,16 +99,46 @@ def cli() -> None:
     """
 
 
+# The start of the message for an exception no layer translated: a bug, never a user error. The
+# bad-input corpus (tests/test_hostile.py) fails when it ever sees this text.
+UNEXPECTED = "internal error (a bug in gemma3-pack, please report it)"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so everything unwinds as on Ctrl-C (temp files removed)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = printable(" ".join(text.split()))
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the console script; returns only when ``standalone_mode`` is off."""
+    debug = bool(os.environ.get("GEMMA3_PACK_DEBUG"))
+    with contextlib.suppress(ValueError):  # not the main thread (an embedding caller)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    from ._sigbus import install
+
+    install()
     try:
         return cli.main(args=argv, prog_name="gemma3-pack", standalone_mode=False)
     except Gemma3PackError as err:
-        if os.environ.get("GEMMA3_PACK_DEBUG"):
+        if debug:
             raise
-        click.echo(f"error: {err}", err=True)
+        msg = str(err)
+        if "\n" in msg or "\r" in msg:
+            msg = _one_line(msg, 2000)
+        click.echo(f"error: {printable(msg)}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as err:
+        if isinstance(err.__cause__, Terminated):
+            click.echo("terminated", err=True)
+            sys.exit(143)
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
@@ -103,6 +146,23 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(2 if err.exit_code in (1, 2) else err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
+    except Terminated:
+        click.echo("terminated", err=True)
+        sys.exit(143)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as err:  # the environment (permissions, I/O), not the input's content
+        if debug:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        click.echo(f"error: {where}{_one_line(err.strerror or str(err))}", err=True)
+        sys.exit(2)
+    except Exception as err:  # the last resort: one line, never a traceback
+        if debug:
+            raise
+        what = _one_line(f"{type(err).__name__}: {err}")
+        click.echo(
+            f"error: {UNEXPECTED}: {what}; GEMMA3_PACK_DEBUG=1 shows the traceback", err=True
+        )
+        sys.exit(2)

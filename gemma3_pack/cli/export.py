@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -70,6 +71,18 @@ import click
     show_default=True,
     help="Vision models: Modelfile with GGUF + mmproj (pair) or one fused Ollama GGUF.",
 )
+@click.option(
+    "--embedding-type",
+    type=click.Choice(["F16", "Q8_0", "Q6_K", "Q4_0"], case_sensitive=False),
+    default=None,
+    help="QAT int4 (AWQ / compressed-tensors) checkpoints: type of token_embd in the lossless "
+    "Q4_0 export [default: F16, as in Google's own QAT GGUFs; Q6_K needs llama.cpp].",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace files in -o that an earlier gemma3-pack export did not write.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars and no summary (errors still print).")
 def export(
@@ -84,6 +97,8 @@ def export(
     keep_bf16: bool,
     mmproj_type: str,
     ollama_format: str,
+    embedding_type: str | None,
+    force: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -104,6 +119,7 @@ def export(
       gemma3-pack export ./lora-adapter --base google/gemma-3-1b-it -q Q8_0
       gemma3-pack export google/gemma-3-270m-it -q BF16 --json | jq '.models[].path'
       gemma3-pack export ./ft --tokenizer-from google/gemma-3-4b-it   # fine-tune lost tokenizer.model
+      gemma3-pack export ./gemma-3-27b-it-int4-awq    # QAT int4 -> Q4_0, repacked bit for bit
       ollama create my-gemma -f my-gemma-finetune-gguf/Modelfile
     """
     from .. import export as run_export
@@ -121,6 +137,8 @@ def export(
         keep_bf16=keep_bf16,
         mmproj_type=mmproj_type,
         ollama_format=ollama_format,  # type: ignore[arg-type]
+        embedding_type=embedding_type,
+        force=force,
         progress=progress,
     )
     if as_json:
@@ -137,4 +155,9 @@ def export(
     click.echo(f"{'file':<{width}}  {'type':<7} {'size':>10}  {'time':>7}")
     for fname, quant, size, secs in rows:
         click.echo(f"{fname:<{width}}  {quant:<7} {size / 1e6:>7,.1f} MB  {secs:>6.1f}s")
-    click.echo(f"next: ollama create {result.name} -f {result.modelfile}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    # Shell-quoted: a name or folder with spaces or quotes is pasted as one argument each.
+    click.echo(
+        "next: " + shlex.join(["ollama", "create", result.name, "-f", str(result.modelfile)])
+    )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
+
+from ._json import dumps
 
 
 @click.command()
@@ -66,7 +67,7 @@ def patch(
         progress=progress,
     )
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        click.echo(dumps(result.to_dict(), indent=2, default=str))
         return
     if quiet:
         return
@@ -110,7 +111,7 @@ def inspect(path: Path, as_json: bool, strict: bool) -> None:
 
     report = inspect_gguf(path)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(dumps(report.to_dict(), indent=2))
     else:
         click.echo(report.to_text())
     if strict and not report.ok:

@@ -14,6 +14,28 @@ def _is_path(target: str) -> bool:
     return target.lower().endswith(".gguf") or Path(target).exists()
 
 
+def _num_ctx(value: str | None, memory: str | None, target: str, mmproj: Path | None) -> int | None:
+    """``--num-ctx``: a number, or ``auto`` = the largest context that fits ``--memory``."""
+    from .._errors import UsageError
+
+    if value is None or value.strip().lower() != "auto":
+        if memory is not None:
+            raise UsageError("--memory only goes with --num-ctx auto")
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise UsageError(
+                f"--num-ctx takes a number of tokens or `auto`, not {value!r}"
+            ) from None
+    if memory is None:
+        raise UsageError("--num-ctx auto needs --memory (e.g. --memory 16GB)")
+    from .._plan import auto_context
+
+    return auto_context(target, memory, mmproj=mmproj)
+
+
 @click.command()
 @click.argument("target", required=False)
 @click.argument("mmproj", required=False, type=click.Path(path_type=Path))
@@ -24,8 +46,14 @@ def _is_path(target: str) -> bool:
     default=None,
     help="Write the Modelfile here (atomically) instead of printing it.",
 )
+@click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
 @click.option("--system", default=None, help="A default system prompt (SYSTEM).")
-@click.option("--num-ctx", type=int, default=None, help="Context length in tokens (num_ctx).")
+@click.option(
+    "--num-ctx",
+    default=None,
+    help="Context length in tokens (num_ctx), or `auto`: the largest that fits --memory.",
+)
+@click.option("--memory", default=None, help="Memory budget for --num-ctx auto (16GB, 12GiB).")
 @click.option(
     "--check",
     "check",
@@ -45,8 +73,10 @@ def modelfile(
     target: str | None,
     mmproj: Path | None,
     output: Path | None,
+    force: bool,
     system: str | None,
-    num_ctx: int | None,
+    num_ctx: str | None,
+    memory: str | None,
     check: Path | None,
     all_dir: Path | None,
     as_json: bool,
@@ -64,6 +94,7 @@ def modelfile(
       gemma3-pack modelfile gemma3-4b-it -o Modelfile && ollama create my-gemma -f Modelfile
       gemma3-pack modelfile model.gguf mmproj-model-F16.gguf -o Modelfile --num-ctx 8192
       gemma3-pack modelfile gemma3:1b --system "Answer in French."
+      gemma3-pack modelfile gemma3-12b-it --num-ctx auto --memory 16GB -o Modelfile
       gemma3-pack modelfile --check Modelfile            # exit 1 on errors
       gemma3-pack modelfile --check Modelfile --json
       gemma3-pack modelfile --all modelfiles             # regenerate modelfiles/
@@ -113,13 +144,16 @@ def modelfile(
         return
 
     assert target is not None
+    if output is not None:
+        from .._files import refuse_overwrite
+
+        refuse_overwrite(output, force=force)
+    ctx = _num_ctx(num_ctx, memory, target, mmproj)
     if _is_path(target) or mmproj is not None:
         relative_to = output.parent if output is not None else None
-        spec = mf.spec_for_gguf(
-            target, mmproj, system=system, num_ctx=num_ctx, relative_to=relative_to
-        )
+        spec = mf.spec_for_gguf(target, mmproj, system=system, num_ctx=ctx, relative_to=relative_to)
     else:
-        spec = mf.spec_for_variant(target, system=system, num_ctx=num_ctx)
+        spec = mf.spec_for_variant(target, system=system, num_ctx=ctx)
     text = mf.render_modelfile(spec)
     if output is not None:
         mf.write_modelfile(spec, output)

@@ -10,7 +10,21 @@ import click
 
 from .._errors import UsageError
 
-_HOST_HELP = "Ollama host [default: $OLLAMA_HOST or 127.0.0.1:11434]."
+_HOST_HELP = (
+    "Ollama host [default: $OLLAMA_HOST or 127.0.0.1:11434], or an OpenAI-compatible URL "
+    "ending in /v1 (llama-server, vLLM)."
+)
+_TIMEOUT_HELP = "Seconds to wait for the server between reads [default: 300; connect: 10]."
+
+
+def _timeout(seconds: float | None) -> dict[str, object]:
+    if seconds is None:
+        return {}
+    if not seconds > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not {seconds}")
+    import httpx
+
+    return {"timeout": httpx.Timeout(seconds, connect=min(seconds, 10.0))}
 
 
 @click.command()
@@ -40,6 +54,7 @@ _HOST_HELP = "Ollama host [default: $OLLAMA_HOST or 127.0.0.1:11434]."
     help="Override a sampling option, e.g. -o temperature=0.2 (repeatable).",
 )
 @click.option("--host", default=None, help=_HOST_HELP)
+@click.option("--timeout", type=float, default=None, help=_TIMEOUT_HELP)
 def chat(
     words: tuple[str, ...],
     images: tuple[Path, ...],
@@ -48,12 +63,14 @@ def chat(
     as_json: bool,
     options: tuple[str, ...],
     host: str | None,
+    timeout: float | None,
 ) -> None:
-    """Chat with a Gemma 3 model on the local Ollama daemon.
+    """Chat with a Gemma 3 model on Ollama, llama-server or vLLM.
 
     Sends the Gemma team's sampling settings (temperature 1, top_k 64, top_p 0.95, min_p 0,
-    repeat_penalty 1) under any -o overrides, and checks the model can see images before
-    sending any. MODEL defaults to gemma3:4b.
+    repeat_penalty 1) under any -o overrides, in the server's own spelling, and checks the model
+    can see images before sending any. MODEL defaults to gemma3:4b on Ollama and to the served
+    model on an OpenAI-compatible server (--host ending in /v1).
 
     \b
     Examples:
@@ -61,30 +78,34 @@ def chat(
       gemma3-pack chat gemma3:1b "Write a haiku about GGUF" --no-stream
       gemma3-pack chat gemma3:4b "What is in this picture?" --image cat.png
       gemma3-pack chat my-gemma "Summarise" -s "Answer in French" --json | jq .message.content
+      gemma3-pack chat "Why is the sky blue?" --host http://127.0.0.1:8080/v1 --timeout 60
     """
-    from .._client import DEFAULT_MODEL, Client
+    from .._client import Client
+    from .._transport import strip_controls
 
     if len(words) > 2:
         raise UsageError(f"expected [MODEL] PROMPT, got {len(words)} arguments: quote the prompt")
-    model, prompt = (words[0], words[1]) if len(words) == 2 else (DEFAULT_MODEL, words[0])
+    model, prompt = (words[0], words[1]) if len(words) == 2 else (None, words[0])
+    # A model's reply reaches a terminal without escape sequences; pipes get it verbatim.
+    show = strip_controls if sys.stdout.isatty() else str
     parsed = {}
     for item in options:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--option {item!r} is not KEY=VALUE (e.g. -o temperature=0.2)")
         parsed[key.strip()] = _json_or_text(value)
-    client = Client(host, model=model)
+    client = Client(host, model=model, **_timeout(timeout))  # type: ignore[arg-type]
     if as_json or no_stream:
         reply = client.chat(prompt, images=list(images) or None, system=system, options=parsed)
         if as_json:
             click.echo(reply.model_dump_json(indent=2, exclude_none=True))
         else:
-            click.echo(reply.message.content)
+            click.echo(show(reply.message.content or ""))
         return
     for chunk in client.chat(
         prompt, images=list(images) or None, system=system, options=parsed, stream=True
     ):
-        sys.stdout.write(chunk.message.content or "")
+        sys.stdout.write(show(chunk.message.content or ""))
         sys.stdout.flush()
     sys.stdout.write("\n")
 
@@ -102,7 +123,8 @@ def _json_or_text(value: str) -> object:
 @click.option("--host", default=None, help=_HOST_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
-def pull(model: str, host: str | None, quiet: bool, as_json: bool) -> None:
+@click.option("--timeout", type=float, default=None, help=_TIMEOUT_HELP)
+def pull(model: str, host: str | None, quiet: bool, as_json: bool, timeout: float | None) -> None:
     """Pull a Gemma 3 model into Ollama, with a progress bar per layer.
 
     \b
@@ -113,7 +135,8 @@ def pull(model: str, host: str | None, quiet: bool, as_json: bool) -> None:
     """
     from .._client import Client
 
-    result = Client(host).pull(model, progress=not quiet and not as_json)
+    client = Client(host, **_timeout(timeout))  # type: ignore[arg-type]
+    result = client.pull(model, progress=not quiet and not as_json)
     if as_json:
         click.echo(json.dumps({"model": model, "status": result.status}))
     elif not quiet:
