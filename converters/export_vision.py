@@ -3,13 +3,13 @@
 
 Fine-tunes lose vision on the way to GGUF more than anything else: llama.cpp's converter writes an
 mmproj with *no tensors* for ``model.vision_tower.*`` checkpoints (transformers 4.52+ saves) and
-crashes on transformers 5.x ones; Ollama before 0.30 ignores a separate projector. Given the
+crashes on transformers 5.x ones; Ollama before 0.11.11 ignores a separate projector. Given the
 fine-tuned Gemma3ForConditionalGeneration checkpoint folder (any of the three layouts, LoRA
 already merged) this recipe uses only gemma3-pack's public API to write:
 
   1. ``mmproj-<name>-F16.gguf`` for llama.cpp, LM Studio and phone apps (``write_mmproj``);
-  2. with ``--text-gguf``: the one-file Ollama layout (``write_fused``) that Ollama 0.6–0.29
-     need for images and newer versions still load;
+  2. with ``--text-gguf``: the one-file Ollama layout (``write_fused``) that Ollama's own
+     Go engine runs images from (0.6–0.29) and newer versions still load;
   3. ``inspect_gguf`` on each output, as a check.
 
 Usage::

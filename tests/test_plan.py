@@ -293,7 +293,9 @@ def test_plan_matches_ollama(ollama_daemon, gguf_270m: Path, tmp_path: Path, nam
                 timeout=600,
             )
             assert r.status_code == 200, r.text
-            (ps,) = [m for m in httpx.get(f"{ollama_daemon.url}/api/ps").json()["models"]]
+            # the session daemon may still hold other tests' models: take this one's entry
+            loaded = httpx.get(f"{ollama_daemon.url}/api/ps").json()["models"]
+            (ps,) = [m for m in loaded if m.get("name", "").split(":")[0] == model]
             plan = plan_memory(path, ctx=ctx, engine="ollama")
             assert abs(plan.total - ps["size"]) <= 0.02 * ps["size"], (plan.total, ps["size"])
             logged = {

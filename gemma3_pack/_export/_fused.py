@@ -1,7 +1,8 @@
 """One GGUF with text and vision together, in the layout Ollama's own converter writes for Gemma 3.
 
-Ollama 0.6–0.29 run Gemma 3 vision only from such a fused file (its Go engine ignores a separate
-llama.cpp projector), and Ollama ≥ 0.30 still loads it through its compatibility shim. The file is
+Ollama's own Go engine (0.6–0.29) runs Gemma 3 vision only from such a fused file; from 0.11.11 a
+separate llama.cpp projector also works there, on its fallback llama.cpp engine (observed on 0.24.0),
+and Ollama ≥ 0.30 loads the fused file through its compatibility shim (observed on 0.34.4). The file is
 the exported text GGUF, copied tensor for tensor and key for key, plus:
 
 * keys as ``gemma3Model.KV`` writes them for Gemma3ForConditionalGeneration
