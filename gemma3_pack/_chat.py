@@ -42,6 +42,7 @@ __all__ = [
     "LICENSE_NOTICE",
     "OFFICIAL_TEMPLATE",
     "OLLAMA_TEMPLATE",
+    "OLLAMA_TOOLS_TEMPLATE",
     "data_text",
     "is_official_template",
     "ollama_data",
@@ -62,6 +63,9 @@ def data_text(name: str) -> str:
 
 OFFICIAL_TEMPLATE: str = data_text("gemma3.jinja")
 OLLAMA_TEMPLATE: str = data_text("gemma3.gotmpl")
+# OLLAMA_TEMPLATE plus tools (.Tools, tool messages): Google's function-calling prompt, as
+# gemma3_pack._tools.apply(..., dialect="ollama") writes it; tests/test_tools_ollama.py.
+OLLAMA_TOOLS_TEMPLATE: str = data_text("gemma3-tools.gotmpl")
 LICENSE_NOTICE: str = data_text("LICENSE").strip()
 
 Message = Mapping[str, Any]

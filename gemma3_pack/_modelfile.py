@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from . import _rules
-from ._chat import LICENSE_NOTICE, OLLAMA_TEMPLATE
+from ._chat import LICENSE_NOTICE, OLLAMA_TEMPLATE, OLLAMA_TOOLS_TEMPLATE
 from ._errors import InputNotFound, ModelfileError, NotGGUF, OutputError, UsageError
 from ._family import SAMPLING, STOP, Variant, get_variant
 from ._files import write_text_atomic
@@ -710,7 +710,7 @@ class Finding(_rules.Finding):
 
 def _template_verdict(template: str) -> tuple[str, str, str] | None:
     """(level, code, message) for a TEMPLATE that is not ours, or None when it is fine."""
-    if template in (OLLAMA_TEMPLATE, LIBRARY_TEMPLATE_4B19):
+    if template in (OLLAMA_TEMPLATE, OLLAMA_TOOLS_TEMPLATE, LIBRARY_TEMPLATE_4B19):
         return None
     if template == LIBRARY_TEMPLATE_E0A4:
         return (

@@ -26,7 +26,8 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 from ._errors import UsageError
 
@@ -35,6 +36,8 @@ __all__ = [
     "TOOLS_TEMPLATE",
     "ToolLike",
     "apply",
+    "go_json",
+    "ollama_schema_json",
     "parse_calls",
     "render_call",
     "schemas",
@@ -179,15 +182,125 @@ def _arguments(call: Any) -> tuple[str, dict[str, Any]]:
     return str(name), dict(args or {})
 
 
+# --------------------------------------------------------------------------- Ollama's spelling
+# An Ollama TEMPLATE can only print JSON with Go's json.Marshal (its ``json`` function): compact,
+# ``<>&`` escaped, map keys sorted, struct fields in declaration order, unknown schema keys gone.
+# ``dialect="ollama"`` writes the prompt that way, so gemma3-tools.gotmpl renders it byte for byte:
+# the field order and omitempty rules below are Ollama v0.34.4's template.templateToolFunction and
+# api.ToolProperty (template/template.go, api/types.go).
+
+
+def _go_float(value: float) -> str:
+    """Go's ``strconv.FormatFloat(f, 'f' or 'e', -1, 64)`` as its JSON encoder picks them."""
+    if value == 0 or 1e-6 <= abs(value) < 1e21:
+        text = format(Decimal(repr(value)), "f")  # the shortest digits, in fixed notation
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    mantissa, _, exponent = repr(value).partition("e")
+    sign = "-" if exponent.startswith("-") else "+"
+    return f"{mantissa}e{sign}{exponent.lstrip('+-').lstrip('0') or '0'}"
+
+
+def go_json(value: Any) -> str:
+    """``value`` as Go's ``json.Marshal`` of the same JSON decoded into ``any`` writes it."""
+    if isinstance(value, Mapping):
+        items = sorted(((str(k), v) for k, v in value.items()), key=lambda kv: kv[0])
+        return "{" + ",".join(f"{go_json(k)}:{go_json(v)}" for k, v in items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(go_json(v) for v in value) + "]"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # Go decodes every JSON number into a float64: big integers lose digits as it does
+        return (
+            _go_float(float(value))
+            if isinstance(value, float) or abs(value) > 2**53
+            else str(value)
+        )
+    text = json.dumps(value, ensure_ascii=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(ch, esc)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _fields(pairs: Iterable[tuple[str, str | None]]) -> str:
+    return "{" + ",".join(f"{go_json(k)}:{v}" for k, v in pairs if v is not None) + "}"
+
+
+def _go_property(prop: Any) -> str:
+    """An ``api.ToolProperty``: anyOf, type, items, description, enum, properties, required."""
+    prop = prop if isinstance(prop, Mapping) else {}
+    kind = prop.get("type")
+    kinds = [kind] if isinstance(kind, str) else list(kind or [])
+    nested = prop.get("properties")
+    return _fields(
+        [
+            ("anyOf", "[" + ",".join(map(_go_property, prop["anyOf"])) + "]")
+            if prop.get("anyOf")
+            else ("anyOf", None),
+            ("type", go_json(kinds[0] if len(kinds) == 1 else kinds) if kinds else None),
+            ("items", go_json(prop["items"]) if prop.get("items") is not None else None),
+            ("description", go_json(prop["description"]) if prop.get("description") else None),
+            ("enum", go_json(prop["enum"]) if prop.get("enum") else None),
+            (
+                "properties",
+                _fields((k, _go_property(v)) for k, v in nested.items())  # insertion order
+                if isinstance(nested, Mapping)
+                else None,
+            ),
+            ("required", go_json(prop["required"]) if prop.get("required") else None),
+        ]
+    )
+
+
+def ollama_schema_json(tool_schemas: Sequence[Mapping[str, Any]]) -> str:
+    """The function schemas as gemma3-tools.gotmpl prints them from Ollama's ``.Tools``."""
+    out = []
+    for schema in tool_schemas:
+        params = schema.get("parameters") or {}
+        props = params.get("properties")
+        fields = [
+            ("type", go_json(params.get("type") or "")),
+            ("$defs", go_json(params["$defs"]) if params.get("$defs") is not None else None),
+            ("items", go_json(params["items"]) if params.get("items") is not None else None),
+            ("required", go_json(params["required"]) if params.get("required") else None),
+            (
+                "properties",
+                _fields((k, _go_property(props[k])) for k in sorted(props))
+                if isinstance(props, Mapping)
+                else "null",
+            ),
+        ]
+        out.append(
+            _fields(
+                [
+                    ("name", go_json(schema.get("name") or "")),
+                    ("description", go_json(schema.get("description") or "")),
+                    ("parameters", _fields(fields)),
+                ]
+            )
+        )
+    return "[" + ",".join(out) + "]"
+
+
+def _ollama_call(name: str, arguments: Mapping[str, Any]) -> str:
+    return f"{name}({', '.join(f'{k}={go_json(arguments[k])}' for k in sorted(arguments))})"
+
+
 def apply(
-    messages: Sequence[Mapping[str, Any]], tool_schemas: Sequence[Mapping[str, Any]]
+    messages: Sequence[Mapping[str, Any]],
+    tool_schemas: Sequence[Mapping[str, Any]],
+    *,
+    dialect: Literal["guide", "ollama"] = "guide",
 ) -> list[dict[str, Any]]:
-    """``messages`` with tools written the way Gemma 3 reads them (see the module docstring)."""
+    """``messages`` with tools written the way Gemma 3 reads them (see the module docstring).
+
+    ``dialect="ollama"``: schemas and call arguments in Go's JSON (see :func:`go_json`), the
+    prompt an Ollama model created with ``OLLAMA_TOOLS_TEMPLATE`` renders from ``tools``.
+    """
+    write_call = _ollama_call if dialect == "ollama" else render_call
     out: list[dict[str, Any]] = []
     for msg in messages:
         role = msg.get("role")
         if role == "assistant" and msg.get("tool_calls"):
-            calls = ", ".join(render_call(*_arguments(c)) for c in msg["tool_calls"])
+            calls = ", ".join(write_call(*_arguments(c)) for c in msg["tool_calls"])
             text = (msg.get("content") or "").strip()
             entry = {k: v for k, v in msg.items() if k != "tool_calls"}
             entry["content"] = f"{text}\n[{calls}]" if text else f"[{calls}]"
@@ -199,7 +312,10 @@ def apply(
         else:
             out.append(dict(msg))
     if tool_schemas:
-        block = INSTRUCTION + json.dumps(list(tool_schemas), indent=2, ensure_ascii=False)
+        if dialect == "ollama":
+            block = INSTRUCTION + ollama_schema_json(tool_schemas)
+        else:
+            block = INSTRUCTION + json.dumps(list(tool_schemas), indent=2, ensure_ascii=False)
         if out and out[0].get("role") == "system":
             out[0] = {**out[0], "content": f"{block}\n\n{out[0].get('content') or ''}".rstrip()}
         else:

@@ -68,6 +68,11 @@ def _num_ctx(value: str | None, memory: str | None, target: str, mmproj: Path | 
     default=None,
     help="(Re)generate one Modelfile per published variant in this folder.",
 )
+@click.option(
+    "--tools",
+    is_flag=True,
+    help="Use the TEMPLATE with tool calling (Ollama's `tools`, Google's function-calling prompt).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def modelfile(
     target: str | None,
@@ -79,6 +84,7 @@ def modelfile(
     memory: str | None,
     check: Path | None,
     all_dir: Path | None,
+    tools: bool,
     as_json: bool,
 ) -> None:
     """Write an Ollama Modelfile for a Gemma 3 variant or GGUF, or lint one.
@@ -95,6 +101,7 @@ def modelfile(
       gemma3-pack modelfile model.gguf mmproj-model-F16.gguf -o Modelfile --num-ctx 8192
       gemma3-pack modelfile gemma3:1b --system "Answer in French."
       gemma3-pack modelfile gemma3-12b-it --num-ctx auto --memory 16GB -o Modelfile
+      gemma3-pack modelfile gemma3-4b-it --tools -o Modelfile   # accepts Ollama's `tools`
       gemma3-pack modelfile --check Modelfile            # exit 1 on errors
       gemma3-pack modelfile --check Modelfile --json
       gemma3-pack modelfile --all modelfiles             # regenerate modelfiles/
@@ -108,6 +115,9 @@ def modelfile(
             "give exactly one of TARGET (a variant or GGUF path), --check FILE or "
             "--all DIR (see gemma3-pack modelfile --help)"
         )
+
+    if tools and target is None:
+        raise UsageError("--tools goes with TARGET (a variant or GGUF path)")
 
     if check is not None:
         findings = mf.check_modelfile(check)
@@ -154,6 +164,10 @@ def modelfile(
         spec = mf.spec_for_gguf(target, mmproj, system=system, num_ctx=ctx, relative_to=relative_to)
     else:
         spec = mf.spec_for_variant(target, system=system, num_ctx=ctx)
+    if tools:
+        from .._chat import OLLAMA_TOOLS_TEMPLATE
+
+        spec.template = OLLAMA_TOOLS_TEMPLATE
     text = mf.render_modelfile(spec)
     if output is not None:
         mf.write_modelfile(spec, output)

@@ -1,0 +1,329 @@
+"""``gemma3-tools.gotmpl``: Ollama's ``tools`` on Gemma 3, rendered by Ollama's own code.
+
+Ollama's chat path (``tests/go/ollama_render``, the release pinned in its go.mod) renders the
+tool conversations of tests/test_tools_template.py with ``OLLAMA_TOOLS_TEMPLATE`` from the
+requests a plain ``ollama`` client sends (``tools``, assistant ``tool_calls``, ``tool``
+messages). The reference is the SDK's own pipeline: messages built and normalised, the tool
+prompt applied in Ollama's JSON spelling (``apply(..., dialect="ollama")``), Google's official
+Jinja rendered, ``<bos>`` dropped (Ollama's runtime adds it). Without tools the variant renders
+exactly what the plain TEMPLATE renders on the whole conformance corpus; and the real daemon
+(Ollama 0.24.0) accepts ``tools`` on a model created with it, where ours refuses them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import _ollama_render
+import pytest
+from test_go_conformance import CORPUS, _reference
+from test_tools_template import BOOK, TOOL_CORPUS, WEATHER, bot, tool, user
+
+from gemma3_pack._chat import OLLAMA_TEMPLATE, OLLAMA_TOOLS_TEMPLATE, render_chat
+from gemma3_pack._messages import build_messages, normalise
+from gemma3_pack._tools import INSTRUCTION, apply, go_json, ollama_schema_json, schemas
+
+pytestmark = pytest.mark.slow  # builds Ollama's renderer on a cold cache (shared with others)
+
+# Values whose Go spelling differs from Python's json.dumps: <>& and U+2028 escaped, floats
+# without ".0", exponents without padding, map keys sorted, no spaces.
+AWKWARD: dict[str, Any] = {
+    "z": [1.0, 2.5, 1e21, 1.5e-7, 0.000015, -0.0, 3, 2**60 + 1],
+    "a": {"y": "<b>&</b>", "x": 'line\u2028sep\ttab\x01"q\\'},
+    "m": None,
+    "b": True,
+}
+RICH = {
+    "type": "function",
+    "function": {
+        "name": "search",
+        "description": "Find <things> & more.",
+        "parameters": {
+            "type": "object",
+            "required": ["q", "filters"],
+            "properties": {
+                "q": {"type": "string", "description": "Query", "default": "dropped by Ollama"},
+                "filters": {
+                    "type": "object",
+                    "properties": {
+                        "zeta": {"type": "integer"},
+                        "alpha": {"type": ["string", "null"]},
+                    },
+                    "required": ["zeta"],
+                },
+                "tags": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "mode": {"enum": ["fast", "exact"], "type": "string"},
+                "when": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            },
+        },
+    },
+}
+EXTRA_CORPUS: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
+    (
+        "awkward arguments and a rich schema",
+        [
+            user("Search."),
+            bot("", {"function": {"name": "search", "arguments": AWKWARD}}),
+            tool("nothing found"),
+            user("Try again."),
+        ],
+        [RICH, WEATHER, BOOK],
+    ),
+]
+CONVERSATIONS = TOOL_CORPUS + EXTRA_CORPUS
+
+
+def _api_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as the ``ollama`` client sends it to ``/api/chat`` (tool calls included)."""
+    out = _ollama_render.api_message(message)  # content joined, images as base64 entries
+    if message.get("tool_calls"):
+        out["tool_calls"] = [{"function": dict(c["function"])} for c in message["tool_calls"]]
+    return out
+
+
+def _ollama(
+    exe: Path, conversations: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]], template: str
+) -> list[dict[str, Any]]:
+    """Ollama's chat path, one request per conversation (``_ollama_render.render`` keeps only
+    role and content, so the body is built here), in ONE process."""
+    requests = []
+    for messages, tools in conversations:
+        request: dict[str, Any] = {"messages": [_api_message(m) for m in messages]}
+        if tools:
+            request["tools"] = tools
+        requests.append(request)
+    body = {"template": template, "system": "", "messages": [], "requests": requests}
+    proc = subprocess.run(
+        [str(exe)], input=json.dumps(body), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    results: list[dict[str, Any]] = json.loads(proc.stdout)["results"]
+    return results
+
+
+def _sdk(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
+    """What the SDK's pipeline renders (Ollama's spelling of the schemas), minus <bos>."""
+    built = build_messages(copy.deepcopy(messages))
+    rendered = render_chat(normalise(apply(built, schemas(tools), dialect="ollama")))
+    assert rendered.startswith("<bos>")
+    return rendered.removeprefix("<bos>")
+
+
+@pytest.fixture(scope="module")
+def renderer(go_binary) -> Path:
+    return _ollama_render.binary(go_binary)
+
+
+@pytest.fixture(scope="module")
+def tool_prompts(renderer) -> list[dict[str, Any]]:
+    return _ollama(renderer, [(m, t) for _, m, t in CONVERSATIONS], OLLAMA_TOOLS_TEMPLATE)
+
+
+@pytest.mark.parametrize("index", range(len(CONVERSATIONS)), ids=[n for n, _, _ in CONVERSATIONS])
+def test_ollama_renders_what_the_sdk_sends(index: int, tool_prompts) -> None:
+    _, messages, tools = CONVERSATIONS[index]
+    result = tool_prompts[index]
+    assert "error" not in result, result
+    assert result["prompt"] == _sdk(messages, tools)
+
+
+def test_the_prompt_reads_as_the_guide_says(tool_prompts) -> None:
+    prompt = tool_prompts[2]["prompt"]  # a call, its result, the answer
+    assert prompt.startswith("<start_of_turn>user\n" + INSTRUCTION + '[{"name":"get_weather",')
+    assert '"description":"Current weather for a city (°C)."' in prompt  # UTF-8 kept
+    assert '<start_of_turn>model\n[get_weather(city="Paris")]<end_of_turn>\n' in prompt
+    assert "<start_of_turn>user\n```tool_output\n22 °C, sunny\n```<end_of_turn>\n" in prompt
+    assert prompt.endswith("And in Zürich for 3 days?<end_of_turn>\n<start_of_turn>model\n")
+
+
+def test_go_json_is_what_go_prints(tool_prompts) -> None:
+    """The spelling differences, as Go's encoder printed them (read from Ollama's prompt)."""
+    prompt = tool_prompts[-1]["prompt"]
+    call = (
+        'search(a={"x":"line\\u2028sep\\ttab\\u0001\\"q\\\\","y":"\\u003cb\\u003e\\u0026\\u003c/b\\u003e"},'
+        " b=true, m=null, z=[1,2.5,1e+21,1.5e-7,0.000015,-0,3,1152921504606847000])"
+    )
+    assert f"<start_of_turn>model\n[{call}]<end_of_turn>" in prompt
+    assert go_json(AWKWARD["z"]) == "[1,2.5,1e+21,1.5e-7,0.000015,-0,3,1152921504606847000]"
+    schema = ollama_schema_json(schemas([RICH]))
+    assert schema.startswith("[{") and schema.endswith("}]")
+    assert schema[1:-1] + "," in prompt  # the first of the three tools
+    # Ollama's api.ToolProperty: unknown keys (default, minLength) dropped, top-level properties
+    # sorted, nested ones in their order, description always present on the function.
+    assert '"q":{"type":"string","description":"Query"}' in schema
+    assert '"filters":{"type":"object","properties":{"zeta":{"type":"integer"},"alpha"' in schema
+    keys = [schema.index(f'"{k}":{{') for k in ("filters", "mode", "q", "tags", "when")]
+    assert keys == sorted(keys)
+    assert '"tags":{"type":"array","items":{"minLength":1,"type":"string"}}' in schema
+    assert '"description":"Find \\u003cthings\\u003e \\u0026 more."' in schema
+
+
+def test_without_tools_it_is_the_plain_template(renderer) -> None:
+    convs = [(m, []) for _, m in CORPUS]
+    plain = _ollama(renderer, convs, OLLAMA_TEMPLATE)
+    variant = _ollama(renderer, convs, OLLAMA_TOOLS_TEMPLATE)
+    assert len(variant) == len(CORPUS) >= 40
+    assert variant == plain
+    for (_, messages), result in zip(CORPUS, variant, strict=True):
+        assert result["prompt"] == _reference(messages)
+
+
+def test_the_plain_template_refuses_tools_and_the_variant_takes_them(renderer) -> None:
+    conv = ([user("Weather in Paris?")], [WEATHER])
+    assert _ollama(renderer, [conv], OLLAMA_TEMPLATE) == [
+        {"images": 0, "error": "does not support tools"}
+    ]
+    assert "prompt" in _ollama(renderer, [conv], OLLAMA_TOOLS_TEMPLATE)[0]
+
+
+def test_modelfile_tools_writes_the_variant(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    from gemma3_pack._modelfile import check_modelfile, parse_modelfile
+
+    out = tmp_path / "Modelfile"
+    result = run_cli("modelfile", "gemma3:270m", "--tools", "-o", str(out))
+    assert result.code == 0, result.stderr
+    assert parse_modelfile(out.read_text(encoding="utf-8")).template == OLLAMA_TOOLS_TEMPLATE
+    assert check_modelfile(out) == []
+    bad = run_cli("modelfile", "--check", str(out), "--tools")
+    assert bad.code == 2 and "--tools goes with TARGET" in bad.stderr
+
+
+# --------------------------------------------------------------------------- the real daemon
+
+
+@pytest.fixture(scope="module")
+def daemon_models(ollama_daemon, gguf_270m, tmp_path_factory) -> Any:
+    """The patched 270M created twice by the real ``ollama create``: ``modelfile --tools`` and
+    the plain ``modelfile``; deleted at the end (matters on a user's daemon)."""
+    import uuid
+
+    import httpx
+    from conftest import run_cli
+
+    from gemma3_pack import patch_gguf
+
+    folder = tmp_path_factory.mktemp("tools-ollama")
+    model = folder / "g.gguf"
+    patch_gguf(gguf_270m, model)
+    names = {}
+    for kind, flags in (("tools", ["--tools"]), ("plain", [])):
+        modelfile = folder / f"Modelfile.{kind}"
+        result = run_cli("modelfile", str(model), *flags, "-o", str(modelfile))
+        assert result.code == 0, result.stderr
+        name = f"g3-tools-test-{kind}-{uuid.uuid4().hex[:8]}"
+        made = ollama_daemon.cli("create", name, "-f", str(modelfile))
+        assert made.returncode == 0, made.stderr
+        names[kind] = name
+    yield str(ollama_daemon.url), names
+    for name in names.values():
+        httpx.request("DELETE", f"{ollama_daemon.url}/api/delete", json={"model": name}, timeout=30)
+
+
+def _chat(url: str, model: str, messages: list[dict[str, Any]], tools: list[Any], **extra: Any):
+    import httpx
+
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [_api_message(m) for m in messages],
+        "stream": False,
+        **extra,
+    }
+    if tools:
+        body["tools"] = tools
+    return httpx.post(f"{url}/api/chat", json=body, timeout=300)
+
+
+@pytest.mark.ollama
+def test_the_daemon_renders_what_the_sdk_sends(daemon_models) -> None:
+    """Ollama 0.24.0's own /api/chat (``_debug_render_only``: the prompt, no generation)."""
+    url, names = daemon_models
+    for name, messages, tools in CONVERSATIONS:
+        r = _chat(url, names["tools"], messages, tools, _debug_render_only=True)
+        assert r.status_code == 200, (name, r.text)
+        assert r.json()["_debug_info"]["rendered_template"] == _sdk(messages, tools), name
+
+
+@pytest.mark.ollama
+def test_the_daemon_accepts_tools_only_with_the_variant(daemon_models) -> None:
+    import httpx
+
+    url, names = daemon_models
+    messages = [user("Weather in Paris?")]
+    refused = _chat(url, names["plain"], messages, [WEATHER])
+    assert refused.status_code == 400 and "does not support tools" in refused.text
+    options = {"num_predict": 8, "temperature": 0, "seed": 1}
+    answer = _chat(url, names["tools"], messages, [WEATHER], options=options)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["done"] is True
+    shown = httpx.post(f"{url}/api/show", json={"model": names["tools"]}, timeout=30)
+    assert "tools" in shown.json()["capabilities"]
+
+
+# --------------------------------------------------------------------------- Ollama's tool parser
+
+PARSER_SOURCE = Path(__file__).resolve().parent / "go" / "ollama_toolparse"
+
+
+@pytest.fixture(scope="module")
+def tool_parser(go_binary) -> Path:
+    """``tests/go/ollama_toolparse`` built once (keyed by its source), like the renderer."""
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    import _assets
+
+    files = ("main.go", "go.mod", "go.sum")
+    digest = hashlib.sha256(b"".join((PARSER_SOURCE / f).read_bytes() for f in files)).hexdigest()
+    out = _assets.cache_dir("ollama-toolparse", digest[:16])
+    exe = out / "ollama_toolparse"
+    if not exe.is_file():
+        with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
+            for f in files:
+                shutil.copyfile(PARSER_SOURCE / f, Path(tmp) / f)
+            proc = subprocess.run(
+                [str(go_binary), "build", "-trimpath", "-buildvcs=false", "-o", exe.name, "."],
+                cwd=tmp,
+                env=_ollama_render._go_env(),
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+            assert proc.returncode == 0, proc.stderr[-4000:]
+            os.replace(Path(tmp) / exe.name, exe)
+    return exe
+
+
+def test_ollamas_parser_returns_gemmas_calls_as_text(tool_parser) -> None:
+    """Ollama has no parser for Gemma 3's Python-style list: with this TEMPLATE its tag is "{"
+    (JSON calls), so ``[fn(a=1)]`` comes back as ``content``; a client parses it (the SDK's
+    ``parse_calls`` does). A JSON call is what Ollama would turn into ``tool_calls``."""
+    from gemma3_pack._tools import parse_calls
+
+    replies = [
+        '[get_weather(city="Paris")]',
+        '[book(details={"title": "Gemma [3]"}), get_weather(city="Rome", days=2)]',
+        "Sunny, 22 °C.",
+        '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+    ]
+    body = {"template": OLLAMA_TOOLS_TEMPLATE, "tools": [WEATHER, BOOK], "replies": replies}
+    proc = subprocess.run(
+        [str(tool_parser)], input=json.dumps(body), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert {r["tag"] for r in results} == {"{"}
+    for reply, result in zip(replies[:3], results, strict=False):
+        assert result == {"tag": "{", "tool_calls": [], "content": reply}
+    _, calls = parse_calls(results[1]["content"], ["get_weather", "book"])
+    assert [c["function"]["name"] for c in calls] == ["book", "get_weather"]
+    json_call = results[3]["tool_calls"]
+    assert [c["function"]["name"] for c in json_call] == ["get_weather"]
+    assert json_call[0]["function"]["arguments"] == {"city": "Paris"}
