@@ -94,6 +94,9 @@ def cli() -> None:
       gemma3-pack inspect model.gguf --strict
       gemma3-pack export ./checkpoint -q Q4_K_M,Q8_0
       gemma3-pack chat gemma3:4b "Describe this" --image cat.png
+      gemma3-pack chat gemma-3-4b-it "Hi" --host http://gpu-box:8080/v1   # llama-server / vLLM
+      gemma3-pack plan gemma3-12b-it --memory 16GB   # largest context that fits
+      gemma3-pack doctor model.gguf --fix -o model.fixed.gguf
 
     Set GEMMA3_PACK_DEBUG=1 to see tracebacks.
     """
