@@ -23,6 +23,7 @@ from gguf.constants import GGUFValueType, Keys, LlamaFileType, TokenType
 
 from ._errors import UsageError
 from ._family import Size, size_for_layers
+from ._gguf._encode import encode_kv
 from ._gguf._inspect import GGUFReport, _report
 from ._gguf._patch import (
     Change,
@@ -31,7 +32,6 @@ from ._gguf._patch import (
     _check_output,
     _same,
     _same_file,
-    encode_kv,
     gemma3_kind,
     plan_patch,
     write_plan,

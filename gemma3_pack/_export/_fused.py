@@ -22,7 +22,6 @@ the exported text GGUF, copied tensor for tensor and key for key, plus:
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,8 @@ from gemma3_pack._errors import CheckpointError, NotGemma3, NotGGUF, OutputError
 from gemma3_pack._export._mmproj import _bar, _open, read_f32, vision_plan
 from gemma3_pack._export._vision_names import ollama_name
 from gemma3_pack._files import atomic_path
-from gemma3_pack._gguf._patch import _copy_range, _NoBar, encode_kv
+from gemma3_pack._gguf._encode import encode_header, encode_kv, encode_tensor_info, padding
+from gemma3_pack._gguf._patch import _copy_range, _NoBar
 
 __all__ = ["ollama_vision_keys", "write_fused"]
 
@@ -66,20 +66,8 @@ def _vision_entries(plan: Any) -> list[tuple[str, Any, bool]]:
     return out
 
 
-def _ti_record(name: str, shape: tuple[int, ...], ggml_type: int, offset: int) -> bytes:
-    raw = name.encode("utf-8")
-    dims = tuple(reversed(shape))  # GGUF stores the fastest-varying dimension first
-    return (
-        struct.pack("<Q", len(raw))
-        + raw
-        + struct.pack("<I", len(dims))
-        + struct.pack(f"<{len(dims)}Q", *dims)
-        + struct.pack("<IQ", ggml_type, offset)
-    )
-
-
 def _kv_record(key: str, value: Any, kind: str) -> bytes:
-    """A u32 / f32 record, encoded by the patcher's encoder (one KV encoding for the package)."""
+    """A u32 / f32 record (``kind`` as :func:`ollama_vision_keys` spells it)."""
     from gguf import GGUFValueType
 
     if kind == "u32":
@@ -135,29 +123,28 @@ def write_fused(
                 f"{plan.text_hidden}: fuse the text GGUF exported from this same checkpoint"
             )
         align = h.alignment
-        pad = lambda n: -n % align  # noqa: E731
 
         # Vision data goes after the text data, each tensor aligned as gguf requires.
         text_data = h.data_end - h.data_start
-        offset = text_data + pad(text_data)
+        offset = text_data + padding(text_data, align)
         records, layout = [], []
         for name, vt, f32 in entries:
             nbytes = int(np.prod(vt.shape)) * (4 if f32 else 2)
-            records.append(_ti_record(name, vt.shape, int(Q.F32 if f32 else Q.F16), offset))
+            dims = tuple(reversed(vt.shape))  # GGUF stores the fastest-varying dimension first
+            records.append(encode_tensor_info(name, dims, Q.F32 if f32 else Q.F16, offset))
             layout.append((offset, nbytes))
-            offset += nbytes + pad(nbytes)
+            offset += nbytes + padding(nbytes, align)
 
         kv_bytes = h.buf[h.kv_start : h.ti_start] + b"".join(
             _kv_record(k, v, kind) for k, (v, kind) in extra.items()
         )
-        head = (
-            h.buf[0:8]
-            + struct.pack("<QQ", len(h.tensors) + len(entries), len(h.kvs) + len(extra))
-            + kv_bytes
-            + h.buf[h.ti_start : h.ti_end]
-            + b"".join(records)
+        head = encode_header(
+            len(h.tensors) + len(entries),
+            len(h.kvs) + len(extra),
+            [kv_bytes, h.buf[h.ti_start : h.ti_end], *records],
+            alignment=align,
+            lead=bytes(h.buf[0:8]),  # the text GGUF's own magic and version
         )
-        head += b"\0" * pad(len(head))
 
         with (
             atomic_path(out_path) as tmp,
@@ -184,5 +171,5 @@ def write_fused(
                 out.write(blob)
                 written = at + len(blob)
                 bar.update(1)
-            out.write(b"\0" * pad(written))
+            out.write(b"\0" * padding(written, align))
     return out_path

@@ -286,13 +286,13 @@ def write_gguf_atomic(out_path: Path, fill: Callable[[Any], Iterator[None]], arc
     ``fill(writer)`` adds KVs and tensor infos, yields once, then writes tensor data. On any error
     the temporary file is removed and ``out_path`` is left as it was.
     """
-    import gguf
+    from .._gguf._encode import gguf_writer
 
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise OutputError(f"output folder {out_path.parent} does not exist; create it first")
     with atomic_path(out_path) as tmp:
-        writer = gguf.GGUFWriter(tmp, arch=arch)
+        writer = gguf_writer(tmp, arch=arch)
         steps = fill(writer)
         next(steps)
         writer.write_header_to_file()

@@ -94,55 +94,6 @@ def _add_metadata(w: Any, hp: TextHParams, vocab: Vocab, info: GeneralInfo, outt
     w.add_eot_token_id(EOT_TOKEN_ID)
 
 
-def _fast_writer_class() -> type:
-    """GGUFWriter whose metadata arrays pack in bulk.
-
-    gguf-py packs array items one ``struct.pack`` at a time: 786k calls and ~5 s per file for a
-    262k-token vocabulary. The bytes produced here are identical (little-endian: item type, count,
-    then items; strings as u64 length + UTF-8).
-    """
-    import struct
-
-    import gguf
-    import numpy as np
-
-    vt = gguf.GGUFValueType
-    numeric = {
-        vt.FLOAT32: "<f4",
-        vt.INT32: "<i4",
-        vt.UINT32: "<u4",
-        vt.INT64: "<i8",
-        vt.UINT64: "<u8",
-        vt.FLOAT64: "<f8",
-        vt.UINT8: "u1",
-        vt.INT8: "i1",
-    }
-
-    class FastGGUFWriter(gguf.GGUFWriter):
-        def _pack_val(self, val: Any, vtype: Any, add_vtype: bool, sub_type: Any = None) -> bytes:
-            if (
-                vtype != vt.ARRAY
-                or self.endianess != gguf.GGUFEndian.LITTLE
-                or isinstance(val, (bytes, bytearray))
-                or len(val) < 1024
-            ):
-                return super()._pack_val(val, vtype, add_vtype, sub_type)
-            ltype = sub_type if sub_type is not None else vt.get_type(val[0])
-            head = (struct.pack("<I", vtype) if add_vtype else b"") + struct.pack(
-                "<IQ", ltype, len(val)
-            )
-            if ltype == vt.STRING:
-                enc = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in val]
-                lens = np.fromiter((len(b) for b in enc), dtype="<u8", count=len(enc))
-                prefixes = map(bytes, lens.view("u1").reshape(-1, 8))
-                return head + b"".join(x for pair in zip(prefixes, enc, strict=True) for x in pair)
-            if ltype in numeric:
-                return head + np.asarray(val, dtype=numeric[ltype]).tobytes()
-            return super()._pack_val(val, vtype, add_vtype, sub_type)
-
-    return FastGGUFWriter
-
-
 def write_text_gguf(
     ckpt: CheckpointReader,
     plan: list[PlannedTensor],
@@ -158,10 +109,12 @@ def write_text_gguf(
     import gguf
     from tqdm import tqdm
 
+    from .._gguf._encode import gguf_writer
+
     out.parent.mkdir(parents=True, exist_ok=True)
     total = sum(nbytes(t) for t in plan)
     with atomic_path(out) as tmp:
-        w = _fast_writer_class()(tmp, arch="gemma3")
+        w = gguf_writer(tmp, arch="gemma3")
         _add_metadata(w, hp, vocab, info, outtype)
         for t in plan:
             import numpy as np

@@ -17,8 +17,6 @@ the text width). Outputs are written atomically; inputs are never modified.
 from __future__ import annotations
 
 import os
-import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,8 @@ from gguf.constants import GGMLQuantizationType, GGUFValueType
 
 from .._errors import InputError, NotGemma3, OutputError
 from .._files import atomic_path
-from ._patch import _check_copyable, _copy_range, _NoBar, encode_kv
+from ._encode import encode_array, encode_header, encode_kv, encode_tensor_info, padding
+from ._patch import _check_copyable, _copy_range, _NoBar
 from ._reader import GGUFHeader, TensorInfo, open_gguf
 
 __all__ = ["fuse_pair", "split_fused"]
@@ -88,42 +87,18 @@ class _Out:
 
 
 def _ti_record(t: _Out, offset: int) -> bytes:
-    raw = t.name.encode("utf-8")
-    return (
-        struct.pack("<Q", len(raw))
-        + raw
-        + struct.pack("<I", len(t.shape))
-        + struct.pack(f"<{len(t.shape)}Q", *t.shape)
-        + struct.pack("<IQ", t.ggml_type, offset)
-    )
-
-
-def _f32_array(key: str, values: Iterable[float]) -> bytes:
-    vals = list(values)
-    raw = key.encode("utf-8")
-    return (
-        struct.pack("<Q", len(raw))
-        + raw
-        + struct.pack("<IIQ", int(GGUFValueType.ARRAY), int(GGUFValueType.FLOAT32), len(vals))
-        + struct.pack(f"<{len(vals)}f", *vals)
-    )
+    return encode_tensor_info(t.name, t.shape, t.ggml_type, offset)
 
 
 def _write(dst: Path, src: GGUFHeader, records: list[bytes], tensors: list[_Out]) -> Path:
     """A GGUF v3 file: ``records`` (encoded KVs), then ``tensors`` with their bytes from ``src``."""
     align = src.alignment
-    pad = lambda n: -n % align  # noqa: E731
     offsets, at = [], 0
     for t in tensors:
         offsets.append(at)
-        at += t.nbytes + pad(t.nbytes)
-    head = (
-        b"GGUF"
-        + struct.pack("<IQQ", 3, len(tensors), len(records))
-        + b"".join(records)
-        + b"".join(_ti_record(t, o) for t, o in zip(tensors, offsets, strict=True))
-    )
-    head += b"\0" * pad(len(head))
+        at += t.nbytes + padding(t.nbytes, align)
+    infos = [_ti_record(t, o) for t, o in zip(tensors, offsets, strict=True)]
+    head = encode_header(len(tensors), len(records), [*records, *infos], alignment=align)
     with atomic_path(dst) as tmp, open(tmp, "r+b") as out, open(src.path, "rb") as fin:
         out.write(head)
         out.flush()
@@ -206,8 +181,8 @@ def split_fused(
             encode_kv("clip.projector_type", "gemma3", s),
             encode_kv("clip.use_gelu", True, b),
             encode_kv("clip.vision.projection_dim", int(g("gemma3.embedding_length")), u32),
-            _f32_array("clip.vision.image_mean", (0.5, 0.5, 0.5)),
-            _f32_array("clip.vision.image_std", (0.5, 0.5, 0.5)),
+            encode_array("clip.vision.image_mean", (0.5, 0.5, 0.5), GGUFValueType.FLOAT32),
+            encode_array("clip.vision.image_std", (0.5, 0.5, 0.5), GGUFValueType.FLOAT32),
         ]
         for old, new, vtype in _VISION_KEYS:
             if g(old) is None:
@@ -276,20 +251,14 @@ def _write_two(
     dst: Path, a: GGUFHeader, b: GGUFHeader, records: list[bytes], ta: list[_Out], tb: list[_Out]
 ) -> Path:
     align = a.alignment
-    pad = lambda n: -n % align  # noqa: E731
     layout: list[tuple[_Out, GGUFHeader, int]] = []
     at = 0
     for src, ts in ((a, ta), (b, tb)):
         for t in ts:
             layout.append((t, src, at))
-            at += t.nbytes + pad(t.nbytes)
-    head = (
-        b"GGUF"
-        + struct.pack("<IQQ", 3, len(layout), len(records))
-        + b"".join(records)
-        + b"".join(_ti_record(t, o) for t, _, o in layout)
-    )
-    head += b"\0" * pad(len(head))
+            at += t.nbytes + padding(t.nbytes, align)
+    infos = [_ti_record(t, o) for t, _, o in layout]
+    head = encode_header(len(layout), len(records), [*records, *infos], alignment=align)
     with (
         atomic_path(dst) as tmp,
         open(tmp, "r+b") as out,

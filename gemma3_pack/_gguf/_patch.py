@@ -37,6 +37,7 @@ from .._errors import (
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS
 from .._files import atomic_path
 from .._inputs import printable
+from ._encode import encode_header, encode_kv
 from ._reader import KV, SCALAR_FORMAT, GGUFHeader, open_gguf
 
 __all__ = [
@@ -137,20 +138,7 @@ def gemma3_kind(h: GGUFHeader) -> str:
     )
 
 
-# --- encoding -------------------------------------------------------------------------------
-
-
-def _string(text: str | bytes, e: str) -> bytes:
-    raw = text.encode("utf-8") if isinstance(text, str) else text
-    return struct.pack(e + "Q", len(raw)) + raw
-
-
-def encode_kv(key: str, value: Any, vtype: GGUFValueType, e: str = "<") -> bytes:
-    """One key/value record as GGUF stores it (scalars and strings only)."""
-    head = _string(key, e) + struct.pack(e + "I", int(vtype))
-    if vtype == GGUFValueType.STRING:
-        return head + _string(value, e)
-    return head + struct.pack(e + SCALAR_FORMAT[vtype], value)
+# --- planning ---------------------------------------------------------------------------------
 
 
 def _same(kv: KV, value: Any, vtype: GGUFValueType) -> bool:
@@ -159,9 +147,6 @@ def _same(kv: KV, value: Any, vtype: GGUFValueType) -> bool:
     if vtype == GGUFValueType.FLOAT32:  # compare as stored (f32), not as a Python float
         return struct.pack("<f", kv.value) == struct.pack("<f", value)
     return bool(kv.value == value)
-
-
-# --- planning ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -271,10 +256,14 @@ def build_header(h: GGUFHeader, plan: Plan, moved: dict[int, int] | None = None)
         if key not in h.kvs:
             parts.append(new)
             n_kv += 1
-    head = bytes(buf[0:8]) + struct.pack(e + "QQ", len(h.tensors), n_kv)
-    body = b"".join([head, *parts, buf[h.ti_start : h.ti_end]])
-    pad = -len(body) % h.alignment
-    return body + b"\0" * pad
+    return encode_header(
+        len(h.tensors),
+        n_kv,
+        [*parts, buf[h.ti_start : h.ti_end]],
+        alignment=h.alignment,
+        e=e,
+        lead=bytes(buf[0:8]),  # the input's own magic and version
+    )
 
 
 # errors that mean "this kernel/file system cannot do it that way", not "the disk failed"
