@@ -10,9 +10,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import signal
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,14 +55,19 @@ def atomic_path(dst: Path, *, mode: int | None = None, suffix: str = ".part") ->
             f"cannot write {dst}: folder {dst.parent} does not exist (create it first)"
         )
     refuse_special_output(dst)
+    # Ctrl-C / SIGTERM are held back from creating the temp file until the cleanup below is armed:
+    # a signal in between would leave a hidden .part file behind.
+    held = _hold_signals()
     try:
         fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=suffix, dir=dst.parent)
     except OSError as err:
+        _release_signals(held)
         raise OutputError(f"cannot write {dst}: {err.strerror or err}") from None
     os.close(fd)
     tmp = Path(name)
     PENDING.add(name)
     try:
+        _release_signals(held)  # a pending signal is raised here, inside the cleanup
         os.chmod(tmp, _default_mode() if mode is None else mode)
         yield tmp
         os.replace(tmp, dst)
@@ -71,6 +78,21 @@ def atomic_path(dst: Path, *, mode: int | None = None, suffix: str = ".part") ->
     finally:
         tmp.unlink(missing_ok=True)
         PENDING.discard(name)
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+def _hold_signals() -> set[int | signal.Signals] | None:
+    """Block SIGINT/SIGTERM in this thread (handlers run in the main thread, once unblocked)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+
+
+def _release_signals(held: set[int | signal.Signals] | None) -> None:
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _advice(err: OSError) -> str:
