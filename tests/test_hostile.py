@@ -556,6 +556,9 @@ def test_json_never_prints_bare_nan(tmp_path: Path) -> None:
     assert res.code == 0, res.stderr
     report = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"bare {c} in --json"))
     assert report["sampling"]["general.sampling.temp"] == "NaN"
+    res = run_measured("doctor", str(src), "--json")  # doctor reads the same values
+    assert res.code in (0, 1), res.stderr
+    json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"bare {c} in doctor --json"))
 
 
 # --- LoRA base relative to the adapter -------------------------------------------------------

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
+
+from ._json import dumps
 
 
 @click.command()
@@ -54,7 +55,7 @@ def demo(out_dir: Path, no_chat: bool, no_ollama: bool, prompt: str | None, as_j
         progress=not as_json and sys.stderr.isatty(),
     )
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        click.echo(dumps(result.to_dict(), indent=2, default=str))
         return
     click.echo("")
     click.echo(result.report.to_text())

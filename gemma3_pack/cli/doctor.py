@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
+
+from ._json import dumps
 
 
 @click.command()
@@ -94,14 +95,14 @@ def doctor(
             fuse_pair(path, mmproj, output, force=force)
             report = doctor_gguf(output)
         if as_json:
-            click.echo(json.dumps(report.to_dict(), indent=2))
+            click.echo(dumps(report.to_dict(), indent=2))
         else:
             click.echo(f"wrote {output}" + (f" and {mm_out}" if split else ""))
             click.echo(report.to_text())
         return
     report = doctor_gguf(path, mmproj, fix=output if do_fix else None, force=force)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(dumps(report.to_dict(), indent=2))
     else:
         click.echo(report.to_text())
     final = report.after if report.after is not None else report

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
 
 import click
+
+from ._json import dumps
 
 
 @click.command()
@@ -142,7 +143,7 @@ def export(
         progress=progress,
     )
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(dumps(result.to_dict(), indent=2))
         return
     if quiet:
         return

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
+
+from ._json import dumps
 
 
 def _is_path(target: str) -> bool:
@@ -124,7 +125,7 @@ def modelfile(
         errors = sum(f.level == "error" for f in findings)
         if as_json:
             click.echo(
-                json.dumps(
+                dumps(
                     {
                         "path": str(check),
                         "errors": errors,
@@ -147,7 +148,7 @@ def modelfile(
     if all_dir is not None:
         paths = mf.write_variant_modelfiles(all_dir)
         if as_json:
-            click.echo(json.dumps([str(p) for p in paths], indent=2))
+            click.echo(dumps([str(p) for p in paths], indent=2))
         else:
             for p in paths:
                 click.echo(f"wrote {p}")
@@ -173,7 +174,7 @@ def modelfile(
         mf.write_modelfile(spec, output)
     if as_json:
         click.echo(
-            json.dumps(
+            dumps(
                 {
                     "path": str(output) if output else None,
                     "modelfile": text,

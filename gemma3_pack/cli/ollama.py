@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .._errors import UsageError
+from ._json import dumps
 
 _HOST_HELP = (
     "Ollama host [default: $OLLAMA_HOST or 127.0.0.1:11434], or an OpenAI-compatible URL "
@@ -138,7 +139,7 @@ def pull(model: str, host: str | None, quiet: bool, as_json: bool, timeout: floa
     client = Client(host, **_timeout(timeout))  # type: ignore[arg-type]
     result = client.pull(model, progress=not quiet and not as_json)
     if as_json:
-        click.echo(json.dumps({"model": model, "status": result.status}))
+        click.echo(dumps({"model": model, "status": result.status}))
     elif not quiet:
         click.echo(f"pulled {model}")
 
@@ -231,6 +232,6 @@ def create(
             variant, name, system=system, num_ctx=num_ctx, progress=progress
         )
     if as_json:
-        click.echo(json.dumps({"model": name, "status": result.status}))
+        click.echo(dumps({"model": name, "status": result.status}))
     elif not quiet:
         click.echo(f"created {name}: run it with `ollama run {name}`")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import click
 
 from .._errors import UsageError
+from ._json import dumps
 
 
 def _gib(n: int) -> str:
@@ -116,7 +116,7 @@ def plan(
             **options,
         )
         if as_json:
-            click.echo(json.dumps([f.to_dict() for f in fits], indent=2))
+            click.echo(dumps([f.to_dict() for f in fits], indent=2))
         else:
             budget = _plan.parse_memory(memory)
             click.echo(f"budget {_gib(budget)} ({memory}); KV {kv_type}, {parallel} sequence(s)")
@@ -142,7 +142,7 @@ def plan(
         target, quant=quant, ctx=_plan.DEFAULT_CTX if ctx is None else ctx, **options
     )
     if as_json:
-        click.echo(json.dumps(p.to_dict(), indent=2))
+        click.echo(dumps(p.to_dict(), indent=2))
         return
     seqs = f"{p.parallel} sequence{'s' if p.parallel > 1 else ''}"
     click.echo(f"{p.source} {p.quant} at {p.ctx} tokens on {p.engine} (n_ctx {p.n_ctx}, {seqs})")

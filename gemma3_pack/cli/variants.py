@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from .._family import VARIANTS, Variant
+from ._json import dumps
 
 
 def variant_row(v: Variant) -> dict[str, object]:
@@ -68,7 +67,7 @@ def variants(as_json: bool, markdown: bool) -> None:
     """
     rows = [variant_row(v) for v in VARIANTS.values()]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(dumps(rows, indent=2))
         return
     if markdown:
         click.echo(markdown_table())
