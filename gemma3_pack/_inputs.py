@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._errors import CheckpointError, InputError
+from ._errors import CheckpointError, InputError, InputNotFound
 from ._family import SIZES
 
 __all__ = [
@@ -78,19 +78,23 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def regular_input(path: Path, what: str) -> os.stat_result:
-    """``stat`` of an input that must be a regular file (not a FIFO, device or folder)."""
+def regular_input(path: Path, what: str, *, error: type[InputError] = InputError) -> os.stat_result:
+    """``stat`` of an input that must be a regular file (not a FIFO, device or folder).
+
+    A FIFO would block and a device never ends, so neither is ever opened. ``error`` is the
+    class raised for a folder or special file (the GGUF reader raises :class:`NotGGUF`).
+    """
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise InputError(f"{path} does not exist: check the path") from None
+        raise InputNotFound(f"{path} does not exist: check the path") from None
     except OSError as err:
         raise InputError(f"cannot read {path}: {err.strerror or err}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{path} is a folder, not a {what}: pass the file itself")
+        raise error(f"{path} is a folder, not a {what}: pass the file itself")
     if not stat.S_ISREG(st.st_mode):
         kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device or special file"
-        raise InputError(f"{path} is {kind}, not a regular file: pass the {what} file itself")
+        raise error(f"{path} is {kind}, not a regular file: pass the {what} file itself")
     return st
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import mmap
 import os
-import stat
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -39,8 +38,8 @@ from gguf.constants import (
     GGUFValueType,
 )
 
-from .._errors import InputError, InputNotFound, NotGGUF
-from .._inputs import printable
+from .._errors import InputError, NotGGUF
+from .._inputs import printable, regular_input
 
 __all__ = ["KV", "SCALAR_FORMAT", "GGUFHeader", "TensorInfo", "open_gguf"]
 
@@ -581,17 +580,7 @@ def open_gguf(
     caller that has already checked those bytes (the patcher re-reading its own output).
     """
     p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise InputNotFound(f"{p} does not exist: check the path") from None
-    except OSError as err:
-        raise InputError(f"cannot read {p}: {err.strerror}") from None
-    if p.is_dir():
-        raise NotGGUF(f"{p} is a folder, not a GGUF file: pass the .gguf file inside it")
-    if not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device never ends: never map them
-        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device or special file"
-        raise NotGGUF(f"{p} is {kind}, not a regular file: pass the .gguf file itself")
+    st = regular_input(p, "GGUF", error=NotGGUF)
     if st.st_size == 0:
         raise NotGGUF(f"{p} is empty (0 bytes): re-download or re-convert it")
     try:
