@@ -42,7 +42,13 @@ import _assets
 if TYPE_CHECKING:
     import httpx
 
-PROGRAMS = ("llama-server", "llama-mtmd-cli", "llama-quantize")
+PROGRAMS = (
+    "llama-server",
+    "llama-mtmd-cli",
+    "llama-quantize",
+    "llama-perplexity",  # --kl-divergence: the reference for `gemma3-pack eval`
+    "ggml-rpc-server",  # llama.cpp's RPC backend host (GGML_RPC=ON): the multi-machine tests
+)
 
 CMAKE_OPTIONS = (
     "-DCMAKE_BUILD_TYPE=Release",
@@ -57,6 +63,7 @@ CMAKE_OPTIONS = (
     "-DGGML_CUDA=OFF",
     "-DGGML_VULKAN=OFF",
     "-DGGML_METAL=OFF",
+    "-DGGML_RPC=ON",  # llama-server --rpc and ggml-rpc-server
 )
 _SKIP = ("models/", "docs/", "media/", "tests/", "benches/")  # not needed to build the programs
 _VENDOR = "vendor/llama.cpp/"
@@ -183,12 +190,13 @@ def _run_logged(cmd: list[str], log: Path, *, label: str) -> None:
 
 def _check_runs(binary: Path) -> None:
     """The binary starts from the cache alone (no build-tree libraries)."""
-    # llama-quantize has no --version (it prints its usage and exits 1); the others exit 0.
-    quantize = binary.name == "llama-quantize"
-    arg = "--help" if quantize else "--version"
+    # llama-quantize has no --version (it prints its usage and exits 1); ggml-rpc-server prints
+    # its usage for --help; the others exit 0 on --version.
+    usage_only = binary.name in ("llama-quantize", "ggml-rpc-server")
+    arg = "--help" if usage_only else "--version"
     proc = subprocess.run([str(binary), arg], capture_output=True, text=True, timeout=60)
     text = proc.stdout + proc.stderr
-    ok = "usage:" in text if quantize else proc.returncode == 0
+    ok = "usage" in text.lower() if usage_only else proc.returncode == 0
     if not ok or "error while loading shared libraries" in text:
         raise RuntimeError(f"{binary} {arg} failed (exit {proc.returncode}):\n{text[-2000:]}")
 
@@ -196,11 +204,23 @@ def _check_runs(binary: Path) -> None:
 def _build(version: str, entry: Path) -> None:
     started = time.monotonic()
     sdist = _assets.llama_cpp_sdist(version)
-    work = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    # The work folder is kept when a build is interrupted or fails: the next try resumes it (Ninja
+    # rebuilds only what is missing) instead of starting over. It is removed once the build is in place.
+    work = entry.parent / f".{entry.name}.work"
+    shutil.rmtree(work / "out", ignore_errors=True)
     try:
         src, build, out = work / "src", work / "build", work / "out" / "bin"
-        _progress(f"building {', '.join(PROGRAMS)} from {sdist.name} (2 jobs, ~15-25 min cold)")
-        commit = _extract(sdist, src, version)
+        resumed = (build / "CMakeCache.txt").is_file()
+        _progress(
+            f"{'resuming' if resumed else 'building'} {', '.join(PROGRAMS)} from {sdist.name}"
+            " (2 jobs, ~15-25 min cold)"
+        )
+        if (src / ".commit").is_file() and (src / "CMakeLists.txt").is_file():
+            commit = (src / ".commit").read_text().strip()
+        else:
+            shutil.rmtree(src, ignore_errors=True)
+            commit = _extract(sdist, src, version)
+            (src / ".commit").write_text(commit + "\n")
         log = work / "build.log"
         ninja = _tool("ninja")
         generator = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"] if ninja else []
@@ -238,10 +258,9 @@ def _build(version: str, entry: Path) -> None:
         if (work / "build.log").is_file():
             kept = _assets.cache_dir("engines", "logs") / f"{entry.name}-failed-build.log"
             shutil.copy2(work / "build.log", kept)
-            _progress(f"build failed; log kept at {kept}")
+            _progress(f"build stopped; log at {kept}; the next run resumes from {work}")
         raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
