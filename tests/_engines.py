@@ -1,9 +1,10 @@
 """Real engines for the test suite: an Ollama binary built from its Go module, and its daemon.
 
-``ollama_binary()`` returns ``CACHE/engines/ollama-<version>/ollama``, building it on first use
-the way the release notes of issue 8 describe (and as verified on this machine): ``go install
-github.com/ollama/ollama@v0.24.0`` with cgo, which compiles the ggml/llama.cpp sources vendored in
-that module. The module zip lacks three third-party headers the C++ sources include; they come
+``ollama_binary()`` returns ``CACHE/engines/ollama-<version>/ollama``; when it is missing it raises
+:class:`EngineMissing` (one line: the command that builds it) instead of building under a test's
+timeout. ``tests/build_engines.py`` builds it, the way the release notes of issue 8 describe: ``go
+install github.com/ollama/ollama@v0.24.0`` with cgo, which compiles the ggml/llama.cpp sources
+vendored in that module. The module zip lacks three third-party headers the C++ sources include; they come
 from registry packages, never from anywhere else:
 
 * ``<nlohmann/json.hpp>``   Debian ``nlohmann-json3-dev`` (``apt-get download`` + ``dpkg -x``,
@@ -11,9 +12,11 @@ from registry packages, never from anywhere else:
 * ``"stb/stb_image.h"``     Debian ``libstb-dev``;
 * ``"miniaudio/miniaudio.h"`` the PyPI sdist of ``miniaudio`` (``pip download --no-binary``).
 
-The build takes ~15 minutes on 2 cores when Go's build cache is cold, prints progress to stderr,
+The build takes ~25-30 minutes on 2 cores when Go's build cache is cold, prints progress to stderr,
 installs into a temporary folder and renames it into place, so a concurrent or interrupted build
-never leaves a half-written binary behind. Warm runs find the binary and take no time.
+never leaves a half-written binary behind. An interrupted build resumes: Go's build cache (``go env
+GOCACHE``) keeps every package compiled so far, and the headers and log stay in
+``engines/ollama-<version>-build/``; only the package being compiled when it stopped is redone.
 
 ``OllamaDaemon`` runs ``ollama serve`` on a free loopback port with its own ``OLLAMA_MODELS``,
 ``HOME`` and ``OLLAMA_NO_CLOUD=1``, logs to a file (``OLLAMA_DEBUG=2`` logs every prompt) and is
@@ -28,6 +31,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
+import json
 import os
 import shutil
 import signal
@@ -42,6 +47,7 @@ from pathlib import Path
 import _assets
 
 OLLAMA_VERSION = "0.24.0"
+BUILD_COMMAND = ".venv/bin/python tests/build_engines.py"
 MINIAUDIO_SDIST = "miniaudio==1.71"  # ships miniaudio.h 0.11.25
 DEBIAN_HEADERS = {"nlohmann-json3-dev": "nlohmann/json.hpp", "libstb-dev": "stb/stb_image.h"}
 SYSTEM_INCLUDE = Path("/usr/include")  # headers already installed there are used as they are
@@ -50,6 +56,21 @@ USER_OLLAMA_HOST = os.environ.get("OLLAMA_HOST") or None
 
 def _say(message: str) -> None:
     print(f"[gemma3-pack tests] {message}", file=sys.stderr, flush=True)
+
+
+class EngineMissing(RuntimeError):
+    """An engine the test needs is not built; the message is one line naming the build command.
+
+    The tests never build an engine themselves (a cold build takes longer than any per-test
+    timeout); ``tests/build_engines.py`` does, as its own step before pytest.
+    """
+
+    def __init__(self, engine: str, missing: Path) -> None:
+        super().__init__(
+            f"{engine}: not built ({missing} is missing); run `{BUILD_COMMAND}` first "
+            "(builds every engine once, resumable; see tests/README.md)"
+        )
+        self.engine = engine
 
 
 # --------------------------------------------------------------------------- building Ollama
@@ -157,10 +178,15 @@ def build_ollama(version: str, dest: Path) -> Path:
         f"-X github.com/ollama/ollama/version.Version={version}",
         f"github.com/ollama/ollama@v{version}",
     ]
-    _say(f"building Ollama {version} from its Go module (~15 min on 2 cores, once); log: {log}")
+    _say(
+        f"building Ollama {version} from its Go module (~25-30 min cold on 2 cores; what Go "
+        f"already compiled is reused); log: {log}"
+    )
     started = time.monotonic()
     with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=work)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=work, start_new_session=True
+        )  # its own process group: an interrupted build stops go and its compilers together
         try:
             compiled = 0
             while proc.poll() is None:
@@ -176,17 +202,30 @@ def build_ollama(version: str, dest: Path) -> Path:
                         f"  ollama build: {compiled} C/C++ files compiled, {time.monotonic() - started:.0f} s"
                     )
         except BaseException:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             shutil.rmtree(tmp_bin, ignore_errors=True)
             raise
     if proc.returncode != 0:
         shutil.rmtree(tmp_bin, ignore_errors=True)
-        tail = log.read_text(errors="replace").splitlines()[-15:]
-        raise RuntimeError(f"building Ollama {version} failed (log {log}):\n" + "\n".join(tail))
+        raise RuntimeError(
+            f"go install ollama@v{version} exited {proc.returncode}; log {log} "
+            "(Go's build cache keeps what compiled: the next run resumes)"
+        )
     dest.parent.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=".ollama.", dir=dest.parent.parent))
     shutil.move(tmp_bin / "ollama", staged / "ollama")
+    info = {
+        "ollama": version,
+        "go": subprocess.run(
+            [str(_go()), "version"], capture_output=True, text=True
+        ).stdout.strip(),
+        "cgo_cflags": env["CGO_CFLAGS"],
+        "build_seconds": round(time.monotonic() - started, 1),
+    }
+    (staged / "BUILD.json").write_text(json.dumps(info, indent=2) + "\n")
+    shutil.copy2(log, staged / "build.log")
     shutil.rmtree(tmp_bin, ignore_errors=True)
     try:
         os.rename(staged, dest.parent)
@@ -196,15 +235,33 @@ def build_ollama(version: str, dest: Path) -> Path:
     return dest
 
 
-def ollama_binary(version: str = OLLAMA_VERSION) -> Path:
-    """The cached ``ollama`` binary of ``version``, built from source when missing."""
-    folder = _assets.CACHE / "engines" / f"ollama-{version}"
-    binary = folder / "ollama"
-    if binary.is_file() and os.access(binary, os.X_OK):
+def _binary_path(version: str) -> Path:
+    return _assets.CACHE / "engines" / f"ollama-{version}" / "ollama"
+
+
+def is_built(version: str = OLLAMA_VERSION) -> bool:
+    binary = _binary_path(version)
+    return binary.is_file() and os.access(binary, os.X_OK)
+
+
+def ollama_binary(version: str = OLLAMA_VERSION, *, build: bool = False) -> Path:
+    """The cached ``ollama`` binary of ``version``.
+
+    Missing: :class:`EngineMissing`, unless ``build`` (``tests/build_engines.py``) builds it now.
+    """
+    binary = _binary_path(version)
+    if is_built(version):
         return binary
-    if folder.exists():  # a folder without a binary: never ours to trust
-        shutil.rmtree(folder)
-    return build_ollama(version, binary)
+    if not build:
+        raise EngineMissing(f"Ollama {version}", binary)
+    root = _assets.cache_dir("engines")
+    with open(root / f".ollama-{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build runs once; the other waits
+        if is_built(version):
+            return binary
+        if binary.parent.exists():  # a folder without a binary: never ours to trust
+            shutil.rmtree(binary.parent)
+        return build_ollama(version, binary)
 
 
 # --------------------------------------------------------------------------- the daemon

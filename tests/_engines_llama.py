@@ -7,9 +7,12 @@ static llama/ggml libraries (the binaries need nothing from the build tree), no 
 download: the build reaches no network. Only the three targets are built, with ``-j2``.
 
 The binaries are cached in ``<test cache>/engines/llama.cpp-<version>/bin`` with a ``BUILD.json``
-(version, llama.cpp commit, CMake options, build seconds). A build happens in a temporary folder beside
-the cache entry and is renamed into place when complete, under a file lock, so an interrupted or
-concurrent build never leaves a half-written entry. Progress goes to stderr.
+(version, llama.cpp commit, CMake options, build seconds). ``tests/build_engines.py`` builds them
+(``ensure_programs(build=True)``); inside the tests a missing build raises ``_engines.EngineMissing``
+(one line naming that command) instead of compiling under a per-test timeout. A build happens in a
+work folder beside the cache entry and is renamed into place when complete, under a file lock, so an
+interrupted or concurrent build never leaves a half-written entry; an interrupted build resumes from
+the work folder (Ninja recompiles only what is missing). Progress goes to stderr.
 
 ``llama_server(model, *args)`` starts ``llama-server`` on a free loopback port in its own process
 group, waits for ``GET /health``, and stops the whole group on exit (also on failure or Ctrl-C; the
@@ -97,16 +100,27 @@ def _complete(entry: Path) -> bool:
 
 
 def build_info(version: str | None = None) -> dict[str, Any]:
-    """``BUILD.json`` of the cached build: version, commit, options, build seconds (builds if needed)."""
+    """``BUILD.json`` of the cached build: version, commit, options, build seconds."""
     return json.loads((ensure_programs(version) / "BUILD.json").read_text())
 
 
-def ensure_programs(version: str | None = None) -> Path:
-    """The ``bin`` folder holding the three programs, built on first use and cached by version."""
+def is_built(version: str | None = None) -> bool:
+    return _complete(_entry(version or llama_cpp_version()))
+
+
+def ensure_programs(version: str | None = None, *, build: bool = False) -> Path:
+    """The ``bin`` folder holding ``PROGRAMS``, cached by version.
+
+    Missing: ``_engines.EngineMissing``, unless ``build`` (``tests/build_engines.py``) builds it now.
+    """
     version = version or llama_cpp_version()
     entry = _entry(version)
     if _complete(entry):
         return entry / "bin"
+    if not build:
+        import _engines
+
+        raise _engines.EngineMissing(f"llama.cpp programs ({version})", entry / "bin")
     root = entry.parent
     with open(root / f".llama.cpp-{version}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent session builds once; the other waits
@@ -116,7 +130,7 @@ def ensure_programs(version: str | None = None) -> Path:
 
 
 def llama_bin(name: str, version: str | None = None) -> Path:
-    """Path of one of ``PROGRAMS``, built on first use."""
+    """Path of one of ``PROGRAMS`` (``_engines.EngineMissing`` when they are not built)."""
     if name not in PROGRAMS:
         raise ValueError(f"unknown llama.cpp program {name!r}: choose from {', '.join(PROGRAMS)}")
     return ensure_programs(version) / name
@@ -171,21 +185,25 @@ def _run_logged(cmd: list[str], log: Path, *, label: str) -> None:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-        )
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            start_new_session=True,  # stopped as a group: no compiler outlives an interrupted build
+        )  # fmt: skip
         assert proc.stdout is not None
         last = 0.0
-        for line in proc.stdout:
-            out.write(line)
-            step = re.match(r"\[\s*(\d+)/(\d+)\]|\[\s*(\d+)%\]", line)
-            now = time.monotonic()
-            if step and now - last > 5:  # one progress line every few seconds
-                last = now
-                _progress(f"{label}: {line.strip()[:110]}")
-        code = proc.wait()
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                step = re.match(r"\[\s*(\d+)/(\d+)\]|\[\s*(\d+)%\]", line)
+                now = time.monotonic()
+                if step and now - last > 5:  # one progress line every few seconds
+                    last = now
+                    _progress(f"{label}: {line.strip()[:110]}")
+            code = proc.wait()
+        except BaseException:
+            stop_group(proc, grace=5)
+            raise
     if code != 0:
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-40:])
-        raise RuntimeError(f"{label} failed (exit {code}); full log {log}:\n{tail}")
+        raise RuntimeError(f"{label} exited {code}; log {log}")
 
 
 def _check_runs(binary: Path) -> None:

@@ -16,9 +16,13 @@ The Go binary is ``go install github.com/ollama/ollama@v0.34.4`` with cgo and th
 of ``cmake/local.cmake``. The cache entry ``<test cache>/engines/ollama-<version>/`` holds
 ``bin/ollama`` and ``lib/ollama/`` (``llama-server``, ``llama-quantize``, their shared libraries):
 the layout ``llm/llama_binary.go`` searches (``<dir of ollama>/../lib/ollama``), so no environment
-variable is needed. It is built in a temporary folder beside the entry and renamed into place under
-a file lock; ``BUILD.json`` records versions, commits, options and seconds. Run it with
-``_engines.OllamaDaemon(ollama_binary_new(), root)``.
+variable is needed. ``tests/build_engines.py`` builds it (``ollama_binary_new(build=True)``); inside
+the tests a missing build raises ``_engines.EngineMissing``. The build runs in a work folder beside the
+entry (``.ollama-<version>.work``) and is renamed into place under a file lock; ``BUILD.json`` records
+versions, commits, options and seconds. An interrupted build resumes: the work folder keeps the Go
+binary once installed, the extracted llama.cpp tree and the CMake/Ninja build folder (Ninja recompiles
+only what is missing; the compat patch is re-applied idempotently), and Go's build cache keeps what
+``go install`` compiled. Run it with ``_engines.OllamaDaemon(ollama_binary_new(), root)``.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -67,10 +71,19 @@ def _complete(entry: Path) -> bool:
     )
 
 
-def ollama_binary_new(version: str = OLLAMA_NEW_VERSION) -> Path:
-    """``bin/ollama`` of the cached ``version`` build (with its llama-server), built when missing."""
+def is_built(version: str = OLLAMA_NEW_VERSION) -> bool:
+    return _complete(_entry(version))
+
+
+def ollama_binary_new(version: str = OLLAMA_NEW_VERSION, *, build: bool = False) -> Path:
+    """``bin/ollama`` of the cached ``version`` build (with its llama-server).
+
+    Missing: ``_engines.EngineMissing``, unless ``build`` (``tests/build_engines.py``) builds it now.
+    """
     entry = _entry(version)
     if not _complete(entry):
+        if not build:
+            raise _engines.EngineMissing(f"Ollama {version}", entry / "BUILD.json")
         with open(entry.parent / f".ollama-{version}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent session builds once; the other waits
             if not _complete(entry):
@@ -99,45 +112,66 @@ def _module_dir(version: str, log: Path) -> Path:
     return Path(json.loads(out.stdout)["Dir"])
 
 
+_PATCHED = re.compile(
+    r"compat: (applied 001-llama-cpp-hooks\.patch|001-llama-cpp-hooks\.patch already applied)"
+)
+
+
 def _build(version: str, entry: Path) -> None:
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    # Kept when a build stops or fails, so the next try resumes; removed once the entry is in place.
+    work = entry.parent / f".{entry.name}.work"
+    work.mkdir(exist_ok=True)
     log = work / "build.log"
+    out = work / "out"
     try:
+        resumed = (out / "bin" / "ollama").is_file() or (
+            work / "build" / "CMakeCache.txt"
+        ).is_file()
         _engines._say(
-            f"building Ollama {version} + its llama-server from llama-cpp-python "
-            f"{LLAMA_CPP_PYTHON}'s llama.cpp (2 jobs, ~15-25 min once); log: {log}"
+            f"{'resuming' if resumed else 'building'} Ollama {version} + its llama-server from "
+            f"llama-cpp-python {LLAMA_CPP_PYTHON}'s llama.cpp (2 jobs, ~25-35 min cold); log: {log}"
         )
         module = _module_dir(version, log)
         pinned = (module / "LLAMA_CPP_VERSION").read_text().strip()
-        out = work / "out"
-        (out / "bin").mkdir(parents=True)
-        env = dict(os.environ, CGO_ENABLED="1", GOBIN=str(out / "bin"))
-        ldflags = (
-            f"-X=github.com/ollama/ollama/version.Version={version}"
-            " -X=github.com/ollama/ollama/server.mode=release"
-        )
-        _run(
-            [str(_engines._go()), "install", "-trimpath", "-ldflags", ldflags,
-             f"github.com/ollama/ollama@v{version}"],
-            log, env=env, cwd=work, label="go install",
-        )  # fmt: skip
+        (out / "bin").mkdir(parents=True, exist_ok=True)
+        if not os.access(out / "bin" / "ollama", os.X_OK):
+            gobin = work / "gobin"  # moved into out/ only once go install has finished
+            env = dict(os.environ, CGO_ENABLED="1", GOBIN=str(gobin))
+            ldflags = (
+                f"-X=github.com/ollama/ollama/version.Version={version}"
+                " -X=github.com/ollama/ollama/server.mode=release"
+            )
+            _run(
+                [str(_engines._go()), "install", "-trimpath", "-ldflags", ldflags,
+                 f"github.com/ollama/ollama@v{version}"],
+                log, env=env, cwd=work, label="go install",
+            )  # fmt: skip
+            os.replace(gobin / "ollama", out / "bin" / "ollama")
         src = work / "llama.cpp"
-        commit = _engines_llama._extract(
-            _assets.llama_cpp_sdist(LLAMA_CPP_PYTHON), src, LLAMA_CPP_PYTHON
-        )
-        # the sdist keeps the submodule's ``.git`` pointer file; git apply would follow it and fail
-        if (src / ".git").is_file():
-            (src / ".git").unlink()
+        if (src / ".commit").is_file() and (src / "CMakeLists.txt").is_file():
+            commit = (src / ".commit").read_text().strip()
+        else:
+            shutil.rmtree(src, ignore_errors=True)
+            commit = _engines_llama._extract(
+                _assets.llama_cpp_sdist(LLAMA_CPP_PYTHON), src, LLAMA_CPP_PYTHON
+            )
+            # the sdist keeps the submodule's ``.git`` pointer file; git apply would follow it and fail
+            if (src / ".git").is_file():
+                (src / ".git").unlink()
+            (src / ".commit").write_text(commit + "\n")
         ninja = _engines_llama._tool("ninja")
         generator = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"] if ninja else []
         options = [*CMAKE_OPTIONS, f"-DFETCHCONTENT_SOURCE_DIR_LLAMA_CPP={src}",
                    f"-DLLAMA_BUILD_COMMIT={commit}"]  # fmt: skip
         cmake, build = _engines_llama._cmake(), work / "build"
+        mark = log.stat().st_size if log.is_file() else 0
         _run([cmake, "-S", str(module / "llama" / "server"), "-B", str(build), *generator, *options],
              log, cwd=work, label="configure")  # fmt: skip
-        if "compat: applied 001-llama-cpp-hooks.patch" not in log.read_text(errors="replace"):
-            raise RuntimeError(f"Ollama's compat patch was not applied to {src} (log {log})")
+        with open(log, errors="replace") as fh:
+            fh.seek(mark)
+            if not _PATCHED.search(fh.read()):
+                raise RuntimeError(f"Ollama's compat patch was not applied to {src}; log {log}")
         _run([cmake, "--build", str(build), "-j", "2", "--target", *TARGETS], log, cwd=work,
              label="build")  # fmt: skip
         _run([cmake, "--install", str(build), "--prefix", str(out), "--component", "llama-server"],
@@ -150,6 +184,7 @@ def _build(version: str, entry: Path) -> None:
             "llama_cpp_python_sdist": LLAMA_CPP_PYTHON,
             "cmake_options": [*CMAKE_OPTIONS, f"-DLLAMA_BUILD_COMMIT={commit}"],
             "build_seconds": round(time.monotonic() - started, 1),
+            "resumed": resumed,
         }
         (out / "BUILD.json").write_text(json.dumps(info, indent=2) + "\n")
         shutil.copy2(log, out / "build.log")
@@ -161,10 +196,9 @@ def _build(version: str, entry: Path) -> None:
         if log.is_file():
             kept = _assets.cache_dir("engines", "logs") / f"{entry.name}-failed-build.log"
             shutil.copy2(log, kept)
-            _engines._say(f"build failed; log kept at {kept}")
+            _engines._say(f"build stopped; log at {kept}; the next run resumes from {work}")
         raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _run(
@@ -174,21 +208,24 @@ def _run(
     with open(log, "a") as fh:
         fh.write(f"$ {' '.join(cmd)}\n")
         fh.flush()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd, env=env)
-        started = time.monotonic()
+        proc = subprocess.Popen(
+            cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True
+        )  # its own process group: stopped with its compilers
+        started = last = time.monotonic()
         try:
             while proc.poll() is None:
                 time.sleep(1)
-                if int(time.monotonic() - started) % 30 == 0:
-                    tail = log.read_text(errors="replace").rstrip().rsplit("\n", 1)[-1]
-                    _engines._say(f"  {label}: {tail[:110]}")
+                if time.monotonic() - last >= 30:
+                    last = time.monotonic()
+                    with open(log, "rb") as rd:
+                        rd.seek(max(0, rd.seek(0, os.SEEK_END) - 4096))
+                        tail = rd.read().decode(errors="replace").rstrip().rsplit("\n", 1)[-1]
+                    _engines._say(f"  {label} {last - started:.0f} s: {tail[:110]}")
         except BaseException:
-            proc.kill()
-            proc.wait()
+            _engines_llama.stop_group(proc, grace=5)
             raise
     if proc.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"{label} failed (exit {proc.returncode}); log {log}:\n{tail}")
+        raise RuntimeError(f"{label} exited {proc.returncode}; log {log}")
 
 
 def _check(out: Path, version: str) -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -89,13 +88,13 @@ def assert_one_line_error(result: CLIResult, *needles: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def ollama_daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def ollama_daemon(tmp_path_factory: pytest.TempPathFactory):
     """A real Ollama daemon for the session: ``OLLAMA_HOST`` as set when the session started,
-    else ``ollama serve`` from the cached source build (``tests/_engines.py``), stopped after."""
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    # the first build takes ~15 min: let its progress lines through pytest's capture
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        daemon = _engines.session_daemon(tmp_path_factory.mktemp("ollama"))
+    else ``ollama serve`` from the cached source build (``tests/_engines.py``), stopped after.
+
+    Never builds: a missing build fails the test with one line naming ``tests/build_engines.py``.
+    """
+    daemon = _engines.session_daemon(tmp_path_factory.mktemp("ollama"))
     try:
         yield daemon
     finally:
@@ -103,16 +102,60 @@ def ollama_daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture(scope="session")
-def llama_server_bin(pytestconfig: pytest.Config) -> Path:
-    """llama.cpp's own ``llama-server``, built from the llama-cpp-python sdist on first use.
+def llama_server_bin() -> Path:
+    """llama.cpp's own ``llama-server``, built by ``tests/build_engines.py`` (never by a test).
 
-    The first (cold) build takes minutes; its progress is shown past pytest's output capture. See
-    ``tests/_engines_llama.py`` (also ``llama_bin("llama-mtmd-cli" | "llama-quantize")`` and the
-    ``llama_server(model, *args)`` context manager).
+    See ``tests/_engines_llama.py`` (also ``llama_bin("llama-mtmd-cli" | "llama-quantize")`` and
+    the ``llama_server(model, *args)`` context manager).
     """
     import _engines_llama
 
-    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        bindir = _engines_llama.ensure_programs()
-    return bindir / "llama-server"
+    return _engines_llama.ensure_programs() / "llama-server"
+
+
+# --------------------------------------------------------------------------- engines and markers
+
+# A test that uses one of these fixtures (directly or through another fixture) needs that engine
+# or Go program, and carries its marker: `-m "not ollama and not llama_server and not go"` runs
+# with nothing built. Suites that reach an engine without these fixtures mark themselves.
+ENGINE_FIXTURES = {"ollama_daemon": "ollama", "llama_server_bin": "llama_server", "go_binary": "go"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in ENGINE_FIXTURES.items():
+            if fixture in used and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    import build_engines
+
+    def state(engine: build_engines.Engine) -> str:
+        try:
+            return "built" if engine.built() else "NOT BUILT"
+        except Exception as err:  # e.g. llama-cpp-python not installed
+            return f"unknown ({type(err).__name__})"
+
+    listed = ", ".join(f"{e.name} {state(e)}" for e in build_engines.ENGINES)
+    return f"engines ({_assets.CACHE / 'engines'}): {listed}"
+
+
+_MISSING = pytest.StashKey[set[str]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A missing engine is reported as its one line, not a traceback."""
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(_engines.EngineMissing):
+        report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}"
+        item.config.stash.setdefault(_MISSING, set()).add(str(call.excinfo.value))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for line in sorted(config.stash.get(_MISSING, set[str]())):
+        terminalreporter.write_line(f"engine missing: {line}", red=True)
