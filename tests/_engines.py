@@ -52,6 +52,10 @@ MINIAUDIO_SDIST = "miniaudio==1.71"  # ships miniaudio.h 0.11.25
 DEBIAN_HEADERS = {"nlohmann-json3-dev": "nlohmann/json.hpp", "libstb-dev": "stb/stb_image.h"}
 SYSTEM_INCLUDE = Path("/usr/include")  # headers already installed there are used as they are
 USER_OLLAMA_HOST = os.environ.get("OLLAMA_HOST") or None
+# On CPUs with AMX (Sapphire Rapids and later) -march=native defines __AMX_INT8__, so ggml-cpu.cpp
+# calls ggml_backend_amx_buffer_type(); the Go module's cgo build never compiles ggml-cpu/amx/, and
+# the link fails with an undefined reference. Ollama's release builds do not use AMX either.
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 
 
 def _say(message: str) -> None:
@@ -166,8 +170,8 @@ def build_ollama(version: str, dest: Path) -> Path:
         CGO_ENABLED="1",
         GOBIN=str(tmp_bin),
         CGO_CPPFLAGS=" ".join(f"-I{p}" for p in includes),
-        CGO_CFLAGS="-O3 -march=native",
-        CGO_CXXFLAGS="-O3 -march=native",
+        CGO_CFLAGS=f"-O3 -march=native {NO_AMX}",
+        CGO_CXXFLAGS=f"-O3 -march=native {NO_AMX}",
     )
     log = work / "build.log"
     cmd = [
