@@ -49,10 +49,27 @@ def _gib(n: int) -> str:
     "--engine",
     default="llama.cpp",
     show_default=True,
-    help="Whose allocations to plan: llama.cpp's (llama-server, llama-cpp-python) or Ollama's.",
+    help="Whose allocations to plan: llama.cpp's (llama-server, llama-cpp-python), Ollama's or "
+    "vllm (with --gpus).",
 )
 @click.option(
     "--memory", default=None, help="A budget (24GB, 16GiB): largest context / best quant that fit."
+)
+@click.option(
+    "--rpc",
+    multiple=True,
+    metavar="HOST:PORT=MEM,...",
+    help="Split over ggml-rpc-server hosts (llama.cpp RPC): each host's bytes and commands.",
+)
+@click.option("--rpc-cache", is_flag=True, help="With --rpc: ggml-rpc-server -c (local cache).")
+@click.option("--tensor-split", default=None, help="With --rpc: shares per host (-ts 3,1).")
+@click.option("--ngl", type=int, default=None, help="Layers to offload (-ngl; default all).")
+@click.option("--gpus", default=None, help="With --engine vllm: COUNTxMEMORY, e.g. 2x24GB.")
+@click.option("--nodes", type=int, default=1, show_default=True, help="vLLM: machines.")
+@click.option("--tp", type=int, default=None, help="vLLM --tensor-parallel-size.")
+@click.option("--pp", type=int, default=None, help="vLLM --pipeline-parallel-size.")
+@click.option(
+    "--gpu-memory-utilization", type=float, default=0.9, show_default=True, help="vLLM's."
 )
 @click.option("--markdown", is_flag=True, help="Print the whole family table (the README's).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -69,6 +86,15 @@ def plan(
     no_vision: bool,
     engine: str,
     memory: str | None,
+    rpc: tuple[str, ...],
+    rpc_cache: bool,
+    tensor_split: str | None,
+    ngl: int | None,
+    gpus: str | None,
+    nodes: int,
+    tp: int | None,
+    pp: int | None,
+    gpu_memory_utilization: float,
     markdown: bool,
     as_json: bool,
 ) -> None:
@@ -89,6 +115,8 @@ def plan(
       gemma3-pack plan --memory 24GB                 # best quant + largest context per variant
       gemma3-pack plan gemma3-12b-it --memory 16GB   # largest context that fits
       gemma3-pack plan --markdown                    # the README's family table
+      gemma3-pack plan model.gguf --rpc 10.0.0.2:50052=24GB,10.0.0.3:50052=16GB --ctx 32768
+      gemma3-pack plan gemma3-27b-it --engine vllm --gpus 2x24GB -q int4
     """
     from .. import _plan
 
@@ -96,6 +124,25 @@ def plan(
         if target is not None or memory is not None:
             raise UsageError("--markdown prints the whole family table; give no TARGET or --memory")
         click.echo(_plan.markdown_table(kv_type=kv_type))
+        return
+    if rpc or engine == "vllm":  # several machines / GPUs: cli/_plan_multi.py
+        from . import _plan_multi
+
+        if target is None:
+            raise UsageError("--rpc and --engine vllm plan one TARGET (a variant or GGUF)")
+        if engine == "vllm":
+            _plan_multi.show_vllm(
+                target, gpus=gpus, nodes=nodes, tp=tp, pp=pp,
+                utilization=gpu_memory_utilization, quant=quant, ctx=ctx, kv_type=kv_type,
+                vision=False if no_vision else None, as_json=as_json,
+            )  # fmt: skip
+            return
+        _plan_multi.show_rpc(
+            target, rpc, tensor_split=tensor_split, ngl=ngl, rpc_cache=rpc_cache,
+            as_json=as_json, quant=quant, ctx=_plan.DEFAULT_CTX if ctx is None else ctx,
+            parallel=parallel, kv_type=kv_type, swa_full=swa_full, unified=kv_unified,
+            flash_attn=not no_flash_attn, vision=False if no_vision else None, mmproj=mmproj,
+        )  # fmt: skip
         return
     options: dict[str, Any] = {
         "parallel": parallel,
