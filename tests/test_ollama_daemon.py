@@ -1,11 +1,24 @@
-"""What a real Ollama daemon does with what gemma3-pack makes (issue 8 §1).
+"""What a real Ollama daemon does with what gemma3-pack makes (issue 8 §1), on two daemons.
 
-The daemon is Ollama 0.24.0 built from its Go module by ``tests/_engines.py`` and started by the
-session fixture ``ollama_daemon`` (or the user's own daemon when ``OLLAMA_HOST`` was set when the
-session started). The model is the real Gemma 3 270M GGUF from PyPI, patched by us; generation is
-capped with ``num_predict`` so the whole file runs in a few minutes on 2 cores.
+The whole suite runs once per daemon (the ``daemon`` fixture is parametrised; test ids carry
+``ollama-0.24.0`` or ``ollama-0.34.4``):
+
+* **0.24.0**, built from its Go module by ``tests/_engines.py``: the session fixture ``ollama_daemon``
+  (or the user's own daemon when ``OLLAMA_HOST`` was set when the session started). It runs GGUFs on
+  its vendored llama.cpp runner and logs every prompt at ``OLLAMA_DEBUG=2``.
+* **0.34.4**, built by ``tests/_engines_ollama_new.py``: the Go binary from its module, its engine
+  from Ollama's own ``llama/server`` CMake project (its compat patch applied) on the llama.cpp tree of
+  the llama-cpp-python sdist (ggml-org/llama.cpp@0c1e57098; Ollama pins b11081, a few days older).
+  From 0.30 on Ollama runs GGUFs through an upstream ``llama-server`` subprocess and logs only the
+  prompt's length. ``OLLAMA_HOST`` never redirects it: it is the version under test. A second 0.34.4
+  daemon with ``OLLAMA_GO_TEMPLATE=0`` checks the path where llama-server renders the GGUF's template.
+
+Both are built by ``tests/build_engines.py`` before the tests (see tests/README.md). The model is the
+real Gemma 3 270M GGUF from PyPI, patched by us; generation is capped with ``num_predict`` so the
+whole file runs in a few minutes per daemon on 2 cores.
 
     pytest -m ollama tests/test_ollama_daemon.py
+    pytest -m ollama tests/test_ollama_daemon.py -k ollama-0.34.4
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import _engines
+import _engines_ollama_new
 import httpx
 import pytest
 from conftest import run_cli
@@ -45,8 +59,12 @@ from gemma3_pack import (
 
 pytestmark = [pytest.mark.ollama, pytest.mark.slow]
 
+OLD = _engines.OLLAMA_VERSION  # 0.24.0: the session daemon (or OLLAMA_HOST)
+NEW = _engines_ollama_new.OLLAMA_NEW_VERSION  # 0.34.4: always our own build
 SHORT = {"num_predict": 4, "seed": 7}
 ROOT = Path(__file__).resolve().parent.parent
+# how 0.34.4's chat handler picked the prompt renderer (server/images.go logs it at load)
+SELECTION = re.compile(r'msg="template selection" model=\S+ selected=(\S+)')
 
 
 # --------------------------------------------------------------------------- helpers
@@ -109,9 +127,22 @@ def render_on_daemon(url: str, model: str, messages: list[dict[str, Any]]) -> st
 
 
 def logged_prompts(log: str) -> list[str]:
-    """Prompts the daemon logged (``OLLAMA_DEBUG=2``: ``msg="completion request" prompt=...``)."""
+    """Prompts 0.24.0 logged (``OLLAMA_DEBUG=2``: ``msg="completion request" prompt=...``)."""
     quoted = re.findall(r'msg="completion request" prompt=("(?:[^"\\]|\\.)*")', log)
     return [json.loads(q) for q in quoted]
+
+
+def logged_prompt_lengths(log: str) -> list[int]:
+    """0.34.4 logs the length of the prompt it sends to llama-server, not its text."""
+    found = re.findall(r'"llama-server completion request" media=\d+ prompt_len=(\d+)', log)
+    return [int(n) for n in found]
+
+
+def prompt_was_sent(version: str, log: str, prompt: str) -> bool:
+    """The runner was given ``prompt``: its text (0.24.0) or its length (0.34.4) is in the log."""
+    if version == OLD:
+        return prompt in logged_prompts(log)
+    return len(prompt) in logged_prompt_lengths(log)
 
 
 class Recorder:
@@ -138,9 +169,34 @@ def png_bytes(size: int = 896) -> bytes:
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def daemon(ollama_daemon):
-    return ollama_daemon
+def _own(binary: Path, root: Path, **env: str) -> Iterator[_engines.OllamaDaemon]:
+    daemon = _engines.OllamaDaemon(binary, root, env=env).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def binary_of(version: str) -> Path:
+    """Our build of ``version`` (``_engines.EngineMissing`` when tests/build_engines.py has not run)."""
+    if version == OLD:
+        return _engines.ollama_binary()
+    return _engines_ollama_new.ollama_binary_new()
+
+
+@pytest.fixture(scope="module", params=[OLD, NEW], ids=lambda v: f"ollama-{v}")
+def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The daemon under test: 0.24.0 (the session daemon, or ``OLLAMA_HOST``), then 0.34.4."""
+    if request.param == OLD:
+        yield request.getfixturevalue("ollama_daemon")
+    else:
+        yield from _own(binary_of(NEW), tmp_path_factory.mktemp("ollama-new"))
+
+
+@pytest.fixture
+def version(request: pytest.FixtureRequest) -> str:
+    """Which of the two daemons this test runs on (``OLD`` also stands for ``OLLAMA_HOST``)."""
+    return str(request.node.callspec.params["daemon"])
 
 
 @pytest.fixture(scope="module")
@@ -203,13 +259,25 @@ def client(url: str, sdk_model: str) -> Iterator[Client]:
 # --------------------------------------------------------------------------- create and show
 
 
-def test_daemon_is_the_version_we_built(url: str) -> None:
+def test_daemon_is_the_version_we_built(url: str, version: str) -> None:
     with Client(url) as client:
-        version = client.version()
-    if _engines.USER_OLLAMA_HOST:
-        assert re.fullmatch(r"\d+\.\d+\.\d+.*", version), version
+        answered = client.version()
+    if version == OLD and _engines.USER_OLLAMA_HOST:
+        assert re.fullmatch(r"\d+\.\d+\.\d+.*", answered), answered
     else:
-        assert version == _engines.OLLAMA_VERSION
+        assert answered == version
+
+
+def test_0_34_4_runs_ollamas_patched_llama_server_from_the_sdist_tree() -> None:
+    info = _engines_ollama_new.build_info()
+    assert (info["ollama"], info["llama_cpp_pinned_by_ollama"]) == (NEW, "b11081")
+    assert info["llama_cpp_built"] == "0c1e57098"
+    server = binary_of(NEW).parent.parent / "lib" / "ollama" / "llama-server"
+    out = subprocess.run([str(server), "--version"], capture_output=True, text=True, timeout=60)
+    assert "commit 0c1e57098" in out.stdout + out.stderr
+    # the compat patch's hook is compiled in (it is what reads Ollama-format fused vision GGUFs)
+    [libllama] = [p for p in server.parent.glob("libllama.so*") if not p.is_symlink()]
+    assert b"detected Ollama-format gemma3 GGUF" in libllama.read_bytes()
 
 
 def test_cli_create_shows_exactly_our_template_stop_and_parameters(
@@ -251,16 +319,18 @@ def test_daemon_renders_the_corpus_like_google_jinja(name: str, messages, daemon
     assert daemon_renders[name] == _reference(messages)
 
 
-def test_daemon_conformance_count(url: str, daemon_renders) -> None:
+def test_daemon_conformance_count(daemon, url: str, daemon_renders, version: str) -> None:
     equal = sum(daemon_renders[name] == _reference(m) for name, m in CORPUS)
     with Client(url) as client:
-        version = client.version()
-    print(f"\nOllama {version} chat prompt == Jinja minus <bos>: {equal}/{len(CORPUS)}")
+        answered = client.version()
+    print(f"\nOllama {answered} chat prompt == Jinja minus <bos>: {equal}/{len(CORPUS)}")
     assert equal == len(CORPUS) >= 55
+    if version == NEW:  # our TEMPLATE ran in Ollama's Go renderer, llama-server got the text
+        assert set(SELECTION.findall(daemon.log())) == {"go_template"}
 
 
 def test_a_real_chat_generates_from_the_rendered_prompt(
-    daemon, client: Client, sdk_model: str
+    daemon, client: Client, sdk_model: str, version: str
 ) -> None:
     """The prompt the runner is given for a real chat (logged at trace level) is the rendered one."""
     if not daemon.log():
@@ -269,8 +339,46 @@ def test_a_real_chat_generates_from_the_rendered_prompt(
     reply = client.chat(messages, options={"num_predict": 1, "seed": 1})
     assert reply.done
     expected = render_chat(messages).removeprefix("<bos>")
-    assert expected in logged_prompts(daemon.log())
     assert render_on_daemon(str(daemon.url), sdk_model, messages) == expected
+    assert prompt_was_sent(version, daemon.log(), expected)
+    if version == NEW:  # llama-server gets the Go-rendered text, never renders itself
+        launches = re.findall(r'msg="starting llama-server" cmd="([^"]*)"', daemon.log())
+        assert launches and all("--no-jinja" in cmd for cmd in launches)
+
+
+# --------------------------------------------------------------------------- 0.34.4: llama-server's own renderer
+
+
+@pytest.fixture(scope="module")
+def native_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_engines.OllamaDaemon]:
+    """0.34.4 with ``OLLAMA_GO_TEMPLATE=0``: the chat handler leaves the prompt to llama-server's
+    Jinja engine and the GGUF's ``tokenizer.chat_template`` (the template our patch embeds)."""
+    root = tmp_path_factory.mktemp("ollama-new-native")
+    yield from _own(binary_of(NEW), root, OLLAMA_GO_TEMPLATE="0")
+
+
+@pytest.fixture(scope="module")
+def native_renders(native_daemon: _engines.OllamaDaemon, modelfile: Path) -> dict[str, str]:
+    name = _name("g3-native")
+    result = native_daemon.cli("create", name, "-f", str(modelfile))
+    assert result.returncode == 0, result.stderr
+    return {n: render_on_daemon(native_daemon.url, name, msgs) for n, msgs in CORPUS}
+
+
+@pytest.mark.parametrize(("name", "messages"), CORPUS, ids=[n for n, _ in CORPUS])
+def test_0_34_4_llama_server_jinja_path_renders_the_corpus_like_google_jinja(
+    name: str, messages: list[dict[str, Any]], native_renders: dict[str, str]
+) -> None:
+    assert native_renders[name] == _reference(messages)
+
+
+def test_0_34_4_llama_server_jinja_path_count_and_renderer(
+    native_daemon: _engines.OllamaDaemon, native_renders: dict[str, str]
+) -> None:
+    equal = sum(native_renders[n] == _reference(m) for n, m in CORPUS)
+    print(f"\nOllama {NEW}, llama-server Jinja path == Jinja minus <bos>: {equal}/{len(CORPUS)}")
+    assert equal == len(CORPUS) >= 55
+    assert set(SELECTION.findall(native_daemon.log())) == {"gguf_chat_template"}
 
 
 # --------------------------------------------------------------------------- committed Modelfiles
@@ -325,7 +433,7 @@ def test_streamed_chat(client: Client) -> None:
     assert 0 < (chunks[-1].eval_count or 0) <= 4
 
 
-def test_conversation_keeps_history(daemon, client: Client) -> None:
+def test_conversation_keeps_history(daemon, client: Client, sdk_model: str, version: str) -> None:
     chat = client.conversation(system="Be terse.", options=SHORT)
     first = chat.send("Name a colour.")
     second = chat.send("Another one?")
@@ -339,12 +447,13 @@ def test_conversation_keeps_history(daemon, client: Client) -> None:
     assert chat.messages[2]["content"] == first.message.content
     assert chat.messages[4]["content"] == second.message.content
     if daemon.log():
-        prompt = logged_prompts(daemon.log())[-1]
+        prompt = render_on_daemon(str(daemon.url), sdk_model, chat.messages[:4])
         assert prompt.startswith("<start_of_turn>user\nBe terse.\n\nName a colour.<end_of_turn>\n")
         assert f"<start_of_turn>model\n{first.message.content}<end_of_turn>\n" in prompt
         assert prompt.endswith(
             "<start_of_turn>user\nAnother one?<end_of_turn>\n<start_of_turn>model\n"
         )
+        assert prompt_was_sent(version, daemon.log(), prompt)  # what the second turn ran on
 
 
 def test_generate(client: Client) -> None:
@@ -456,14 +565,10 @@ async def test_async_image_to_a_text_model_is_refused_first(url: str, sdk_model:
 
 
 @pytest.fixture
-def own_daemon(ollama_daemon, tmp_path: Path) -> Iterator[_engines.OllamaDaemon]:
-    if _engines.USER_OLLAMA_HOST:
+def own_daemon(daemon, version: str, tmp_path: Path) -> Iterator[_engines.OllamaDaemon]:
+    if version == OLD and _engines.USER_OLLAMA_HOST:
         pytest.skip("stopping a daemon needs one of our own; OLLAMA_HOST points at yours")
-    daemon = _engines.OllamaDaemon(_engines.ollama_binary(), tmp_path / "own").start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
+    yield from _own(binary_of(version), tmp_path / "own")
 
 
 def _group_alive(pgid: int) -> bool:
@@ -517,12 +622,14 @@ time.sleep(600)
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
-def test_no_daemon_outlives_the_test_process(ollama_daemon, tmp_path: Path, how: int) -> None:
+def test_no_daemon_outlives_the_test_process(
+    daemon, version: str, tmp_path: Path, how: int
+) -> None:
     """Ctrl-C runs the atexit stop; a SIGKILLed test process takes serve down via PDEATHSIG."""
-    if _engines.USER_OLLAMA_HOST:
+    if version == OLD and _engines.USER_OLLAMA_HOST:
         pytest.skip("uses our own build; OLLAMA_HOST points at yours")
     script = STARTER.format(
-        tests=str(ROOT / "tests"), binary=str(_engines.ollama_binary()), root=str(tmp_path)
+        tests=str(ROOT / "tests"), binary=str(binary_of(version)), root=str(tmp_path)
     )
     with subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
@@ -639,12 +746,14 @@ def vision_models(url: str, vision_export: Path, created: list[str]) -> dict[str
 
 @pytest.mark.parametrize("how", ["pair", "fused"])
 def test_vision_image_tokens_reach_the_model(
-    daemon, url: str, vision_models: dict[str, str], vision_export: Path, how: str
+    daemon, url: str, vision_models: dict[str, str], vision_export: Path, how: str, version: str
 ) -> None:
-    """Observed on 0.24.0: both packagings answer an image, and the image adds 256 tokens (plus
-    its <start_of_image>/<end_of_image> markers) to the prompt the model evaluates. The pair runs on
-    Ollama's llama.cpp engine ("split vision models aren't supported" by its own engine), the
-    fused file on Ollama's own Go engine."""
+    """Both packagings answer an image, and the image adds 256 tokens (plus its
+    <start_of_image>/<end_of_image> markers) to the prompt the model evaluates. On 0.24.0 the pair
+    runs on Ollama's llama.cpp engine ("split vision models aren't supported" by its own engine),
+    the fused file on Ollama's own Go engine. On 0.34.4 both run on llama-server: the pair as
+    ``--model text --mmproj mmproj``, the fused file as ``--model F --mmproj F``, read through
+    Ollama's compat layer ("detected Ollama-format gemma3 GGUF")."""
     name = vision_models[how]
     manifest = json.loads((vision_export / "export.json").read_text())
     files = show(url, name)
@@ -655,7 +764,7 @@ def test_vision_image_tokens_reach_the_model(
         else [manifest["models"][0]["sha256"], manifest["mmproj"]["sha256"]]
     )
     assert sent == expected
-    with Client(url, model=name, timeout=300) as client:
+    with Client(url, model=name, timeout=600) as client:
         assert client.has_vision()
         with_image = client.chat("Describe the picture.", images=[png_bytes()], options=SHORT)
         text_only = client.chat("Describe the picture.", options=SHORT)
@@ -666,8 +775,14 @@ def test_vision_image_tokens_reach_the_model(
     )
     assert with_image.done and 0 < (with_image.eval_count or 0) <= 4
     assert 256 <= extra <= 256 + 8
-    if daemon.log() and how == "pair":
+    if version == OLD and daemon.log() and how == "pair":
         assert "split vision models aren't supported" in daemon.log()
+    if version == NEW:
+        assert show(url, name)["capabilities"] == ["completion", "vision"]
+        launch = rf"--model \S+sha256-{sent[0]} .*--mmproj \S+sha256-{sent[-1]} "
+        assert re.search(launch, daemon.log()), f"no llama-server launch matching {launch}"
+        if how == "fused":
+            assert "detected Ollama-format gemma3 GGUF" in daemon.log()
 
 
 def test_auto_packaging_on_this_daemon(url: str, vision_export: Path, created: list[str]) -> None:
