@@ -585,3 +585,36 @@ def _commands(
         )
         cmds.append(cmd + (" --headless" if rank else ""))
     return cmds
+
+
+TABLE_SETUPS: tuple[tuple[str, str, str], ...] = (
+    ("4b", "1x24GB", "bf16"),
+    ("12b", "1x24GB", "int4"),
+    ("12b", "2x24GB", "bf16"),
+    ("27b", "2x24GB", "int4"),
+    ("27b", "4x24GB", "bf16"),
+    ("27b", "1x80GB", "bf16"),
+    ("27b", "2x80GB", "bf16"),
+)
+
+
+def markdown_table() -> str:
+    """docs/plan.md's vLLM table: a few common set-ups, computed (not measured)."""
+    lines = [
+        '| model | GPUs | weights | TP | weights per GPU | "GPU KV cache size" (tokens) '
+        "| largest --max-model-len | sequences at it | sequences at 32K |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size, gpus, weights in TABLE_SETUPS:
+        p = plan_vllm(size, gpus, weights=weights)
+        at32 = plan_vllm(size, gpus, weights=weights, max_model_len=32768)
+        fits = p.largest_max_model_len > 0
+        lines.append(
+            f"| {SIZES[size].params} | {gpus} | {weights} | {p.tensor_parallel} "
+            f"| {p.weights_per_gpu[weights] / GIB:.2f} GiB "
+            f"| {p.kv_cache_tokens if fits else '-'} "
+            f"| {p.largest_max_model_len if fits else 'does not fit'} "
+            f"| {f'{p.max_concurrency:.2f}' if fits else '-'} "
+            f"| {f'{at32.max_concurrency:.2f}' if at32.fits else '-'} |"
+        )
+    return "\n".join(lines)

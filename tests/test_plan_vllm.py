@@ -227,3 +227,16 @@ def test_cli_errors(cli) -> None:
     assert_one_line_error(
         cli("plan", "gemma3-12b-it", "--engine", "vllm", "--gpus", "3x24GB"), "heads"
     )
+
+
+def test_docs_table_is_current() -> None:
+    from pathlib import Path
+
+    from gemma3_pack._plan_vllm import markdown_table
+
+    text = (Path(__file__).parent.parent / "docs" / "plan.md").read_text()
+    block = text.split("<!-- vllm-table -->\n", 1)[1].split("\n<!-- /vllm-table -->", 1)[0]
+    assert block == markdown_table(), (
+        "docs/plan.md vLLM table drifted: paste gemma3_pack._plan_vllm.markdown_table() "
+        "between the vllm-table markers"
+    )
