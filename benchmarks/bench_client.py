@@ -23,14 +23,14 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _harness import ROOT, interleaved
+
 RESULTS = ROOT / "benchmarks" / "results" / "client.json"
 SERVER = (
     "import sys, time; sys.path.insert(0, {tests!r})\n"
@@ -81,32 +81,10 @@ def bench_overhead(url: str, calls: int) -> dict[str, float]:
 
     out: dict[str, float] = {}
     for label, a, b in (("chat", call_raw, call_ours), ("chat_stream", stream_raw, stream_ours)):
-        for _ in range(20):  # warm up connections and imports
-            a()
-            b()
-        ta: list[float] = []
-        tb: list[float] = []
-        ca: list[float] = []
-        cb: list[float] = []
-        for i in range(calls):
-            pair = ((a, ta, ca), (b, tb, cb)) if i % 2 == 0 else ((b, tb, cb), (a, ta, ca))
-            for fn, wall, cpu in pair:
-                c0, t0 = time.process_time(), time.perf_counter()
-                fn()
-                wall.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-        ra, rb = statistics.median(ta), statistics.median(tb)
-        out[f"{label}_raw_ms"] = ra * 1e3
-        out[f"{label}_ours_ms"] = rb * 1e3
-        out[f"{label}_overhead_pct"] = (rb / ra - 1) * 100
-        # paired: each call of ours against the raw call next to it (robust to load drift)
-        out[f"{label}_paired_overhead_pct"] = (
-            statistics.median(y / x for x, y in zip(ta, tb, strict=True)) - 1
-        ) * 100
-        # client CPU only (the daemon runs in another process): the SDK's own cost per call
-        out[f"{label}_raw_cpu_ms"] = sum(ca) / len(ca) * 1e3
-        out[f"{label}_ours_cpu_ms"] = sum(cb) / len(cb) * 1e3
-        out[f"{label}_cpu_overhead_pct"] = (sum(cb) / sum(ca) - 1) * 100
+        # interleaved ABAB medians, paired ratios (robust to load drift) and client CPU only (the
+        # daemon runs in another process: the SDK's own cost per call)
+        measured = interleaved(a, b, calls, warmup=20)
+        out.update({f"{label}_{key}": value for key, value in measured.items()})
     raw.close()
     ours.close()
     return out

@@ -22,16 +22,16 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import _assets_ckpt  # noqa: E402
-import _oracle  # noqa: E402
+from _harness import ROOT, child  # also puts tests/ on sys.path: the tests' cached assets
+
+# isort: split
+import _assets_ckpt
+import _oracle
 
 RESULTS = ROOT / "benchmarks" / "results" / "export.json"
 EXPORT_SNIPPET = (
@@ -40,21 +40,11 @@ EXPORT_SNIPPET = (
 )
 
 
-def run_child(argv: list[str]) -> tuple[float, int]:
-    """(wall seconds, peak RSS bytes) of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if status != 0:
-        raise RuntimeError(f"{argv[:3]} failed: {err[-2000:]}")
-    return wall, usage.ru_maxrss * 1024
-
-
 def ours(ckpt: Path, quants: str = "BF16") -> tuple[float, int]:
+    """(wall seconds, peak RSS bytes) of one export in a fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
-        return run_child([sys.executable, "-c", EXPORT_SNIPPET, str(ckpt), tmp, quants])
+        run = child([sys.executable, "-c", EXPORT_SNIPPET, str(ckpt), tmp, quants])
+    return run.wall, run.rss
 
 
 def checkpoint_bytes(ckpt: Path) -> int:

@@ -20,13 +20,12 @@ import json
 import os
 import platform
 import struct
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _harness import ROOT, python
+
 RESULTS = ROOT / "benchmarks" / "results" / "hostile.json"
 
 PARSE_OURS = (
@@ -51,10 +50,8 @@ def sparse_tokens(path: Path, n: int = 12_500_000) -> Path:
 
 def child(code: str, arg: str) -> tuple[float, float, int]:
     """(seconds, peak RSS MiB, exit code) of ``python -c code arg`` alone."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, arg], stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    run = python(code, arg, check=False)
+    return run.wall, run.rss_mib, run.code
 
 
 def modelfile_seconds(megabytes: float) -> float:

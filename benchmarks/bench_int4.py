@@ -22,17 +22,17 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import _assets  # noqa: E402
-import _assets_ckpt  # noqa: E402
-import _assets_int4  # noqa: E402
-import _oracle  # noqa: E402
+from _harness import ROOT, child  # also puts tests/ on sys.path: the tests' cached assets
+
+# isort: split
+import _assets
+import _assets_ckpt
+import _assets_int4
+import _oracle
 
 RESULTS = ROOT / "benchmarks" / "results" / "int4.json"
 EXPORT_SNIPPET = (
@@ -79,27 +79,10 @@ QUANT_SNIPPET = (
 )
 
 
-# Linux carries ru_maxrss across fork + exec, so a child of a big parent reports the parent's
-# RSS. A small middle process measures instead: RUSAGE_CHILDREN of a fresh interpreter sees only
-# the program it ran (as tests/_oracle.py does for the reference converter).
-PROBE = (
-    "import json, resource, subprocess, sys, time\n"
-    "t = time.perf_counter()\n"
-    "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-    "wall = time.perf_counter() - t\n"
-    "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
-    "sys.stderr.write(p.stderr[-4000:])\n"
-    "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss': rss}))\n"
-)
-
-
 def run_child(argv: list[str]) -> tuple[float, int]:
     """(wall seconds, peak RSS bytes) of one program run in a fresh process."""
-    proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True)
-    stats = json.loads(proc.stdout.strip().splitlines()[-1])
-    if stats["code"] != 0:
-        raise RuntimeError(f"{argv[:3]} failed: {proc.stderr[-2000:]}")
-    return stats["wall"], int(stats["rss"])
+    run = child(argv)
+    return run.wall, run.rss
 
 
 def off_grid(gguf_path: Path) -> tuple[int, int]:

@@ -1,8 +1,8 @@
 """Benchmark: gemma3-pack against the real Ollama daemon, as ratios measured in one run.
 
-The daemon is Ollama 0.24.0 built from its Go module (tests/_engines.py, cached after the first
-build), started on a free loopback port with its own models folder; the model is the real Gemma 3
-270M GGUF from PyPI, patched.
+The daemon is Ollama 0.24.0 built from its Go module by ``tests/build_engines.py`` (run it first;
+see tests/README.md), started on a free loopback port with its own models folder; the model is the
+real Gemma 3 270M GGUF from PyPI, patched.
 
 1. SDK overhead: ``gemma3_pack.Client.chat`` against raw ``ollama.Client.chat`` on the same model,
    same messages, same options dict (the Gemma settings + ``num_predict``, fixed seed), plain and
@@ -25,45 +25,13 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _harness import ROOT, interleaved
+
 RESULTS = ROOT / "benchmarks" / "results" / "ollama.json"
-sys.path.insert(0, str(ROOT / "tests"))
-
-
-def interleaved(
-    a: Callable[[], object], b: Callable[[], object], calls: int, warmup: int = 3
-) -> dict[str, float]:
-    for _ in range(warmup):
-        a()
-        b()
-    ta: list[float] = []
-    tb: list[float] = []
-    ca: list[float] = []
-    cb: list[float] = []
-    for i in range(calls):
-        pair = ((a, ta, ca), (b, tb, cb)) if i % 2 == 0 else ((b, tb, cb), (a, ta, ca))
-        for fn, wall, cpu in pair:
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            wall.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-    ra, rb = statistics.median(ta), statistics.median(tb)
-    return {
-        "raw_ms": ra * 1e3,
-        "ours_ms": rb * 1e3,
-        "overhead_pct": (rb / ra - 1) * 100,
-        "paired_overhead_pct": (statistics.median(y / x for x, y in zip(ta, tb, strict=True)) - 1)
-        * 100,
-        "raw_cpu_ms": statistics.mean(ca) * 1e3,
-        "ours_cpu_ms": statistics.mean(cb) * 1e3,
-        "cpu_delta_ms": (statistics.mean(cb) - statistics.mean(ca)) * 1e3,
-    }
 
 
 def bench_overhead(

@@ -17,14 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _harness import ROOT, interleaved
+
 RESULTS = ROOT / "benchmarks" / "results" / "openai.json"
 SERVER = (
     "import sys; sys.path.insert(0, {tests!r})\n"
@@ -40,34 +37,6 @@ BODY = {
     "top_p": 0.95,
     "extra_body": {"top_k": 64, "min_p": 0.0, "repeat_penalty": 1.0},
 }
-
-
-def _pairs(a: Callable[[], None], b: Callable[[], None], calls: int) -> dict[str, float]:
-    for _ in range(20):  # warm up connections and imports
-        a()
-        b()
-    ta: list[float] = []
-    tb: list[float] = []
-    ca: list[float] = []
-    cb: list[float] = []
-    for i in range(calls):
-        pair = ((a, ta, ca), (b, tb, cb)) if i % 2 == 0 else ((b, tb, cb), (a, ta, ca))
-        for fn, wall, cpu in pair:
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            wall.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
-    ra, rb = statistics.median(ta), statistics.median(tb)
-    return {
-        "raw_ms": ra * 1e3,
-        "ours_ms": rb * 1e3,
-        "overhead_pct": (rb / ra - 1) * 100,
-        "paired_overhead_pct": (statistics.median(y / x for x, y in zip(ta, tb, strict=True)) - 1)
-        * 100,
-        "raw_cpu_ms": sum(ca) / len(ca) * 1e3,
-        "ours_cpu_ms": sum(cb) / len(cb) * 1e3,
-        "cpu_overhead_pct": (sum(cb) / sum(ca) - 1) * 100,
-    }
 
 
 def bench(url: str, calls: int) -> dict[str, dict[str, float]]:
@@ -94,8 +63,8 @@ def bench(url: str, calls: int) -> dict[str, dict[str, float]]:
             pass
 
     out = {
-        "chat": _pairs(chat_raw, chat_ours, calls),
-        "chat_stream": _pairs(stream_raw, stream_ours, calls),
+        "chat": interleaved(chat_raw, chat_ours, calls, warmup=20),
+        "chat_stream": interleaved(stream_raw, stream_ours, calls, warmup=20),
     }
     raw.close()
     ours.close()

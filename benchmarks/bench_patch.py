@@ -26,12 +26,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import _assets  # noqa: E402  (tests/_assets.py: the same cached files the tests use)
+from _harness import ROOT, child  # also puts tests/ on sys.path: the tests' cached assets
+
+# isort: split
+import _assets
 
 RESULTS = ROOT / "benchmarks" / "results" / "patch.json"
 PATCH_SNIPPET = (
@@ -71,18 +71,8 @@ def _console_script(name: str) -> str:
 
 def run(cmd: list[str]) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (MiB) and stdout of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
-    )
-    assert proc.stdout is not None
-    out = proc.stdout.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed with exit code {proc.returncode}")
-    return wall, usage.ru_maxrss // 1024, out
+    measured = child(cmd)
+    return measured.wall, measured.rss // 2**20, measured.stdout
 
 
 def bench_file(

@@ -16,17 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import _assets  # noqa: E402
-from test_go_conformance import CORPUS, _reference  # noqa: E402
+from _harness import ROOT  # also puts tests/ on sys.path: the tests' cached assets
 
-from gemma3_pack._chat import render_chat, render_ollama_batch  # noqa: E402
-from gemma3_pack._modelfile import LIBRARY_TEMPLATE_4B19, LIBRARY_TEMPLATE_E0A4  # noqa: E402
+# isort: split
+import _assets
+from test_go_conformance import CORPUS, _reference
+
+from gemma3_pack._chat import render_chat, render_ollama_batch
+from gemma3_pack._modelfile import LIBRARY_TEMPLATE_4B19, LIBRARY_TEMPLATE_E0A4
 
 RESULTS = ROOT / "benchmarks" / "results" / "templates.json"
 

@@ -27,18 +27,17 @@ import resource
 import shutil
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _harness import ROOT, child  # also puts tests/ on sys.path: the tests' cached assets
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import _assets  # noqa: E402
-import _assets_vision  # noqa: E402
+# isort: split
+import _assets
+import _assets_vision
 
 RESULTS = ROOT / "benchmarks" / "results" / "vision.json"
 SIGLIP = dict(
@@ -47,15 +46,6 @@ SIGLIP = dict(
     intermediate_size=4304,
     num_hidden_layers=27,
     num_attention_heads=16,
-)
-
-PROBE = (
-    "import json, resource, subprocess, sys, time\n"
-    "t = time.perf_counter()\n"
-    "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-    "wall = time.perf_counter() - t\n"
-    "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
-    "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss': rss, 'err': p.stderr[-600:]}))\n"
 )
 
 
@@ -139,10 +129,8 @@ def siglip_checkpoints() -> dict[str, Path]:
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *cmd], capture_output=True, text=True, env=env, cwd=cwd
-    )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    run = child(cmd, env=env, cwd=cwd, check=False)
+    return {"code": run.code, "wall": run.wall, "rss": run.rss, "err": run.stderr[-600:]}
 
 
 def _gemma3_pack(snippet: str, *args: str) -> dict:
