@@ -126,6 +126,38 @@ def _one_line(err: BaseException, engine: Engine) -> str:
     return first
 
 
+def _build_one(engine: Engine, step: str, timeout_min: float, failed: list[str]) -> bool:
+    """Build ``engine`` if missing, within ``timeout_min``; a failure is appended to ``failed`` as
+    one line. False when the user interrupted (the build resumes next time)."""
+    say = _engines._say
+    if engine.built():
+        say(f"{step} {engine.name}: built")
+        return True
+    say(f"{step} {engine.name}: building (cold {engine.cold} on 2 cores) ...")
+    t0 = time.monotonic()
+    signal.alarm(max(1, round(timeout_min * 60)))
+    try:
+        engine.build()
+    except BuildTimeout:
+        failed.append(
+            f"{engine.name}: not finished after {timeout_min:g} min (stopped; rerun to "
+            f"resume, or raise --timeout-min); log {engine.log()}"
+        )
+    except KeyboardInterrupt:
+        print(f"build_engines: {engine.name}: interrupted; rerun to resume", file=sys.stderr)
+        return False
+    except Exception as err:  # one line per failed engine; the log has the rest
+        failed.append(f"{engine.name}: {_one_line(err, engine)}")
+    else:
+        if engine.built():
+            say(f"{step} {engine.name}: built in {time.monotonic() - t0:.0f} s")
+        else:
+            failed.append(f"{engine.name}: the build ended but its check fails; log {engine.log()}")
+    finally:
+        signal.alarm(0)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -156,38 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if missing else 0
 
     say(f"engines in {_assets.CACHE / 'engines'}: {', '.join(e.name for e in chosen)}")
-    signal.signal(signal.SIGALRM, _on_alarm)
     failed: list[str] = []
     started = time.monotonic()
-    for i, engine in enumerate(chosen, 1):
-        if engine.built():
-            say(f"[{i}/{len(chosen)}] {engine.name}: built")
-            continue
-        say(f"[{i}/{len(chosen)}] {engine.name}: building (cold {engine.cold} on 2 cores) ...")
-        t0 = time.monotonic()
-        signal.alarm(int(args.timeout_min * 60))
-        try:
-            engine.build()
-        except BuildTimeout:
-            failed.append(
-                f"{engine.name}: not finished after {args.timeout_min:g} min (stopped; rerun to "
-                f"resume, or raise --timeout-min); log {engine.log()}"
-            )
-        except KeyboardInterrupt:
-            signal.alarm(0)
-            print(f"build_engines: {engine.name}: interrupted; rerun to resume", file=sys.stderr)
-            return 130
-        except Exception as err:  # one line per failed engine; the log has the rest
-            failed.append(f"{engine.name}: {_one_line(err, engine)}")
-        else:
-            if not engine.built():
-                failed.append(
-                    f"{engine.name}: the build ended but its check fails; log {engine.log()}"
-                )
-            else:
-                say(f"[{i}/{len(chosen)}] {engine.name}: built in {time.monotonic() - t0:.0f} s")
-        finally:
-            signal.alarm(0)
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        for i, engine in enumerate(chosen, 1):
+            if not _build_one(engine, f"[{i}/{len(chosen)}]", args.timeout_min, failed):
+                return 130
+    finally:
+        signal.signal(signal.SIGALRM, previous)
     total = time.monotonic() - started
     for line in failed:
         print(f"build_engines: FAILED {line}", file=sys.stderr, flush=True)
