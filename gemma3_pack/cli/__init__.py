@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": (
         "demo",
         "demo",
-        "Patch the real Gemma 3 270M GGUF, write its Modelfile, chat with it.",
+        "Patch the real Gemma 3 270M GGUF, write its Modelfile, run it through llama.cpp and Ollama.",
     ),
     "variants": (
         "variants",
