@@ -43,6 +43,7 @@ __all__ = [
     "OFFICIAL_TEMPLATE",
     "OLLAMA_TEMPLATE",
     "OLLAMA_TOOLS_TEMPLATE",
+    "TOOLS_CHAT_TEMPLATE",
     "data_text",
     "is_official_template",
     "ollama_data",
@@ -63,13 +64,17 @@ def data_text(name: str) -> str:
 
 OFFICIAL_TEMPLATE: str = data_text("gemma3.jinja")
 OLLAMA_TEMPLATE: str = data_text("gemma3.gotmpl")
-# OLLAMA_TEMPLATE plus tools (.Tools, tool messages): Google's function-calling prompt, as
-# gemma3_pack._tools.apply(..., dialect="ollama") writes it; tests/test_tools_ollama.py.
+# OLLAMA_TEMPLATE plus tools (.Tools, tool messages), calls as JSON in <tool_call> tags so that
+# Ollama's own parser returns tool_calls: gemma3_pack._tools.apply(..., dialect="ollama",
+# calls="json"); tests/test_tools_ollama.py.
 OLLAMA_TOOLS_TEMPLATE: str = data_text("gemma3-tools.gotmpl")
+# Google's template plus tools in the same dialect, for a GGUF (patch/export --tools):
+# llama-server --jinja's automatic parser and Ollama's native path read its calls.
+TOOLS_CHAT_TEMPLATE: str = data_text("gemma3-tools-json.jinja")
 LICENSE_NOTICE: str = data_text("LICENSE").strip()
 
 Message = Mapping[str, Any]
-TemplateKind = Literal["official", "official-no-bos", "ollama-launch", "other"]
+TemplateKind = Literal["official", "official-no-bos", "ollama-launch", "tools", "other"]
 
 
 # --------------------------------------------------------------------------- Jinja (official)
@@ -172,13 +177,16 @@ def template_kind(text: str | None) -> TemplateKind | None:
     ``{{ bos_token }}`` (re-uploads that strip it to avoid a double BOS; harmless in llama.cpp,
     but the text no longer matches what Hugging Face's Ollama mapper keys on).
     ``ollama-launch``: the launch-era template without the ``is string`` branch for the system
-    message. ``other``: anything else.
+    message. ``tools``: gemma3-pack's template with tool calling (``patch --tools``), which
+    renders Google's text when a conversation has no tools. ``other``: anything else.
     """
     if text is None or not text.strip():
         return None
     norm = _normalize(text)
     if norm == _normalize(OFFICIAL_TEMPLATE):
         return "official"
+    if norm == _normalize(TOOLS_CHAT_TEMPLATE):
+        return "tools"
     official_body = _normalize(OFFICIAL_TEMPLATE.removeprefix("{{ bos_token }}"))
     if norm == official_body:
         return "official-no-bos"

@@ -12,13 +12,23 @@ for every backend (the servers only ever see plain user/model turns):
   assistant turn's ``tool_calls`` become the call list it stood for, ``tool`` results become a user
   turn of ```` ```tool_output ```` blocks (the fence of the guide's code-calling variant; vLLM's
   example template ``tool_chat_template_gemma3_pythonic.jinja`` uses ``<tool_response>`` tags instead);
-* :func:`parse_calls` reads a reply with :mod:`ast` (never ``eval``): a well-formed list of calls to
-  known functions with literal keyword arguments becomes ``tool_calls``; anything else stays text.
+* :func:`parse_calls` reads a reply in either dialect, never with ``eval``: the guide's call list
+  (read with :mod:`ast`, literal keyword arguments only) or JSON calls ``{"name": ..., "arguments":
+  ...}`` in ``<tool_call>`` tags (the dialect of gemma3-pack's tool templates, which Ollama's,
+  llama.cpp's and vLLM's own parsers read), in a code fence or bare; prose around the calls is
+  kept as text. Calls to unknown functions and malformed replies stay text.
+
+The JSON dialect (``calls="json"`` in :func:`apply`): the same turns, the instruction asking for
+``<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`` per call. It is what the tools
+templates shipped for the runtimes render (``modelfile --tools``, ``patch --tools``), so clients
+that are not this SDK receive structured ``tool_calls`` from the server's own parser; the SDK's
+own prompt stays the guide's (pythonic) one.
 """
 
 from __future__ import annotations
 
 import ast
+import enum
 import inspect
 import itertools
 import json
@@ -33,6 +43,7 @@ from ._errors import UsageError
 
 __all__ = [
     "INSTRUCTION",
+    "INSTRUCTION_JSON",
     "TOOLS_TEMPLATE",
     "ToolLike",
     "apply",
@@ -40,6 +51,8 @@ __all__ = [
     "ollama_schema_json",
     "parse_calls",
     "render_call",
+    "render_json_call",
+    "run_call",
     "schemas",
 ]
 
@@ -65,6 +78,20 @@ INSTRUCTION = (
     "You SHOULD NOT include any other text in the response if you call a function\n"
 )
 
+# The JSON dialect's instruction: the guide's wording, the call format of the runtimes' parsers
+# (gemma3-tools.gotmpl and gemma3-tools-json.jinja print the same text).
+INSTRUCTION_JSON = (
+    "You have access to functions. If you decide to invoke any of the function(s),\n"
+    "you MUST put each call in the format of\n"
+    "<tool_call>\n"
+    '{"name": "func_name1", "arguments": {"params_name1": params_value1, "params_name2": '
+    "params_value2}}\n"
+    "</tool_call>\n"
+    "\n"
+    "You SHOULD NOT include any other text in the response if you call a function\n"
+)
+CallStyle = Literal["pythonic", "json"]
+
 _JSON_TYPES: dict[Any, str] = {
     str: "string",
     int: "integer",
@@ -72,46 +99,158 @@ _JSON_TYPES: dict[Any, str] = {
     bool: "boolean",
     list: "array",
     tuple: "array",
+    set: "array",
+    frozenset: "array",
     dict: "object",
+    type(None): "null",
 }
 
 
-# --------------------------------------------------------------------------- schemas
+def _pydantic_model(annotation: Any) -> Any:
+    """``annotation`` when it is a pydantic model class (pydantic is optional), else None."""
+    try:
+        import pydantic
+    except ImportError:  # pragma: no cover - pydantic comes with ollama
+        return None
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    return None
+
+
+def _inline_refs(node: Any, defs: Mapping[str, Any], depth: int = 0) -> Any:
+    """A JSON schema with its local ``$ref``s replaced by the definitions (Ollama's tool schema
+    keeps no ``$defs`` for properties, so nested models must be written out); recursive models
+    stop at 8 levels as a bare object."""
+    if isinstance(node, Mapping):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            if depth >= 8:
+                return {"type": "object"}
+            target = _inline_refs(defs.get(ref.removeprefix("#/$defs/"), {}), defs, depth + 1)
+            extra = {k: v for k, v in node.items() if k != "$ref"}
+            return {**target, **_inline_refs(extra, defs, depth)}
+        return {
+            k: _inline_refs(v, defs, depth) for k, v in node.items() if k not in ("$defs", "title")
+        }
+    if isinstance(node, list):
+        return [_inline_refs(v, defs, depth) for v in node]
+    return node
+
+
+def _model_schema(model: Any) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    out: dict[str, Any] = _inline_refs(schema, schema.get("$defs", {}))
+    return out
 
 
 def _json_type(annotation: Any) -> dict[str, Any]:
+    """The JSON schema of a Python annotation: builtins, ``Literal``/``Enum`` as ``enum``,
+    ``list[X]``/``tuple``/``set`` with ``items``, ``dict[str, X]``, ``X | None``, unions as
+    ``anyOf``, ``Annotated[X, "description"]``, pydantic models written out in full."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        inner = _json_type(args[0])
+        notes = [a for a in args[1:] if isinstance(a, str)]
+        return {**inner, "description": notes[0]} if notes else inner
     if origin is typing.Literal:
-        return {"type": _JSON_TYPES.get(type(args[0]), "string"), "enum": list(args)}
+        kinds = {_JSON_TYPES.get(type(a), "string") for a in args}
+        kind = kinds.pop() if len(kinds) == 1 else None
+        return {"type": kind, "enum": list(args)} if kind else {"enum": list(args)}
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        values = [m.value for m in annotation]
+        kinds = {_JSON_TYPES.get(type(v), "string") for v in values}
+        kind = kinds.pop() if len(kinds) == 1 else None
+        return {"type": kind, "enum": values} if kind else {"enum": values}
     if origin in (typing.Union, types.UnionType):
         kept = [a for a in args if a is not type(None)]
-        return _json_type(kept[0]) if len(kept) == 1 else {}
-    if origin in (list, tuple, Sequence, Iterable) and args:
-        return {"type": "array", "items": _json_type(args[0])}
-    if origin in (dict, Mapping):
+        if len(kept) == 1:
+            return _json_type(kept[0])
+        return {"anyOf": [_json_type(a) for a in kept]}
+    if origin in (list, tuple, set, frozenset, Sequence, Iterable) or (
+        isinstance(origin, type) and issubclass(origin, (list, tuple, set))
+    ):
+        item_args = [a for a in args if a is not Ellipsis]
+        if origin is tuple and len(item_args) > 1:  # a fixed tuple: items of any listed type
+            return {"type": "array", "items": {"anyOf": [_json_type(a) for a in item_args]}}
+        return (
+            {"type": "array", "items": _json_type(item_args[0])} if item_args else {"type": "array"}
+        )
+    if origin in (dict, Mapping) or annotation in (dict, Mapping):
+        if len(args) == 2 and args[1] is not Any:
+            return {"type": "object", "additionalProperties": _json_type(args[1])}
         return {"type": "object"}
+    model = _pydantic_model(annotation)
+    if model is not None:
+        return _model_schema(model)
     if annotation in _JSON_TYPES:
         return {"type": _JSON_TYPES[annotation]}
     return {}
 
 
+_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Params|Returns?|Yields?|Raises|Examples?|Notes?|See Also)"
+    r"\s*:?\s*$"
+)
+
+
 def _doc_params(doc: str) -> tuple[str, dict[str, str]]:
-    """The description and per-parameter text of a Google- or reST-style docstring."""
-    description = doc.split("\n\n")[0].strip().replace("\n", " ")
+    """The description and per-parameter text of a Google-, NumPy- or reST-style docstring
+    (a parameter's text may continue on indented lines)."""
+    paragraphs = doc.strip().split("\n\n")
+    head = paragraphs[0] if paragraphs and not _SECTION.match(paragraphs[0].splitlines()[0]) else ""
+    kept = itertools.takewhile(lambda s: not s.strip().startswith(":"), head.splitlines())
+    description = " ".join(line.strip() for line in kept if line.strip())
     params: dict[str, str] = {}
-    for name, text in re.findall(r":param\s+(\w+):\s*(.+)", doc):
+    for name, text in re.findall(r":param\s+(?:[\w\[\], |]+\s+)?(\w+):\s*(.+)", doc):
         params[name] = text.strip()
-    block = re.search(r"(?:Args|Arguments|Parameters):\s*\n((?:[ \t]+.*\n?)+)", doc)
-    if block:
-        for name, text in re.findall(r"^\s+(\w+)(?:\s*\([^)]*\))?:\s*(.+)$", block.group(1), re.M):
-            params.setdefault(name, text.strip())
-    return description, params
+    section = ""
+    current = ""
+    indent = 0
+    numpy_style = False
+    for line in doc.splitlines():
+        m = _SECTION.match(line)
+        if m:
+            section, current, numpy_style = m.group(1).lower(), "", False
+            continue
+        if section not in ("args", "arguments", "parameters", "params") or not line.strip():
+            continue
+        if set(line.strip()) == {"-"}:  # NumPy's underline: "name : type" lines follow
+            numpy_style = True
+            continue
+        here = len(line) - len(line.lstrip())
+        if current and here > indent:  # a continuation line
+            params[current] = f"{params.get(current, '')} {line.strip()}".strip()
+            continue
+        if numpy_style:
+            named = re.match(r"^\s*\*{0,2}(\w+)\s*(?::.*)?$", line)
+            if named:
+                current, indent = named.group(1), here
+                params.setdefault(current, "")
+            continue
+        google = re.match(r"^\s*\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$", line)
+        if google:
+            current, indent = google.group(1), here
+            params.setdefault(current, google.group(2).strip())
+    return description, {k: v for k, v in params.items() if v}
+
+
+def _json_default(value: Any) -> Any:
+    """A parameter default as JSON, or ``...`` when it has no JSON spelling."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if _pydantic_model(type(value)) is not None:
+        return value.model_dump(mode="json")
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return ...
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _from_function(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
     except Exception:  # unresolvable forward references: types unknown, names still usable
         hints = {}
     description, docs = _doc_params(inspect.getdoc(fn) or "")
@@ -120,14 +259,19 @@ def _from_function(fn: Callable[..., Any]) -> dict[str, Any]:
     for name, param in inspect.signature(fn).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        prop = _json_type(hints.get(name, param.annotation))
-        if name in docs:
+        annotation = hints.get(name, param.annotation)
+        prop = _json_type(None if annotation is param.empty else annotation)
+        if name in docs and "description" not in prop:
             prop["description"] = docs[name]
-        properties[name] = prop
         if param.default is param.empty:
             required.append(name)
+        elif param.default is not None:
+            default = _json_default(param.default)
+            if default is not ...:
+                prop["default"] = default
+        properties[name] = prop
     return {
-        "name": fn.__name__,
+        "name": getattr(fn, "__name__", type(fn).__name__),
         "description": description,
         "parameters": {"type": "object", "properties": properties, "required": required},
     }
@@ -284,26 +428,48 @@ def _ollama_call(name: str, arguments: Mapping[str, Any]) -> str:
     return f"{name}({', '.join(f'{k}={go_json(arguments[k])}' for k in sorted(arguments))})"
 
 
+def render_json_call(name: str, arguments: Mapping[str, Any], *, go: bool = False) -> str:
+    """``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>``: a call in the JSON
+    dialect, as the tools templates print it (``go``: Go's JSON, as gemma3-tools.gotmpl)."""
+    if go:
+        head, args = go_json(name), go_json(dict(arguments))
+    else:
+        head, args = (
+            json.dumps(name, ensure_ascii=False),
+            json.dumps(dict(arguments), ensure_ascii=False),
+        )
+    return f'<tool_call>\n{{"name": {head}, "arguments": {args}}}\n</tool_call>'
+
+
 def apply(
     messages: Sequence[Mapping[str, Any]],
     tool_schemas: Sequence[Mapping[str, Any]],
     *,
     dialect: Literal["guide", "ollama"] = "guide",
+    calls: CallStyle = "pythonic",
 ) -> list[dict[str, Any]]:
     """``messages`` with tools written the way Gemma 3 reads them (see the module docstring).
 
     ``dialect="ollama"``: schemas and call arguments in Go's JSON (see :func:`go_json`), the
     prompt an Ollama model created with ``OLLAMA_TOOLS_TEMPLATE`` renders from ``tools``.
+    ``calls="json"``: the instruction and the calls of the JSON dialect (``<tool_call>`` tags)
+    instead of the guide's Python-style list.
     """
-    write_call = _ollama_call if dialect == "ollama" else render_call
     out: list[dict[str, Any]] = []
     for msg in messages:
         role = msg.get("role")
         if role == "assistant" and msg.get("tool_calls"):
-            calls = ", ".join(write_call(*_arguments(c)) for c in msg["tool_calls"])
             text = (msg.get("content") or "").strip()
+            parsed = [_arguments(c) for c in msg["tool_calls"]]
+            if calls == "json":
+                written = "\n".join(
+                    render_json_call(n, a, go=dialect == "ollama") for n, a in parsed
+                )
+            else:
+                write_call = _ollama_call if dialect == "ollama" else render_call
+                written = "[" + ", ".join(write_call(n, a) for n, a in parsed) + "]"
             entry = {k: v for k, v in msg.items() if k != "tool_calls"}
-            entry["content"] = f"{text}\n[{calls}]" if text else f"[{calls}]"
+            entry["content"] = f"{text}\n{written}" if text else written
             out.append(entry)
         elif role == "tool":
             out.append(
@@ -312,10 +478,11 @@ def apply(
         else:
             out.append(dict(msg))
     if tool_schemas:
+        instruction = INSTRUCTION_JSON if calls == "json" else INSTRUCTION
         if dialect == "ollama":
-            block = INSTRUCTION + ollama_schema_json(tool_schemas)
+            block = instruction + ollama_schema_json(tool_schemas)
         else:
-            block = INSTRUCTION + json.dumps(list(tool_schemas), indent=2, ensure_ascii=False)
+            block = instruction + json.dumps(list(tool_schemas), indent=2, ensure_ascii=False)
         if out and out[0].get("role") == "system":
             out[0] = {**out[0], "content": f"{block}\n\n{out[0].get('content') or ''}".rstrip()}
         else:
@@ -327,7 +494,7 @@ def apply(
 
 _NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 _CALL_START = re.compile(r"\[\s*[A-Za-z_]\w*\s*\(")
-_FENCE = re.compile(r"```(?:tool_code|python|json)?\s*\n?(.*?)```", re.S)
+_FENCE = re.compile(r"```(?:tool_code|tool_call|python|json|py)?[ \t]*\n?(.*?)```", re.S)
 
 
 def _literal(node: ast.expr) -> Any:
@@ -393,18 +560,135 @@ def _candidates(text: str) -> Iterable[tuple[int, int, str]]:
                     break
 
 
-def parse_calls(text: str, names: Iterable[str] | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """(the text outside the call list, the calls) of a reply; no calls when none parse.
+_JSON_START = re.compile(r"(?:\[\s*)?\{\s*\"(?:name|function|type)\"\s*:")
+_TAG_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.S)
+_SEPARATORS = " \t\r\n,;"
+_DECODER = json.JSONDecoder()
 
-    Only calls to ``names`` count (when given); positional arguments, non-literal values and
-    malformed lists leave the reply as text. Never raises on model output.
+
+def _json_call(obj: Any, known: set[str] | None) -> dict[str, Any] | None:
+    """One call from a decoded JSON object: ``{"name", "arguments"|"parameters"}``, OpenAI's
+    ``{"type": "function", "function": {...}}``; arguments may be a JSON string."""
+    if not isinstance(obj, dict):
+        return None
+    if isinstance(obj.get("function"), dict):
+        obj = obj["function"]
+    name = obj.get("name")
+    if not isinstance(name, str) or not name or (known is not None and name not in known):
+        return None
+    args = obj.get("arguments", obj.get("parameters", {}))
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError:
+            return None
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        return None
+    return {"function": {"name": name, "arguments": args}}
+
+
+def _json_run(text: str, start: int, known: set[str] | None) -> tuple[int, list[dict[str, Any]]]:
+    """The JSON calls written one after another from ``start`` (objects, or a list of them,
+    separated by whitespace, commas or semicolons): (end of the last one, the calls)."""
+    calls: list[dict[str, Any]] = []
+    end = at = start
+    while at < len(text) and len(calls) < 256:
+        try:
+            obj, stop = _DECODER.raw_decode(text, at)
+        except (json.JSONDecodeError, RecursionError):
+            break
+        objs = obj if isinstance(obj, list) else [obj]
+        found = [_json_call(o, known) for o in objs]
+        if not objs or any(c is None for c in found):
+            break
+        calls.extend(c for c in found if c is not None)
+        end = at = stop
+        while at < len(text) and text[at] in _SEPARATORS:
+            at += 1
+    return end, calls
+
+
+def _source_calls(source: str, known: set[str] | None) -> list[dict[str, Any]] | None:
+    """The calls ``source`` holds entirely (a call list or JSON calls), else None."""
+    calls = _calls(source, known)
+    if calls:
+        return calls
+    body = source.strip()
+    end, found = _json_run(body, 0, known)
+    return found if found and end == len(body) else None
+
+
+def parse_calls(text: str, names: Iterable[str] | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """(the text outside the calls, the calls) of a reply; no calls when none parse.
+
+    Reads both dialects: ``<tool_call>`` blocks of JSON calls (each block that parses becomes
+    calls, the rest stays text), else the first fenced block, ``[f(a=1)]`` list or run of JSON
+    call objects that parses entirely. Only calls to ``names`` count (when given); positional
+    arguments, non-literal values and malformed calls leave the reply as text. Never ``eval``,
+    never raises on model output.
     """
     known = set(names) if names is not None else None
-    if "(" not in text or "[" not in text:
-        return text, []
-    for start, end, source in _candidates(text[:100_000]):
-        calls = _calls(source, known)
+    text = text[:100_000]
+    if "<tool_call>" in text:
+        calls: list[dict[str, Any]] = []
+        kept: list[str] = []
+        last = 0
+        for m in itertools.islice(_TAG_BLOCK.finditer(text), 256):
+            found = _source_calls(_unfence(m.group(1)), known)
+            if found:
+                calls.extend(found)
+                kept.append(text[last : m.start()])
+                last = m.end()
         if calls:
-            rest = (text[:start] + text[end:]).strip()
-            return rest, calls
+            kept.append(text[last:])
+            return "".join(kept).strip(), calls
+    if "(" not in text and "{" not in text:
+        return text, []
+    for start, end, source in _candidates(text):
+        found = _source_calls(source, known)
+        if found:
+            return (text[:start] + text[end:]).strip(), found
+    for m in itertools.islice(_JSON_START.finditer(text), 64):
+        end, found = _json_run(text, m.start(), known)
+        if found:
+            return (text[: m.start()] + text[end:]).strip(), found
     return text, []
+
+
+def _unfence(source: str) -> str:
+    m = re.fullmatch(r"\s*```[\w-]*\s*\n?(.*?)```\s*", source, re.S)
+    return m.group(1) if m else source
+
+
+def run_call(fn: Callable[..., Any], arguments: Mapping[str, Any]) -> Any:
+    """Call ``fn`` with a parsed call's arguments, converted to its annotations where the model
+    wrote JSON for them (enums from their values, pydantic models from objects)."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    kwargs = {k: _convert(hints.get(k), v) for k, v in arguments.items()}
+    return fn(**kwargs)
+
+
+def _convert(annotation: Any, value: Any) -> Any:
+    if annotation is None:
+        return value
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kept = [a for a in args if a is not type(None)]
+        return _convert(kept[0], value) if len(kept) == 1 and value is not None else value
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        try:
+            return annotation(value)
+        except ValueError:
+            return value
+    model = _pydantic_model(annotation)
+    if model is not None and isinstance(value, Mapping):
+        return model.model_validate(value)
+    if origin in (list, set, frozenset, tuple) and isinstance(value, list) and args:
+        items = [_convert(args[0], v) for v in value]
+        return origin(items) if origin is not list else items
+    return value

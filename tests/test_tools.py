@@ -38,7 +38,12 @@ WEATHER = {
         "type": "object",
         "properties": {
             "city": {"type": "string", "description": "The city name, e.g. Paris."},
-            "unit": {"type": "string", "enum": ["C", "F"], "description": "Temperature unit."},
+            "unit": {
+                "type": "string",
+                "enum": ["C", "F"],
+                "description": "Temperature unit.",
+                "default": "C",
+            },
             "days": {"type": "integer"},
         },
         "required": ["city"],

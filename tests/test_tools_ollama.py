@@ -1,4 +1,5 @@
-"""``gemma3-tools.gotmpl``: Ollama's ``tools`` on Gemma 3, rendered by Ollama's own code.
+"""``gemma3-tools.gotmpl``: Ollama's ``tools`` on Gemma 3 (JSON calls in <tool_call> tags),
+rendered and parsed by Ollama's own code.
 
 Ollama's chat path (``tests/go/ollama_render``, the release pinned in its go.mod) renders the
 tool conversations of tests/test_tools_template.py with ``OLLAMA_TOOLS_TEMPLATE`` from the
@@ -25,7 +26,7 @@ from test_tools_template import BOOK, TOOL_CORPUS, WEATHER, bot, tool, user
 
 from gemma3_pack._chat import OLLAMA_TEMPLATE, OLLAMA_TOOLS_TEMPLATE, render_chat
 from gemma3_pack._messages import build_messages, normalise
-from gemma3_pack._tools import INSTRUCTION, apply, go_json, ollama_schema_json, schemas
+from gemma3_pack._tools import INSTRUCTION_JSON, apply, go_json, ollama_schema_json, schemas
 
 pytestmark = pytest.mark.slow  # builds Ollama's renderer on a cold cache (shared with others)
 
@@ -108,7 +109,7 @@ def _ollama(
 def _sdk(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
     """What the SDK's pipeline renders (Ollama's spelling of the schemas), minus <bos>."""
     built = build_messages(copy.deepcopy(messages))
-    rendered = render_chat(normalise(apply(built, schemas(tools), dialect="ollama")))
+    rendered = render_chat(normalise(apply(built, schemas(tools), dialect="ollama", calls="json")))
     assert rendered.startswith("<bos>")
     return rendered.removeprefix("<bos>")
 
@@ -133,9 +134,10 @@ def test_ollama_renders_what_the_sdk_sends(index: int, tool_prompts) -> None:
 
 def test_the_prompt_reads_as_the_guide_says(tool_prompts) -> None:
     prompt = tool_prompts[2]["prompt"]  # a call, its result, the answer
-    assert prompt.startswith("<start_of_turn>user\n" + INSTRUCTION + '[{"name":"get_weather",')
+    assert prompt.startswith("<start_of_turn>user\n" + INSTRUCTION_JSON + '[{"name":"get_weather",')
     assert '"description":"Current weather for a city (°C)."' in prompt  # UTF-8 kept
-    assert '<start_of_turn>model\n[get_weather(city="Paris")]<end_of_turn>\n' in prompt
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city":"Paris"}}\n</tool_call>'
+    assert f"<start_of_turn>model\n{call}<end_of_turn>\n" in prompt
     assert "<start_of_turn>user\n```tool_output\n22 °C, sunny\n```<end_of_turn>\n" in prompt
     assert prompt.endswith("And in Zürich for 3 days?<end_of_turn>\n<start_of_turn>model\n")
 
@@ -144,10 +146,12 @@ def test_go_json_is_what_go_prints(tool_prompts) -> None:
     """The spelling differences, as Go's encoder printed them (read from Ollama's prompt)."""
     prompt = tool_prompts[-1]["prompt"]
     call = (
-        'search(a={"x":"line\\u2028sep\\ttab\\u0001\\"q\\\\","y":"\\u003cb\\u003e\\u0026\\u003c/b\\u003e"},'
-        " b=true, m=null, z=[1,2.5,1e+21,1.5e-7,0.000015,-0,3,1152921504606847000])"
+        '{"a":{"x":"line\\u2028sep\\ttab\\u0001\\"q\\\\","y":"\\u003cb\\u003e\\u0026\\u003c/b\\u003e"},'
+        '"b":true,"m":null,"z":[1,2.5,1e+21,1.5e-7,0.000015,-0,3,1152921504606847000]}'
     )
-    assert f"<start_of_turn>model\n[{call}]<end_of_turn>" in prompt
+    assert (
+        f'model\n<tool_call>\n{{"name": "search", "arguments": {call}}}\n</tool_call><end' in prompt
+    )
     assert go_json(AWKWARD["z"]) == "[1,2.5,1e+21,1.5e-7,0.000015,-0,3,1152921504606847000]"
     schema = ollama_schema_json(schemas([RICH]))
     assert schema.startswith("[{") and schema.endswith("}]")
@@ -301,29 +305,21 @@ def tool_parser(go_binary) -> Path:
     return exe
 
 
-def test_ollamas_parser_returns_gemmas_calls_as_text(tool_parser) -> None:
-    """Ollama has no parser for Gemma 3's Python-style list: with this TEMPLATE its tag is "{"
-    (JSON calls), so ``[fn(a=1)]`` comes back as ``content``; a client parses it (the SDK's
-    ``parse_calls`` does). A JSON call is what Ollama would turn into ``tool_calls``."""
-    from gemma3_pack._tools import parse_calls
-
-    replies = [
-        '[get_weather(city="Paris")]',
-        '[book(details={"title": "Gemma [3]"}), get_weather(city="Rome", days=2)]',
-        "Sunny, 22 °C.",
-        '{"name": "get_weather", "arguments": {"city": "Paris"}}',
-    ]
-    body = {"template": OLLAMA_TOOLS_TEMPLATE, "tools": [WEATHER, BOOK], "replies": replies}
-    proc = subprocess.run(
-        [str(tool_parser)], input=json.dumps(body), capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr
-    results = json.loads(proc.stdout)["results"]
-    assert {r["tag"] for r in results} == {"{"}
-    for reply, result in zip(replies[:3], results, strict=False):
-        assert result == {"tag": "{", "tool_calls": [], "content": reply}
-    _, calls = parse_calls(results[1]["content"], ["get_weather", "book"])
-    assert [c["function"]["name"] for c in calls] == ["book", "get_weather"]
-    json_call = results[3]["tool_calls"]
-    assert [c["function"]["name"] for c in json_call] == ["get_weather"]
-    assert json_call[0]["function"]["arguments"] == {"city": "Paris"}
+def test_ollamas_parser_takes_the_tag_from_the_template(tool_parser) -> None:
+    """Ollama's parser infers the call tag from the first text after ``.ToolCalls`` in the
+    TEMPLATE (tools/template.go ``parseTag``): ``<tool_call>`` for ours, ``{`` for a template
+    without one. The whole reply corpus runs in tests/test_tools_corpus.py."""
+    reply = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    results = []
+    for template in (OLLAMA_TOOLS_TEMPLATE, "{{ .Prompt }}"):
+        body = {"template": template, "tools": [WEATHER, BOOK], "replies": [reply]}
+        proc = subprocess.run(
+            [str(tool_parser)], input=json.dumps(body), capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr
+        results.append(json.loads(proc.stdout)["results"][0])
+    ours, plain = results
+    assert ours["tag"] == "<tool_call>" and ours["content"] == ""
+    assert [c["function"]["name"] for c in ours["tool_calls"]] == ["get_weather"]
+    assert ours["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}
+    assert plain["tag"] == "{"

@@ -282,7 +282,7 @@ def _lint_model(h: GGUFHeader, r: GGUFReport) -> None:
                 f"breaks on list-content system prompts; {PATCH_HINT} to update it",
             )
         )
-    elif r.template_kind != "official":
+    elif r.template_kind not in ("official", "tools"):  # tools: patch --tools
         add(
             Finding(
                 "template-not-official",

@@ -25,7 +25,7 @@ from typing import Any
 
 from gguf.constants import GGUFValueType, Keys, TokenType
 
-from .._chat import OFFICIAL_TEMPLATE
+from .._chat import OFFICIAL_TEMPLATE, TOOLS_CHAT_TEMPLATE, template_kind
 from .._errors import (
     InputError,
     InsufficientDisk,
@@ -158,10 +158,30 @@ class Plan:
     changes: list[Change] = field(default_factory=list)
 
 
+def chat_template_for(h: GGUFHeader, tools: bool | None) -> str:
+    """The chat template a patch writes: with tool calling (``tools=True``), Google's
+    (``False``), or for ``None`` whichever of the two the file has (so re-patching and
+    ``doctor --fix`` keep a ``patch --tools`` template), Google's otherwise."""
+    if tools is None:
+        kv = h.kvs.get(Keys.Tokenizer.CHAT_TEMPLATE)
+        tools = kv is not None and template_kind(_text(kv.value)) == "tools"
+    return TOOLS_CHAT_TEMPLATE if tools else OFFICIAL_TEMPLATE
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def plan_patch(
-    h: GGUFHeader, kind: str, *, name: str | None = None, description: str | None = None
+    h: GGUFHeader,
+    kind: str,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    tools: bool | None = None,
 ) -> Plan:
-    """Work out what :func:`patch_gguf` would change, without writing anything."""
+    """Work out what :func:`patch_gguf` would change, without writing anything (``tools``: see
+    :func:`chat_template_for`)."""
     plan = Plan()
     e = h.endian
 
@@ -196,7 +216,7 @@ def plan_patch(
                 f"{h.path}: token {tid} is {texts.get(tid)!r}, not {text!r}; this is "
                 "not a Gemma 3 vocabulary: re-convert it with the Gemma 3 tokenizer"
             )
-    want(Keys.Tokenizer.CHAT_TEMPLATE, OFFICIAL_TEMPLATE, GGUFValueType.STRING)
+    want(Keys.Tokenizer.CHAT_TEMPLATE, chat_template_for(h, tools), GGUFValueType.STRING)
     for key, (value, tname) in GGUF_SAMPLING.items():
         want(key, value, _TYPE_BY_NAME[tname])
     want(Keys.Tokenizer.EOT_ID, EOT_TOKEN_ID, GGUFValueType.UINT32, only_if_missing=True)
@@ -420,8 +440,14 @@ def patch_gguf(
     description: str | None = None,
     force: bool = False,
     progress: bool = False,
+    tools: bool | None = None,
 ) -> PatchResult:
     """Write Google's chat template and the Gemma team's sampling settings into a Gemma 3 GGUF.
+
+    ``tools=True`` writes gemma3-pack's template with tool calling instead (calls as JSON in
+    ``<tool_call>`` tags, which llama-server's and Ollama's own parsers turn into ``tool_calls``;
+    without tools it renders Google's text); ``False`` Google's; ``None`` keeps whichever of
+    the two the file has.
 
     Adds or corrects ``tokenizer.chat_template`` (the official template, byte for byte),
     ``general.sampling.{temp,top_k,top_p,min_p,penalty_repeat}`` (llama.cpp's keys and types),
@@ -456,7 +482,7 @@ def patch_gguf(
     with open_gguf(src_path) as h:
         _check_copyable(h)
         kind = gemma3_kind(h)
-        plan = plan_patch(h, kind, name=name, description=description)
+        plan = plan_patch(h, kind, name=name, description=description, tools=tools)
         result = PatchResult(src_path, dst_path, kind, plan.changes, in_place)
         if in_place and not plan.changes:
             result.seconds = time.perf_counter() - t0
@@ -466,7 +492,7 @@ def patch_gguf(
             dst_path,
             in_place=in_place,
             force=force,
-            need=h.size + 2 * len(OFFICIAL_TEMPLATE),
+            need=h.size + 2 * len(TOOLS_CHAT_TEMPLATE),
         )
         result.bytes_written, result.copy_method = write_plan(h, plan, dst_path, progress=progress)
     result.seconds = time.perf_counter() - t0

@@ -30,6 +30,13 @@ from ._json import dumps
 @click.option(
     "-q", "--quiet", is_flag=True, help="No progress bar, no summary (errors still print)."
 )
+@click.option(
+    "--tools/--no-tools",
+    default=None,
+    help="Write the chat template with tool calling (calls as JSON in <tool_call> tags, which "
+    "llama-server --jinja and Ollama turn into tool_calls) / Google's. Default: keep whichever "
+    "of the two the file has, else Google's.",
+)
 def patch(
     src: Path,
     dst: Path | None,
@@ -39,6 +46,7 @@ def patch(
     force: bool,
     as_json: bool,
     quiet: bool,
+    tools: bool | None,
 ) -> None:
     """Write Gemma 3's chat template and sampling settings into a GGUF.
 
@@ -53,6 +61,7 @@ def patch(
       gemma3-pack patch gemma-3-270m-q4_k_m.gguf            # -> gemma-3-270m-q4_k_m.gemma3.gguf
       gemma3-pack patch model.gguf -o fixed/model.gguf --name "My Gemma 3"
       gemma3-pack patch model.gguf --in-place --json | jq .changes
+      gemma3-pack patch model.gguf --tools     # llama-server --jinja returns tool_calls
     """
     from .._gguf import patch_gguf
 
@@ -65,6 +74,7 @@ def patch(
         description=description,
         force=force,
         progress=progress,
+        tools=tools,
     )
     if as_json:
         click.echo(dumps(result.to_dict(), indent=2, default=str))
