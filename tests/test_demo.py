@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from gemma3_pack._gguf._demo import DEMO_PROMPT, shown
 from gemma3_pack._gguf._inspect import inspect_gguf
 from gemma3_pack._modelfile import check_modelfile, parse_modelfile
 
+README = ROOT / "README.md"
 CLOSED_PORT = "http://127.0.0.1:9"  # nothing listens on the discard port
 STEPS = ["model", "patch", "modelfile", "inspect", "llama.cpp", "ollama"]
 SETTINGS_LINE = (
@@ -24,22 +26,37 @@ SETTINGS_LINE = (
 )
 
 
+def _block(name: str) -> str:
+    block = re.search(rf"<!-- {name} -->\n(.*?)\n<!-- /{name} -->", README.read_text(), re.S)
+    assert block, f"README.md lost its {name} markers"
+    return block.group(1)
+
+
 @pytest.mark.slow
 @pytest.mark.llama
 def test_demo_patches_writes_a_modelfile_chats_and_explains_ollama(
     cli, tmp_path: Path, gguf_270m: Path
 ) -> None:
-    out = tmp_path / "demo"
     source_hash = sha256(gguf_270m)
-    result = cli("demo", "--out", str(out), "--json", env={"OLLAMA_HOST": CLOSED_PORT})
+    # as a newcomer runs it: the default --out folder, relative to where it runs
+    result = cli("demo", "--json", env={"OLLAMA_HOST": CLOSED_PORT}, cwd=tmp_path)
     assert result.code == 0, result.stderr
     data = json.loads(result.stdout)
     # one status line per step, on stderr when --json owns stdout
     steps = [line.split()[0] for line in result.stderr.splitlines() if line and line[0] != " "]
     assert steps == STEPS, result.stderr
+    # ... and they are the lines the README shows (… stands for a timing)
+    shown_in_readme = _block("demo-output").removeprefix("```text\n").removesuffix("\n```")
+    printed = result.stderr.replace(CLOSED_PORT, "http://127.0.0.1:11434").splitlines()
+    assert len(printed) == len(shown_in_readme.splitlines()), result.stderr
+    for want, got in zip(shown_in_readme.splitlines(), printed, strict=True):
+        assert re.fullmatch(re.escape(want).replace("…", ".+"), got), (
+            f"README demo-output drifted from what `gemma3-pack demo` prints:\n{want}\n{got}"
+        )
 
+    out = tmp_path / "gemma3-demo"
     gguf = out / "gemma-3-270m-q4_k_m.gemma3.gguf"
-    assert data["gguf"] == str(gguf) and gguf.is_file()
+    assert data["gguf"] == "gemma3-demo/gemma-3-270m-q4_k_m.gemma3.gguf" and gguf.is_file()
     assert [c["key"] for c in data["patch"]["changes"]] == [
         "tokenizer.chat_template",
         "general.sampling.temp",
@@ -83,7 +100,7 @@ def test_demo_patches_writes_a_modelfile_chats_and_explains_ollama(
         "host": CLOSED_PORT,
         "model": "gemma3-270m-demo",
         "created": False,
-        "command": f"ollama create gemma3-270m-demo -f {out / 'Modelfile'}",
+        "command": "ollama create gemma3-270m-demo -f gemma3-demo/Modelfile",
         "error": f"no Ollama daemon at {CLOSED_PORT}",
     }
 
