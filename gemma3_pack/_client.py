@@ -127,6 +127,8 @@ class ChatArgs(_Args, total=False):
     """The keyword arguments of ``chat`` besides ``stream`` (see :meth:`Client.chat`)."""
 
     tools: Iterable[ToolLike] | None
+    run_tools: bool
+    max_tool_rounds: int
 
 
 class GenerateArgs(_Args, total=False):
@@ -243,6 +245,20 @@ def _finishing(
         return ChatReply(**done.model_dump(exclude={"message"}), message=tail)
 
     return Stream(stream.raw, finish_chunk, stream.model, stream.on_end)
+
+
+def _run_tool(fn: Callable[..., Any], arguments: dict[str, Any]) -> str:
+    """A tool's result as the text sent back: strings as they are, anything else as JSON; an
+    exception becomes ``error: Type: message`` so the model can correct its call."""
+    try:
+        result = _tools.run_call(fn, arguments)
+    except Exception as err:  # the model's arguments or the tool failed: the model is told
+        return f"error: {type(err).__name__}: {err}"
+    if isinstance(result, str):
+        return result
+    if isinstance(result, pydantic.BaseModel):
+        return result.model_dump_json()
+    return json.dumps(result, ensure_ascii=False, default=str)
 
 
 def _resolve(lib: Any, path: str) -> Any:
@@ -377,8 +393,23 @@ class _Base:
         format: str | dict[str, Any] | type[pydantic.BaseModel] | None = None,
         keep_alive: float | str | None = None,
         tools: Iterable[ToolLike] | None = None,
+        run_tools: bool = False,
+        max_tool_rounds: int = 5,
     ) -> Plan[Any]:
         messages = build_messages(prompt_or_messages, system=system, images=images)
+        if run_tools:
+            return (
+                yield from self._tool_loop(
+                    messages,
+                    list(tools or ()),
+                    max_tool_rounds,
+                    stream=stream,
+                    model=model,
+                    options=options,
+                    format=format,
+                    keep_alive=keep_alive,
+                )
+            )
         tool_schemas = _tools.schemas(tools)
         if tool_schemas or any(m.get("role") == "tool" or m.get("tool_calls") for m in messages):
             messages = normalise(_tools.apply(messages, tool_schemas))
@@ -400,6 +431,46 @@ class _Base:
         if isinstance(reply, Stream):
             return _finishing(reply, names, validate, self.host) if names or validate else reply
         return _finish(reply, names, validate, self.host)
+
+    def _tool_loop(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[ToolLike],
+        max_rounds: int,
+        *,
+        stream: bool,
+        **kw: Any,
+    ) -> Plan[Any]:
+        """``chat(..., run_tools=True)``: while the reply calls tools (at most ``max_rounds``
+        times), call the Python functions and send their results back; the last reply is
+        returned (its ``tool_calls``, if any, were not run: the bound was reached)."""
+        if stream:
+            raise UsageError("run_tools=True returns the final reply: it cannot stream")
+        if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
+            raise UsageError(f"max_tool_rounds must be a whole number >= 1, not {max_rounds!r}")
+        schemas = _tools.schemas(tools)
+        functions = {
+            s["name"]: t for s, t in zip(schemas, tools, strict=True) if not isinstance(t, Mapping)
+        }
+        missing = [s["name"] for s in schemas if s["name"] not in functions]
+        if not schemas or missing:
+            raise UsageError(
+                "run_tools=True calls Python functions: pass them as tools"
+                + (f" (no function for {', '.join(missing)})" if missing else "")
+            )
+        history = list(messages)
+        for round_ in range(max_rounds + 1):
+            reply = yield from self._chat(history, tools=tools, **kw)
+            calls = reply.message.tool_calls or []
+            if not calls or round_ == max_rounds:
+                return reply
+            history.append(Conversation._turn(reply.message))
+            for call in calls:
+                fn = functions[call.function.name]
+                args = dict(call.function.arguments or {})
+                result = yield Blocking(functools.partial(_run_tool, fn, args))
+                history.append({"role": "tool", "content": result})
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _generate(
         self,
@@ -684,6 +755,10 @@ class Client(_Base):
         same-role neighbours collated); Gemma's sampling defaults go under ``options`` (caller's
         values win, ``None`` removes one); images attach to the last user message after the
         model's vision capability is confirmed (no chat request is sent otherwise).
+        ``tools=[f, ...]`` (functions or schemas) puts Gemma's function-calling prompt in the first
+        turn and returns the calls as ``message.tool_calls``; with ``run_tools=True`` the SDK
+        calls the functions and sends the results back until the model answers (at most
+        ``max_tool_rounds`` rounds, default 5).
         """
         return self._drive(self._chat(prompt_or_messages, stream=stream, **kw))
 

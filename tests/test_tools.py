@@ -280,3 +280,124 @@ def test_a_conversation_keeps_tool_calls_and_sends_tool_results(httpx_mock) -> N
         {"role": "assistant", "content": '[get_weather(city="Paris")]'},
         {"role": "user", "content": "```tool_output\n22 C in Paris\n```"},
     ]
+
+
+# --------------------------------------------------------------------------- run_tools
+
+
+class Unit(str, __import__("enum").Enum):
+    C = "C"
+    F = "F"
+
+
+class Place(pydantic.BaseModel):
+    city: str
+    country: str = "FR"
+
+
+seen: list[tuple[Place, Unit, int]] = []
+
+
+def forecast(place: Place, unit: Unit = Unit.C, days: int = 1) -> dict:
+    """Forecast for a place.
+
+    Args:
+        place: Where.
+        unit: Temperature unit.
+        days: How many days.
+    """
+    seen.append((place, unit, days))
+    if days < 0:
+        raise ValueError("days must be >= 0")
+    return {"city": place.city, "temps": [21.5] * days, "unit": unit.value}
+
+
+def test_run_tools_calls_the_functions_and_sends_results_back(httpx_mock) -> None:
+    """Two rounds: a call with a nested model, an enum and a negative number (the function
+    raises: the model is told), then a good call, then the answer."""
+    say = [
+        '[forecast(place={"city": "Paris"}, unit="F", days=-1)]',
+        '<tool_call>\n{"name": "forecast", "arguments": {"place": {"city": "Nice"}, "days": 2}}'
+        "\n</tool_call>",
+        "Sunny in Nice.",
+    ]
+    for text in say:
+        httpx_mock.add_response(
+            url=f"{HOST}/api/chat",
+            json={**REPLY, "message": {"role": "assistant", "content": text}},
+        )
+    seen.clear()
+    with Client(HOST) as client:
+        reply = client.chat("Weather in Nice?", tools=[forecast], run_tools=True)
+    assert reply.message.content == "Sunny in Nice."
+    assert seen == [(Place(city="Paris"), Unit.F, -1), (Place(city="Nice"), Unit.C, 2)]
+    sent = _bodies(httpx_mock, "/api/chat")
+    assert len(sent) == 3
+    assert sent[1]["messages"][-1] == {
+        "role": "user",
+        "content": "```tool_output\nerror: ValueError: days must be >= 0\n```",
+    }
+    assert sent[2]["messages"][-1] == {
+        "role": "user",
+        "content": '```tool_output\n{"city": "Nice", "temps": [21.5, 21.5], "unit": "C"}\n```',
+    }
+    schema = json.loads(sent[0]["messages"][0]["content"].removeprefix(INSTRUCTION))[0]
+    assert schema["parameters"]["properties"]["place"] == {
+        "properties": {
+            "city": {"type": "string"},
+            "country": {"default": "FR", "type": "string"},
+        },
+        "required": ["city"],
+        "type": "object",
+        "description": "Where.",
+    }
+    assert schema["parameters"]["properties"]["unit"] == {
+        "type": "string",
+        "enum": ["C", "F"],
+        "description": "Temperature unit.",
+        "default": "C",
+    }
+
+
+def test_run_tools_stops_after_max_rounds(httpx_mock) -> None:
+    calling = {
+        **REPLY,
+        "message": {"role": "assistant", "content": '[forecast(place={"city": "A"})]'},
+    }
+    for _ in range(3):
+        httpx_mock.add_response(url=f"{HOST}/api/chat", json=calling)
+    seen.clear()
+    with Client(HOST) as client:
+        reply = client.chat("Go.", tools=[forecast], run_tools=True, max_tool_rounds=2)
+    assert len(seen) == 2  # two rounds run; the third reply's call is returned, not run
+    assert reply.message.tool_calls and reply.message.tool_calls[0].function.name == "forecast"
+
+
+def test_run_tools_refusals() -> None:
+    with Client(HOST) as client:
+        with pytest.raises(UsageError, match="calls Python functions"):
+            client.chat("x", tools=[{"type": "function", "function": WEATHER}], run_tools=True)
+        with pytest.raises(UsageError, match="cannot stream"):
+            client.chat("x", tools=[forecast], run_tools=True, stream=True)
+        with pytest.raises(UsageError, match="max_tool_rounds"):
+            client.chat("x", tools=[forecast], run_tools=True, max_tool_rounds=0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_run_tools_on_the_async_client(anyio_backend) -> None:
+    from gemma3_pack import AsyncClient
+
+    with LoopbackOpenAI("vllm", models=("g",)) as srv:
+
+        def temperature(city: str) -> float:
+            """Temperature in a city."""
+            srv.reply = f"Cold in {city}."  # what the model says next
+            return -5.5
+
+        srv.reply = '[temperature(city="Oslo")]'
+        async with AsyncClient(srv.url, model="g") as client:
+            reply = await client.chat("Oslo?", tools=[temperature], run_tools=True)
+        sent = srv.bodies("/v1/chat/completions")
+    assert reply.message.content == "Cold in Oslo."
+    assert sent[1]["messages"][-1] == {"role": "user", "content": "```tool_output\n-5.5\n```"}
