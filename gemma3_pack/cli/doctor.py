@@ -10,6 +10,19 @@ import click
 from ._json import dumps
 
 
+def _is_litertlm(path: Path) -> bool:
+    """A LiteRT-LM bundle, by name or by its magic (``LITERTLM``)."""
+    if path.suffix.lower() == ".litertlm":
+        return True
+    try:
+        if not path.is_file():  # never open a FIFO or device just to look
+            return False
+        with open(path, "rb") as fh:
+            return fh.read(8) == b"LITERTLM"
+    except OSError:
+        return False
+
+
 @click.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.argument("mmproj", required=False, type=click.Path(path_type=Path))
@@ -62,6 +75,7 @@ def doctor(
       gemma3-pack doctor fused.gguf --split -o gemma-3-4b-it-Q4_K_M.gguf
       gemma3-pack doctor text.gguf mmproj-text.gguf --fuse -o ollama-fused.gguf
       gemma3-pack doctor --rules                      # the rule table (markdown)
+      gemma3-pack doctor my-gemma-int8.litertlm       # LiteRT-LM / AI Edge Gallery bundle
     """
     from .._doctor import doctor_gguf
     from .._errors import UsageError
@@ -72,6 +86,19 @@ def doctor(
         return
     if path is None:
         raise UsageError("give a GGUF to check (see gemma3-pack doctor --help)")
+    if _is_litertlm(path):
+        from .._litertlm_doctor import doctor_litertlm
+
+        if mmproj is not None or do_fix or split or fuse or output is not None:
+            raise UsageError(
+                "a .litertlm is checked alone (no MMPROJ, --fix, --split, --fuse or -o): nothing "
+                "in it can be patched; re-export with gemma3-pack export CKPT --format litertlm"
+            )
+        lite = doctor_litertlm(path)
+        click.echo(dumps(lite.to_dict(), indent=2) if as_json else lite.to_text())
+        if not lite.ok:
+            sys.exit(1)
+        return
     if do_fix + split + fuse > 1:
         raise UsageError("choose one of --fix, --split and --fuse")
     writes = do_fix or split or fuse

@@ -84,6 +84,32 @@ from ._json import dumps
     is_flag=True,
     help="Replace files in -o that an earlier gemma3-pack export did not write.",
 )
+@click.option(
+    "--format",
+    "formats",
+    default="gguf",
+    show_default=True,
+    metavar="gguf|litertlm|gguf,litertlm",
+    help="litertlm: a .litertlm for LiteRT-LM / AI Edge Gallery (-q float,int8,int4; default "
+    "int8; 270M/1B/4B text), converted by litert-torch: pip install 'gemma3-pack[litert]'.",
+)
+@click.option(
+    "--text-only", is_flag=True, help="litertlm: leave a 4B's vision tower out (text chat only)."
+)
+@click.option(
+    "--litert-cache",
+    type=int,
+    default=4096,
+    show_default=True,
+    help="litertlm: KV cache (most tokens of prompt + reply).",
+)
+@click.option(
+    "--litert-prefill",
+    type=int,
+    default=256,
+    show_default=True,
+    help="litertlm: prompt tokens per prefill step compiled into the model.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars and no summary (errors still print).")
 def export(
@@ -100,6 +126,10 @@ def export(
     ollama_format: str,
     embedding_type: str | None,
     force: bool,
+    formats: str,
+    text_only: bool,
+    litert_cache: int,
+    litert_prefill: int,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -122,10 +152,36 @@ def export(
       gemma3-pack export ./ft --tokenizer-from google/gemma-3-4b-it   # fine-tune lost tokenizer.model
       gemma3-pack export ./gemma-3-27b-it-int4-awq    # QAT int4 -> Q4_0, repacked bit for bit
       ollama create my-gemma -f my-gemma-finetune-gguf/Modelfile
+      gemma3-pack export ./ft --format litertlm -q int8      # AI Edge Gallery / LiteRT-LM
+      gemma3-pack export ./ft --format gguf,litertlm -q Q4_0,int8 -o out/
     """
     from .. import export as run_export
+    from .._export._litertlm import plan_litertlm, split_formats, write_litertlm
 
     progress = not quiet and not as_json and sys.stderr.isatty()
+    fmts, quants, litert_quants = split_formats(formats, quants)
+    lite_plan = None
+    if "litertlm" in fmts:  # every LiteRT-LM check before any GGUF is written
+        lite_plan = plan_litertlm(
+            source,
+            output_dir=output_dir,
+            quants=litert_quants,
+            name=name,
+            base=base,
+            tokenizer_from=tokenizer_from,
+            text_only=text_only,
+            cache_length=litert_cache,
+            prefill_length=litert_prefill,
+            force=force,
+            progress=progress,
+        )
+    if lite_plan is not None and fmts == ["litertlm"]:
+        only = write_litertlm(lite_plan, progress=progress)
+        if as_json:
+            click.echo(dumps(only.to_dict(), indent=2))
+        elif not quiet:
+            click.echo(only.to_text())
+        return
     result = run_export(
         source,
         output_dir=output_dir,
@@ -142,8 +198,14 @@ def export(
         force=force,
         progress=progress,
     )
+    lite = write_litertlm(lite_plan, progress=progress) if lite_plan is not None else None
     if as_json:
-        click.echo(dumps(result.to_dict(), indent=2))
+        out = result.to_dict()
+        if lite is not None:
+            lite_d = lite.to_dict()
+            out["litertlm"] = lite_d["litertlm"]
+            out["notes"] = out["notes"] + lite_d["notes"]
+        click.echo(dumps(out, indent=2))
         return
     if quiet:
         return
@@ -158,6 +220,8 @@ def export(
         click.echo(f"{fname:<{width}}  {quant:<7} {size / 1e6:>7,.1f} MB  {secs:>6.1f}s")
     for note in result.notes:
         click.echo(f"note: {note}")
+    if lite is not None:
+        click.echo(lite.to_text())
     # Shell-quoted: a name or folder with spaces or quotes is pasted as one argument each.
     click.echo(
         "next: " + shlex.join(["ollama", "create", result.name, "-f", str(result.modelfile)])
