@@ -585,9 +585,12 @@ class _Base:
         quantize: str | None = None,
         sha256: Mapping[str, str] | None = None,
         progress: bool = True,
+        tools: bool = False,
     ) -> Plan[ProgressResponse]:
         """Upload a GGUF (and optional mmproj) and create ``name`` with Gemma 3's template,
-        stop token, sampling settings and license, from the spec that writes the Modelfile."""
+        stop token, sampling settings and license, from the spec that writes the Modelfile.
+        ``tools=True``: the TEMPLATE with tool calling, so plain Ollama clients get
+        ``tool_calls`` (see docs/tools.md)."""
         self._backend.require_ollama("create")
         mf = _modelfile()
         paths = [Path(gguf_path)] + ([Path(mmproj)] if mmproj is not None else [])
@@ -596,7 +599,11 @@ class _Base:
                 raise InputNotFound(f"{p} does not exist")
         # The spec first: it checks both files are GGUFs before anything is uploaded.
         spec = mf.spec_for_gguf(
-            paths[0], paths[1] if mmproj is not None else None, system=system, num_ctx=num_ctx
+            paths[0],
+            paths[1] if mmproj is not None else None,
+            system=system,
+            num_ctx=num_ctx,
+            tools=tools,
         )
         sums = dict(sha256 or {})
         files = {}
@@ -619,8 +626,10 @@ class _Base:
         quant: str | None = None,
         system: str | None = None,
         num_ctx: int | None = None,
+        tools: bool = False,
     ) -> Plan[ProgressResponse]:
-        """Ship a ``gemma3-pack export`` folder into Ollama as model ``name``.
+        """Ship a ``gemma3-pack export`` folder into Ollama as model ``name`` (``tools=True``:
+        the TEMPLATE with tool calling).
 
         Vision packaging follows the daemon: ``pair`` (text GGUF + mmproj) on Ollama >= 0.30,
         ``fused`` (one GGUF) before that. ``quant`` picks one of the exported models (default:
@@ -649,6 +658,7 @@ class _Base:
                 quantize=quantize,
                 sha256=sums,
                 progress=progress,
+                tools=tools,
             )
         )
 
@@ -661,11 +671,13 @@ class _Base:
         system: str | None = None,
         num_ctx: int | None = None,
         progress: bool = True,
+        tools: bool = False,
     ) -> Plan[ProgressResponse]:
-        """Create ``name`` FROM a family variant's published model, with Gemma's settings."""
+        """Create ``name`` FROM a family variant's published model, with Gemma's settings
+        (``tools=True``: the TEMPLATE with tool calling)."""
         self._backend.require_ollama("create")
         mf = _modelfile()
-        spec = mf.spec_for_variant(variant, system=system, num_ctx=num_ctx)
+        spec = mf.spec_for_variant(variant, system=system, num_ctx=num_ctx, tools=tools)
         yield from _Base.ensure.plan(self, spec.from_[0], progress=progress)
         return (
             yield from self._progress("create", {"model": name, **mf.create_kwargs(spec)}, progress)

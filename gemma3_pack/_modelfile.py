@@ -571,11 +571,17 @@ def _base_spec(from_: list[str], system: str | None, num_ctx: int | None) -> Mod
 
 
 def spec_for_variant(
-    variant: str | Variant, *, system: str | None = None, num_ctx: int | None = None
+    variant: str | Variant,
+    *,
+    system: str | None = None,
+    num_ctx: int | None = None,
+    tools: bool = False,
 ) -> ModelfileSpec:
     """The spec for a published variant: FROM its Ollama library tag, else ``hf.co/…:QUANT``.
 
     Pretrained (``-pt``) variants have neither; they are refused with a pointer to export.
+    ``tools=True``: the TEMPLATE with tool calling (``OLLAMA_TOOLS_TEMPLATE``), so Ollama accepts
+    ``tools`` and its own parser returns the calls as ``tool_calls``.
     """
     v = get_variant(variant) if isinstance(variant, str) else variant
     ref = v.from_ref
@@ -586,7 +592,13 @@ def spec_for_variant(
             "own GGUF and pass its path"
         )
     _check_num_ctx(num_ctx, v.size.context_length)
-    return _base_spec([ref], system, num_ctx)
+    return _with_tools(_base_spec([ref], system, num_ctx), tools)
+
+
+def _with_tools(spec: ModelfileSpec, tools: bool) -> ModelfileSpec:
+    if tools:
+        spec.template = OLLAMA_TOOLS_TEMPLATE
+    return spec
 
 
 def _gguf_path(path: str | os.PathLike[str], what: str) -> Path:
@@ -615,8 +627,10 @@ def spec_for_gguf(
     system: str | None = None,
     num_ctx: int | None = None,
     relative_to: str | os.PathLike[str] | None = None,
+    tools: bool = False,
 ) -> ModelfileSpec:
-    """The spec for a local GGUF (and its vision projector): two FROM lines, model first.
+    """The spec for a local GGUF (and its vision projector): two FROM lines, model first
+    (``tools``: see :func:`spec_for_variant`).
 
     Paths are absolute; with ``relative_to`` (the Modelfile's folder, which Ollama resolves
     relative FROM paths against) files inside that folder are written as ``./name``.
@@ -636,7 +650,7 @@ def spec_for_gguf(
             refs.append(
                 os.path.abspath(p) if rel.as_posix().startswith("../") else f"./{rel.as_posix()}"
             )
-    return _base_spec(refs, system, num_ctx)
+    return _with_tools(_base_spec(refs, system, num_ctx), tools)
 
 
 def _looks_like_path(ref: str) -> bool:

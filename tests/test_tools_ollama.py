@@ -323,3 +323,14 @@ def test_ollamas_parser_takes_the_tag_from_the_template(tool_parser) -> None:
     assert [c["function"]["name"] for c in ours["tool_calls"]] == ["get_weather"]
     assert ours["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}
     assert plain["tag"] == "{"
+
+
+def test_the_library_specs_take_tools(gguf_270m) -> None:
+    from gemma3_pack._modelfile import create_kwargs, spec_for_gguf, spec_for_variant
+
+    assert spec_for_variant("gemma3-270m-it", tools=True).template == OLLAMA_TOOLS_TEMPLATE
+    assert spec_for_variant("gemma3-270m-it").template == OLLAMA_TEMPLATE
+    spec = spec_for_gguf(gguf_270m, tools=True)
+    assert create_kwargs(spec, {gguf_270m.name: "sha256:" + "0" * 64})["template"] == (
+        OLLAMA_TOOLS_TEMPLATE
+    )
