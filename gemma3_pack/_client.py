@@ -50,7 +50,7 @@ import ollama
 import pydantic
 from ollama import ChatResponse, GenerateResponse, ProgressResponse, ShowResponse
 
-from . import _tools
+from . import _quants, _tools
 from ._backends import (
     Backend,
     BackendName,
@@ -109,8 +109,9 @@ Packaging = Literal["auto", "pair", "fused"]
 R = TypeVar("R")
 P = ParamSpec("P")
 Plan = Generator[Any, Any, R]
-# What `ollama create --quantize` accepts (>= v0.7.0), and the source types it quantizes from.
-OLLAMA_QUANTIZE = ("q4_K_M", "q4_K_S", "q8_0", "f16", "f32", "bf16")
+# What `ollama create --quantize` accepts (>= v0.7.0; the quant table's Ollama column), and the
+# source types it quantizes from.
+OLLAMA_QUANTIZE = _quants.OLLAMA_QUANTIZE
 QUANTIZABLE_FROM = ("F16", "BF16", "F32")
 
 

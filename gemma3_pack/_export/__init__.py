@@ -7,8 +7,9 @@ The pipeline, one concern per module:
     _config    Gemma 3 text hyper-parameters with the family table's defaults
     _vocab     the SentencePiece vocabulary, exactly as llama.cpp builds it
     _tensors   name map, +1 on norms, storage types, chunked conversion
-    _writer    the streaming, atomic GGUF writer (F32/F16/BF16/Q8_0 in Python)
-    _quantize  K-quants and Q4_0 etc. through llama.cpp's quantizer, from one BF16 intermediate
+    _writer    the streaming, atomic GGUF writer: every requested type from one read, no intermediate
+    _quantize  quant names, the imatrix reader, llama.cpp's whole-file quantizer (tests, benchmarks)
+    (../_quants: one row per quant type and llama.cpp's type per tensor; ../_ggml: ggml's kernels)
     _mmproj    the vision projector (second output, for Gemma3ForConditionalGeneration)
     _manifest  export.json, SHA256SUMS, Modelfile, README.md model card
 """
@@ -19,8 +20,7 @@ import os
 import shutil
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,28 +31,6 @@ from .._version import __version__
 __all__ = ["ExportPlan", "ExportResult", "ExportedFile", "export", "plan_export", "write_outputs"]
 
 OllamaFormat = Literal["auto", "pair", "fused"]
-# Bits per weight of the big matrices, for the disk preflight (upper bounds of llama.cpp's mixes).
-_BPW = {
-    "F32": 32,
-    "F16": 16,
-    "BF16": 16,
-    "Q8_0": 8.5,
-    "Q6_K": 8.5,
-    "Q5_K_M": 8.5,
-    "Q5_K_S": 8.5,
-    "Q5_0": 8.5,
-    "Q5_1": 8.5,
-    "Q4_K_M": 8.5,
-    "Q4_K_S": 8.5,
-    "Q4_0": 8.5,
-    "Q4_1": 8.5,
-    "Q3_K_M": 8.5,
-    "Q3_K_S": 8.5,
-    "Q3_K_L": 8.5,
-    "Q2_K": 8.5,
-    "IQ4_NL": 8.5,
-    "IQ4_XS": 8.5,
-}
 
 
 @dataclass(frozen=True)
@@ -109,8 +87,8 @@ class ExportPlan:
     """Everything :func:`plan_export` decided, computed once, before anything is written.
 
     :func:`write_outputs` only writes what is here: the text tensors per output type (name, source,
-    storage type, in GGUF order), the vision plan, the quant types and who writes them (Python,
-    the int4 repack, llama.cpp), the disk space checked, and the notes to report.
+    storage type per tensor as llama.cpp chooses it, in GGUF order), the vision plan, the disk space
+    checked, and the notes to report. ``outputs`` lists the files of the one streamed pass.
     """
 
     source: str
@@ -123,15 +101,15 @@ class ExportPlan:
     variant: Any  # _family.Variant or None
     name: str
     chosen: list[str]
-    python_types: list[str]  # written in Python (F32/F16/BF16/Q8_0, and Q4_0 for int4 repacks)
-    llama_types: list[str]  # quantized by llama.cpp from the intermediate
+    python_types: list[str]  # one type for every tensor (F32/F16/BF16/Q8_0, int4 repacks' Q4_0)
+    llama_types: list[str]  # llama.cpp's mixes (Q4_K_M...), as llama-quantize makes them
     repack: list[str]  # ["Q4_0"] when the int4 weights are repacked
-    retype_embd: bool  # int4 repack with a Q6_K token_embd (llama.cpp re-types it afterwards)
+    retype_embd: bool  # int4 repack with a Q6_K token_embd (from its F16 values, as llama.cpp)
     embedding_type: str | None
-    intermediate_type: str  # BF16, or F16 for int4 sources (exact for their values)
-    need_intermediate: bool
-    intermediate_bytes: int
-    needed_bytes: int  # the disk preflight's estimate
+    intermediate_type: str  # the float file llama.cpp's route would quantize (BF16; F16 for int4)
+    need_intermediate: bool  # always False: the mixes are quantized while streaming
+    intermediate_bytes: int  # what that float file would have taken (not written)
+    needed_bytes: int  # the disk preflight: every output, exactly
     is_qat: bool
     imatrix: dict[str, list[float]] | None
     keep_intermediate: bool
@@ -142,6 +120,8 @@ class ExportPlan:
     tensors: dict[str, list[Any]]  # output type -> [_tensors.PlannedTensor]
     info: Any  # _writer.GeneralInfo
     notes: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)  # file types written, in order
+    imatrix_by_tensor: dict[str, Any] | None = None  # GGUF name -> float32 weights
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -253,13 +233,7 @@ def plan_export(
     """
     from ._config import match_variant, text_hparams
     from ._lora import is_lora, lora_base, open_lora
-    from ._quantize import (
-        LLAMA_TYPES,
-        PYTHON_TYPES,
-        _llama,
-        check_quants,
-        load_imatrix,
-    )
+    from ._quantize import check_quants, load_imatrix
     from ._source import Checkpoint, fetch, open_checkpoint
     from ._tensors import is_text_tensor, nbytes, plan_tensors
     from ._vocab import load_vocab
@@ -349,12 +323,13 @@ def plan_export(
     else:
         chosen = chosen_early or []
     # int4 checkpoints: Q4_0 is a repack written here; the other types read the exactly
-    # dequantized weights, through an F16 intermediate (exact for them; BF16 would round).
+    # dequantized weights, as from an F16 file (exact for them; BF16 would round).
     repack = ["Q4_0"] if int4 and "Q4_0" in chosen else []
     emb_type = (embedding_type or "F16") if int4 else None
-    llama_types = [q for q in chosen if q in LLAMA_TYPES and q not in repack]
-    # Q6_K has no Python encoder: the repacked file gets an F16 token_embd, then llama.cpp's
-    # quantizer re-types token_embd alone (tensors already Q4_0 are copied, not re-encoded).
+    python_types = [q for q in chosen if q in ("F32", "F16", "BF16", "Q8_0") or q in repack]
+    llama_types = [q for q in chosen if q not in python_types]
+    # a Q6_K token_embd is quantized from its F16 values, as llama.cpp re-typing the F16-embedding
+    # repack would (the Q4_0 blocks are the repack's, untouched).
     retype_embd = emb_type == "Q6_K" and bool(repack)
     if retype_embd and hp.hidden_size % 256:
         # llama.cpp applies no shape fallback to an explicit token_embedding_type and aborts
@@ -363,12 +338,12 @@ def plan_export(
             f"--embedding-type Q6_K needs an embedding width divisible by 256; this model's is "
             f"{hp.hidden_size} (Gemma 3 270M and 1B): choose F16, Q8_0 or Q4_0"
         )
-    if llama_types or retype_embd:
-        _llama()  # fail before writing anything when the extra is missing
+    if llama_types or retype_embd or (emb_type in ("Q8_0", "Q4_0") and bool(repack)):
+        from .._ggml import library_path
+
+        library_path()  # fail before writing anything when the extra is missing
     imatrix_data = load_imatrix(Path(imatrix)) if imatrix else None
-    python_types = [q for q in chosen if q in PYTHON_TYPES or q in repack]
     inter = "F16" if int4 else "BF16"
-    need_bf16 = bool(llama_types) and inter not in python_types
     notes: list[str] = []
     if i4 is not None:
         fmt = i4.format
@@ -400,27 +375,27 @@ def plan_export(
         vplan = vision_plan(ckpt)  # computed once; the mmproj and fused writers take it
         mmproj_filename(name, mmproj_type)  # type: ignore[arg-type]
 
-    # Disk preflight: every output plus the intermediate, before anything is written.
-    plans = {
-        q: plan_tensors(
-            ckpt,
-            q,
-            n_layers=hp.num_layers,
-            n_vocab=n_vocab,
-            embedding_type=("F16" if retype_embd else emb_type) if q in repack else None,
-        )
-        for q in {*python_types, *([inter] if need_bf16 else [])}
-    }
-    bf16_bytes = sum(
-        nbytes(t)
-        for t in plans.get(inter)
-        or plan_tensors(ckpt, inter, n_layers=hp.num_layers, n_vocab=n_vocab)
-    )
+    # Every output's tensors, types chosen as llama.cpp chooses them; the disk preflight is exact.
+    outputs = chosen + ([inter] if keep_bf16 and inter not in chosen else [])
+    base_plan = plan_tensors(ckpt, inter, n_layers=hp.num_layers, n_vocab=n_vocab)
+    bf16_bytes = sum(nbytes(t) for t in base_plan)
+    plans = {}
+    for q in outputs:
+        if q in llama_types:
+            plans[q] = _mixed_plan(base_plan, q, hp, qat=is_qat, imatrix=imatrix_data is not None)
+        elif q in repack:
+            plans[q] = plan_tensors(
+                ckpt, q, n_layers=hp.num_layers, n_vocab=n_vocab, embedding_type=emb_type
+            )
+            if retype_embd:
+                plans[q] = [replace(t, via="F16") if t.qtype == "Q6_K" else t for t in plans[q]]
+        elif q == inter:
+            plans[q] = base_plan
+        else:
+            plans[q] = plan_tensors(ckpt, q, n_layers=hp.num_layers, n_vocab=n_vocab)
+    imatrix_by_tensor = _imatrix_for(imatrix_data, base_plan) if imatrix_data else None
     vocab_bytes = sum(len(t) + 16 for t in vocab.tokens)
-    needed = sum(sum(nbytes(t) for t in p) for p in plans.values()) + vocab_bytes * len(plans)
-    needed += sum(int(bf16_bytes * _BPW[q] / 16) + vocab_bytes for q in llama_types)
-    if retype_embd:  # the F16-embedding repack and its Q6_K-embedding copy exist at once
-        needed += sum(nbytes(t) for t in plans["Q4_0"]) + vocab_bytes
+    needed = sum(sum(nbytes(t) for t in p) + vocab_bytes for p in plans.values())
     if multimodal:
         needed += sum(ckpt.nbytes(n) for n in ckpt.names() if not is_text_tensor(n)) * 2
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -455,7 +430,7 @@ def plan_export(
         retype_embd=retype_embd,
         embedding_type=emb_type,
         intermediate_type=inter,
-        need_intermediate=need_bf16,
+        need_intermediate=False,
         intermediate_bytes=bf16_bytes,
         needed_bytes=needed,
         is_qat=is_qat,
@@ -468,15 +443,57 @@ def plan_export(
         tensors=plans,
         info=info,
         notes=notes,
+        outputs=outputs,
+        imatrix_by_tensor=imatrix_by_tensor,
     )
+
+
+def _mixed_plan(base: list[Any], quant: str, hp: Any, *, qat: bool, imatrix: bool) -> list[Any]:
+    """``base`` (the float file llama.cpp would read) with llama.cpp's type per tensor for ``quant``;
+    each quantized tensor is encoded from that float file's values (``via``)."""
+    from .._quants import TensorSpec, tensor_types
+
+    types = tensor_types(
+        [TensorSpec(t.name, t.shape, t.qtype) for t in base],
+        quant,
+        n_layers=hp.num_layers,
+        n_head=hp.num_heads,
+        n_head_kv=hp.num_kv_heads,
+        qat=qat,
+        imatrix=imatrix,
+    )
+    return [
+        t if ty == t.qtype else replace(t, qtype=ty, via=t.qtype)
+        for t, ty in zip(base, types, strict=True)
+    ]
+
+
+def _imatrix_for(data: dict[str, list[float]], base: list[Any]) -> dict[str, Any]:
+    """Per GGUF tensor, the imatrix weights llama-quantize would use (a wrong size is refused,
+    except for token_embd, which llama.cpp ignores then)."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for t in base:
+        vals = data.get(t.name)
+        if vals is None or len(t.shape) < 2:
+            continue
+        if len(vals) != t.shape[-1]:
+            if t.name == "token_embd.weight":
+                continue
+            raise UsageError(
+                f"the imatrix has {len(vals)} values for {t.name}, whose rows are {t.shape[-1]} "
+                "wide: it was computed for another model"
+            )
+        out[t.name] = np.asarray(vals, dtype=np.float32)
+    return out
 
 
 def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
     """Write everything ``plan`` decided: the GGUFs, the projector, the Modelfile, the manifest,
     SHA256SUMS and the model card (each file atomically); returns what was written."""
     from . import _manifest
-    from ._quantize import native_stderr_captured, quantize
-    from ._writer import write_text_gguf
+    from ._writer import Output, write_text_ggufs
 
     src, base, ckpt, i4, vocab, hp = (
         plan.source,
@@ -494,91 +511,29 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
         plan.info,
         plan.notes,
     )
-    python_types, llama_types, repack, retype_embd = (
-        plan.python_types,
-        plan.llama_types,
-        plan.repack,
-        plan.retype_embd,
-    )
-    emb_type, inter, need_bf16, bf16_bytes = (
-        plan.embedding_type,
-        plan.intermediate_type,
-        plan.need_intermediate,
-        plan.intermediate_bytes,
-    )
-    is_qat, imatrix_data, keep_bf16, plans = (
-        plan.is_qat,
-        plan.imatrix,
-        plan.keep_intermediate,
-        plan.tensors,
-    )
+    emb_type, plans = plan.embedding_type, plan.tensors
     vplan, mmproj_type, ollama_format = plan.vision, plan.mmproj_type, plan.ollama_format
     multimodal = vplan is not None
-    written: dict[str, tuple[Path, float]] = {}
-    intermediate: Path | None = None
-    try:
-        for q in python_types + ([inter] if need_bf16 else []):
-            t0 = time.perf_counter()
-            is_tmp = q == inter and need_bf16 and not keep_bf16
-            path = out_dir / (f".{name}-{q}.intermediate.gguf" if is_tmp else f"{name}-{q}.gguf")
-            if q in repack and retype_embd:
-                path = out_dir / f".{name}-Q4_0-F16-embd.intermediate.gguf"
-            write_text_gguf(
-                ckpt, plans[q], path, hp=hp, vocab=vocab, info=info, outtype=q, progress=progress
-            )
-            if q in repack and retype_embd:
-                final = out_dir / f"{name}-Q4_0.gguf"
-                try:
-                    with native_stderr_captured() as log:
-                        quantize(path, final, "Q4_0", embedding_type="Q6_K", log=log)
-                finally:
-                    path.unlink(missing_ok=True)
-                path = final
-            if is_tmp:
-                intermediate = path
-            else:
-                written[q] = (path, time.perf_counter() - t0)
-            _log(progress, f"wrote {path.name} in {time.perf_counter() - t0:.1f} s")
-        if llama_types:
-            bf16 = intermediate or written[inter][0]
-            ram = _available_ram()
-            cpus = os.cpu_count() or 1
-            workers = max(
-                1, min(len(llama_types), cpus, (ram // max(1, 2 * bf16_bytes)) if ram else 1)
-            )
-            threads = max(1, cpus // workers)
-
-            def run(q: str) -> tuple[str, Path, float]:
-                t0 = time.perf_counter()
-                path = out_dir / f"{name}-{q}.gguf"
-                quantize(bf16, path, q, qat=is_qat, imatrix=imatrix_data, nthread=threads, log=log)
-                return q, path, time.perf_counter() - t0
-
-            _log(
-                progress,
-                f"quantizing {', '.join(llama_types)} with llama.cpp "
-                f"({workers} at a time, {threads} threads each)",
-            )
-            with native_stderr_captured() as log, ThreadPoolExecutor(max_workers=workers) as pool:
-                done = list(pool.map(run, llama_types))
-            for q, path, secs in done:
-                written[q] = (path, secs)
-                _log(progress, f"wrote {path.name} in {secs:.1f} s")
-    finally:
-        if intermediate is not None:
-            intermediate.unlink(missing_ok=True)
-
-    order = [q for q in chosen] + ([inter] if keep_bf16 and inter not in chosen else [])
+    llama = set(plan.llama_types)
+    outputs = [
+        Output(
+            out_dir / f"{name}-{q}.gguf",
+            q,
+            plans[q],
+            plan.imatrix_by_tensor if q in llama else None,
+        )
+        for q in plan.outputs
+    ]
+    _log(progress, f"writing {', '.join(plan.outputs)} in one pass over {Path(src).name}")
+    t0 = time.perf_counter()
+    write_text_ggufs(ckpt, outputs, hp=hp, vocab=vocab, info=info, progress=progress)
+    secs = time.perf_counter() - t0
+    _log(progress, f"wrote {', '.join(o.path.name for o in outputs)} in {secs:.1f} s")
     models = [
         ExportedFile(
-            written[q][0],
-            q,
-            written[q][0].stat().st_size,
-            _manifest.sha256(written[q][0]),
-            round(written[q][1], 3),
+            o.path, o.quant, o.path.stat().st_size, _manifest.sha256(o.path), round(secs, 3)
         )
-        for q in order
-        if q in written
+        for o in outputs
     ]
 
     mm_file = fused_file = None
@@ -642,11 +597,11 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
         int4_entry = {
             "format": i4.format,
             "repacked_losslessly": [
-                tmap_plan[n] for n in i4.repacked if "Q4_0" in written and n in tmap_plan
+                tmap_plan[n] for n in i4.repacked if "Q4_0" in plan.outputs and n in tmap_plan
             ],
             "int4_tensors": len(i4.repacked),
             "text_int4_tensors": sum(1 for n in i4.repacked if text_name(n) is not None),
-            "embedding_type": emb_type if "Q4_0" in written else None,
+            "embedding_type": emb_type if "Q4_0" in plan.outputs else None,
             "dequantized_exactly_for": [q for q in chosen if q != "Q4_0"],
         }
     manifest = _manifest.write_manifest(

@@ -1,9 +1,10 @@
-"""K-quants and the other llama.cpp-only types, through llama.cpp's own quantizer.
+"""Quant names from ``-q``, the imatrix reader, and llama.cpp's whole-file quantizer.
 
-gguf-py's numpy quantizer has no K-quants, so every type outside :data:`PYTHON_TYPES` goes through
-``llama_cpp.llama_model_quantize`` (the optional ``[quantize]`` extra) from one BF16 intermediate.
-llama.cpp copies every metadata key of its input, so the template and sampling keys written into
-the intermediate carry over. QAT checkpoints get ggml-org's recipe: Q4_0 with Q8_0 embedding/output.
+The exporter no longer calls :func:`quantize`: it quantizes while streaming, with ggml's kernels
+(``gemma3_pack._ggml``) and llama.cpp's type per tensor (``gemma3_pack._quants``). :func:`quantize`
+(``llama_cpp.llama_model_quantize`` on a float GGUF, the optional ``[quantize]`` extra) stays as the
+reference route the tests and benchmarks compare with. QAT checkpoints get ggml-org's recipe: Q4_0
+with Q8_0 embedding/output.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from .._errors import MissingDependency, NotGGUF, QuantizeError, UsageError
 from .._files import atomic_path
+from .._quants import GGML, QUANTS, VALID_TYPES
 
 __all__ = [
     "LLAMA_TYPES",
@@ -30,28 +32,13 @@ __all__ = [
     "quantize",
 ]
 
-PYTHON_TYPES = ("F32", "F16", "BF16", "Q8_0")
-# LLAMA_FTYPE_* (llama.h)
+PYTHON_TYPES = ("F32", "F16", "BF16", "Q8_0")  # one type for every tensor
+# llama_ftype (llama.h) of the llama.cpp mixes, from the one table of quant types
 LLAMA_TYPES: dict[str, int] = {
-    "Q4_0": 2,
-    "Q4_1": 3,
-    "Q5_0": 8,
-    "Q5_1": 9,
-    "Q2_K": 10,
-    "Q3_K_S": 11,
-    "Q3_K_M": 12,
-    "Q3_K_L": 13,
-    "Q4_K_S": 14,
-    "Q4_K_M": 15,
-    "Q5_K_S": 16,
-    "Q5_K_M": 17,
-    "Q6_K": 18,
-    "IQ4_NL": 25,
-    "IQ4_XS": 30,
+    q.name: q.ftype for q in QUANTS.values() if q.name not in PYTHON_TYPES
 }
-VALID_TYPES = (*PYTHON_TYPES, *LLAMA_TYPES)
-GGML_TYPE_Q8_0 = 8
-GGML_TYPES = {"F16": 1, "Q4_0": 2, "Q8_0": 8, "Q6_K": 14}  # ggml.h GGML_TYPE_*
+GGML_TYPE_Q8_0 = GGML["Q8_0"].id
+GGML_TYPES = {n: GGML[n].id for n in ("F16", "Q4_0", "Q8_0", "Q6_K")}  # --embedding-type choices
 INSTALL = "pip install 'gemma3-pack[quantize]'"
 
 

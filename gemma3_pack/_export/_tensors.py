@@ -17,18 +17,32 @@ This mirrors llama.cpp's ``Gemma3Model.modify_tensors`` + ``ModelBase.prepare_te
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 
 from .._errors import CheckpointError
+from .._quants import GGML, tensor_bytes
 from ._reader import CheckpointReader
 
-__all__ = ["TYPES", "PlannedTensor", "is_text_tensor", "plan_tensors", "text_name"]
+__all__ = [
+    "FLOAT_TYPES",
+    "ChunkedTensor",
+    "PlannedTensor",
+    "Rows",
+    "Sink",
+    "encode",
+    "is_text_tensor",
+    "plan_tensors",
+    "text_name",
+]
 
-# Types written directly in Python (gguf.quants) -> GGMLQuantizationType name.
-TYPES = ("F32", "F16", "BF16", "Q8_0")
+FLOAT_TYPES = ("F32", "F16", "BF16")  # converted by numpy; every other type by ggml
+# gguf-py's numpy ports of ggml's reference quantizers, used only without llama-cpp-python (Q8_0
+# exports and int4 embeddings need no extra); the tests check they give ggml's bytes.
+_NUMPY_FALLBACK = ("Q8_0", "Q4_0")
 _VISION_MARKERS = (
     "vision_tower",
     "multi_modal_projector",
@@ -51,6 +65,7 @@ class PlannedTensor:
     qtype: str  # GGMLQuantizationType name
     norm: bool  # gets +1
     rows: int  # rows taken from the source (the embedding may be trimmed)
+    via: str | None = None  # quantized from this float file's values (llama-quantize's input)
 
 
 def text_name(hf_name: str) -> str | None:
@@ -83,10 +98,7 @@ def _lm_head_is_tied(ckpt: CheckpointReader, head: str, embed: str) -> bool:
 
 
 def _row_fits(qtype: str, cols: int) -> bool:
-    import gguf
-
-    block, _ = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qtype]]
-    return cols % block == 0
+    return cols % GGML[qtype].block == 0
 
 
 def plan_tensors(
@@ -145,48 +157,116 @@ def plan_tensors(
 
 
 def nbytes(t: PlannedTensor) -> int:
-    import gguf
-
-    block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[t.qtype]]
-    return int(np.prod(t.shape[:-1], dtype=np.int64)) * (t.shape[-1] // block) * size
+    return tensor_bytes(t.qtype, t.shape)
 
 
 def nbytes_rows(t: PlannedTensor, rows: int) -> int:
     return nbytes(t) // max(1, t.rows) * rows if len(t.shape) > 1 else nbytes(t)
 
 
-def _convert(ckpt: CheckpointReader, t: PlannedTensor, start: int, stop: int) -> np.ndarray:
-    """Rows start:stop of a planned tensor, transformed and encoded as the GGUF stores them."""
-    import gguf
+class Rows:
+    """Rows ``start:stop`` of one source tensor, read once, in every form the outputs ask for.
 
-    typed = ckpt.typed_rows(t.source, t.qtype, start, stop)  # e.g. int4 repacked into Q4_0
-    if typed is not None:
-        return typed
-    dtype = ckpt.dtype(t.source)
-    raw = ckpt.raw(t.source)[start:stop]
-    if t.qtype == "BF16" and dtype == "BF16" and not t.norm:
-        return np.ascontiguousarray(raw)  # bf16 -> f32 -> bf16 is the identity: copy the bits
-    if t.norm:
-        if dtype == "BF16":
-            data = ckpt.read_rows(t.source, start, stop) + np.float32(1.0)
-        else:  # the reference adds in the source dtype when it is f16/f32
-            src = np.asarray(raw)
-            data = (src + src.dtype.type(1.0)).astype(np.float32)
-    else:
-        data = ckpt.read_rows(t.source, start, stop)
-    qt = gguf.GGMLQuantizationType[t.qtype]
-    if qt == gguf.GGMLQuantizationType.F32:
-        return np.ascontiguousarray(data, dtype=np.float32)
-    if qt == gguf.GGMLQuantizationType.F16:
-        return data.astype(np.float16)
-    return gguf.quants.quantize(data, qt)
+    ``f32()`` is the exact value (with the norm's +1); ``stored(qtype)`` its float encoding as the
+    converter writes it (F32/F16/BF16; bf16 -> BF16 copies the bits); ``through(qtype)`` the float32
+    value after that encoding, i.e. what llama.cpp's quantizer reads back from a float GGUF.
+    """
+
+    def __init__(self, ckpt: CheckpointReader, t: PlannedTensor, start: int, stop: int) -> None:
+        self.ckpt, self.t, self.start, self.stop = ckpt, t, start, stop
+        self._f32: np.ndarray | None = None
+        self._stored: dict[str, np.ndarray] = {}
+        self._through: dict[str, np.ndarray] = {}
+
+    def f32(self) -> np.ndarray:
+        if self._f32 is None:
+            ckpt, t = self.ckpt, self.t
+            if t.norm and ckpt.dtype(t.source) != "BF16":  # the reference adds in f16/f32 there
+                src = np.asarray(ckpt.raw(t.source)[self.start : self.stop])
+                self._f32 = (src + src.dtype.type(1.0)).astype(np.float32)
+            else:
+                data = ckpt.read_rows(t.source, self.start, self.stop)
+                self._f32 = data + np.float32(1.0) if t.norm else data
+        return self._f32
+
+    def stored(self, qtype: str) -> np.ndarray:
+        if qtype not in self._stored:
+            t = self.t
+            if qtype == "BF16" and self.ckpt.dtype(t.source) == "BF16" and not t.norm:
+                raw = self.ckpt.raw(t.source)[self.start : self.stop]
+                out = np.ascontiguousarray(raw)  # bf16 -> f32 -> bf16 is the identity
+            elif qtype == "F32":
+                out = np.ascontiguousarray(self.f32(), dtype=np.float32)
+            elif qtype == "F16":
+                out = self.f32().astype(np.float16)
+            else:
+                import gguf
+
+                out = gguf.quants.quantize(self.f32(), gguf.GGMLQuantizationType.BF16)
+            self._stored[qtype] = out
+        return self._stored[qtype]
+
+    def through(self, qtype: str) -> np.ndarray:
+        if qtype not in self._through:
+            enc = self.stored(qtype)
+            if qtype == "BF16":
+                bits = np.ascontiguousarray(enc).view(np.uint16).astype(np.uint32) << 16
+                out = bits.view(np.float32)
+            else:
+                out = np.asarray(enc, dtype=np.float32)
+            self._through[qtype] = out
+        return self._through[qtype]
+
+
+def encode(
+    rows: Rows,
+    t: PlannedTensor,
+    *,
+    imatrix: np.ndarray | None = None,
+    pool: Executor | None = None,
+) -> np.ndarray:
+    """Rows of planned tensor ``t`` (same source as ``rows``) encoded as the GGUF stores them.
+
+    Float types are converted by numpy; every quantized type by ggml's own quantizer, from the
+    exact values, or from the values of the ``t.via`` float file when ``t`` reproduces
+    ``llama-quantize`` run on that file. int4 readers hand Q4_0 blocks out as they are.
+    """
+    if t.via is None:
+        typed = rows.ckpt.typed_rows(t.source, t.qtype, rows.start, rows.stop)
+        if typed is not None:
+            return typed
+    if t.qtype in FLOAT_TYPES:
+        if t.via is None or t.via == t.qtype:
+            return rows.stored(t.qtype)
+        data = rows.through(t.via)
+        return data.astype(np.float16) if t.qtype == "F16" else data
+    from .._ggml import available, quantize_rows
+
+    data = rows.through(t.via) if t.via else rows.f32()
+    if imatrix is None and t.qtype in _NUMPY_FALLBACK and not available():
+        import gguf  # without llama-cpp-python: gguf-py's port, byte-identical (tests prove it)
+
+        return gguf.quants.quantize(data, gguf.GGMLQuantizationType[t.qtype])
+    return quantize_rows(t.qtype, data.reshape(-1, t.shape[-1]), imatrix=imatrix, pool=pool)
+
+
+@dataclass
+class Sink:
+    """One output of a multi-output pass: the planned tensor and where its bytes go."""
+
+    t: PlannedTensor
+    fh: BinaryIO | None = None  # None: the file handed to ``ChunkedTensor.tofile``
+    imatrix: np.ndarray | None = None
+    written: int = 0
 
 
 class ChunkedTensor:
     """Duck-typed array for ``GGUFWriter.write_tensor_data``: converts and writes row chunks.
 
     The writer only uses ``.nbytes``, ``.tofile`` and ``.byteswap``; this keeps memory at one chunk
-    (~64 MB of float32) whatever the tensor's size — the 262k-row embedding included.
+    (~64 MB of float32) whatever the tensor's size — the 262k-row embedding included. With
+    ``sinks`` every chunk read is also encoded into each further output (another quant type of the
+    same source tensor) and written to that output's file: one read, all outputs.
     """
 
     def __init__(
@@ -194,18 +274,26 @@ class ChunkedTensor:
         ckpt: CheckpointReader,
         t: PlannedTensor,
         on_bytes: Callable[[int], object] | None = None,
+        *,
+        sinks: list[Sink] | None = None,
+        pool: Executor | None = None,
     ) -> None:
         self.ckpt, self.t, self.nbytes = ckpt, t, nbytes(t)
         self.on_bytes = on_bytes
+        self.sinks = sinks if sinks is not None else [Sink(t)]
+        self.pool = pool
         row_f32 = int(np.prod(t.shape[1:], dtype=np.int64)) * 4 if len(t.shape) > 1 else 4
         self.step = t.rows if len(t.shape) == 1 else max(1, EMBED_CHUNK_BYTES // row_f32)
 
     def tofile(self, fh: BinaryIO) -> None:
         for start in range(0, self.t.rows, self.step):
             stop = min(self.t.rows, start + self.step)
-            chunk = _convert(self.ckpt, self.t, start, stop)
-            chunk.tofile(fh)
-            del chunk
+            rows = Rows(self.ckpt, self.t, start, stop)
+            for sink in self.sinks:
+                chunk = encode(rows, sink.t, imatrix=sink.imatrix, pool=self.pool)
+                chunk.tofile(sink.fh or fh)
+                sink.written += chunk.nbytes
+            del rows
             self.ckpt.release(self.t.source, start, stop)
             if self.on_bytes is not None:
                 self.on_bytes(nbytes_rows(self.t, stop - start))

@@ -1,8 +1,10 @@
-"""Stream a checkpoint into a text GGUF: header, metadata, tensor infos, then data tensor by tensor.
+"""Stream a checkpoint into text GGUFs: header, metadata, tensor infos, then data tensor by tensor.
 
 Memory stays flat in model size: tensors are read from the mmap and converted in row chunks by
-:class:`~._tensors.ChunkedTensor`. The file is written under a temporary name beside the output
-and renamed into place only when complete, so a killed export never leaves a final-named file.
+:class:`~._tensors.ChunkedTensor`, and every requested type is written from the same read (one
+pass, several files side by side, no intermediate file). Files are written under temporary names
+beside the outputs and renamed into place only when complete, so a killed export never leaves a
+final-named file.
 """
 
 from __future__ import annotations
@@ -14,15 +16,13 @@ from typing import Any
 from .._chat import OFFICIAL_TEMPLATE
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING
 from .._files import atomic_path
+from .._quants import QUANTS
 from ._config import TextHParams
 from ._reader import CheckpointReader
-from ._tensors import ChunkedTensor, PlannedTensor, nbytes
+from ._tensors import FLOAT_TYPES, ChunkedTensor, PlannedTensor, Sink, nbytes
 from ._vocab import Vocab
 
-__all__ = ["FILE_TYPES", "GeneralInfo", "write_text_gguf"]
-
-# LlamaFileType for the types written in Python
-FILE_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q8_0": 7, "BF16": 32}
+__all__ = ["GeneralInfo", "Output", "write_text_gguf", "write_text_ggufs"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _add_metadata(w: Any, hp: TextHParams, vocab: Vocab, info: GeneralInfo, outt
     w.add_layer_norm_rms_eps(hp.rms_norm_eps)
     w.add_key_length(hp.head_dim)
     w.add_value_length(hp.head_dim)
-    w.add_file_type(FILE_TYPES[outtype])
+    w.add_file_type(QUANTS[outtype].ftype)
     w.add_rope_freq_base(hp.rope_theta)
     w.add_rope_freq_base_swa(hp.rope_local_theta)
     if hp.sliding_window:
@@ -86,12 +86,124 @@ def _add_metadata(w: Any, hp: TextHParams, vocab: Vocab, info: GeneralInfo, outt
     w.add_token_types(vocab.types)
     special = vocab.special
     template = special.chat_template if special is not None else None
-    if special is not None:
+    if special is not None:  # the template is written below, once, whatever the vocab says
         special.chat_template = None
-        special.add_to_gguf(w, quiet=True)
+        try:
+            special.add_to_gguf(w, quiet=True)
+        finally:
+            special.chat_template = template
     w.add_add_space_prefix(False)
     w.add_chat_template(template if template else OFFICIAL_TEMPLATE)
     w.add_eot_token_id(EOT_TOKEN_ID)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One GGUF of a multi-output pass: its path, file type (``-q`` name) and planned tensors."""
+
+    path: Path
+    quant: str
+    plan: list[PlannedTensor]
+    imatrix: dict[str, Any] | None = None  # GGUF tensor name -> float32 weights (llama types)
+
+
+def write_text_ggufs(
+    ckpt: CheckpointReader,
+    outputs: list[Output],
+    *,
+    hp: TextHParams,
+    vocab: Vocab,
+    info: GeneralInfo,
+    progress: bool = False,
+) -> list[int]:
+    """Write every output in one pass over the checkpoint; returns their sizes in bytes.
+
+    The plans hold the same tensors in the same order (only types differ): each source tensor is
+    read once, chunk by chunk, and each chunk is encoded into every output. Quantized types go
+    through ggml on a small thread pool. Every file is written under a temporary name and renamed
+    into place only when all are complete.
+    """
+    import contextlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    import gguf
+    import numpy as np
+    from tqdm import tqdm
+
+    from .._ggml import threads
+    from .._gguf._encode import gguf_writer
+
+    first = outputs[0].plan
+    for o in outputs[1:]:
+        if [t.name for t in o.plan] != [t.name for t in first]:
+            raise ValueError("the outputs of one pass must plan the same tensors")
+    total = sum(nbytes(t) for t in first)  # the first output's bytes (the bar's unit)
+    quantized = any(t.qtype not in FLOAT_TYPES for o in outputs for t in o.plan)
+    with contextlib.ExitStack() as stack:
+        writers = []
+        for o in outputs:
+            o.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = stack.enter_context(atomic_path(o.path))
+            w = gguf_writer(tmp, arch="gemma3")
+            _add_metadata(w, hp, vocab, info, o.quant)
+            for t in o.plan:
+                w.add_tensor_info(
+                    t.name,
+                    t.shape,
+                    np.dtype(np.float32),
+                    nbytes(t),
+                    raw_dtype=gguf.GGMLQuantizationType[t.qtype],
+                )
+            w.write_header_to_file(tmp)
+            w.write_kv_data_to_file()
+            w.write_ti_data_to_file()
+            writers.append(w)
+        pool = (
+            stack.enter_context(ThreadPoolExecutor(threads(), thread_name_prefix="ggml"))
+            if quantized and threads() > 1
+            else None
+        )
+        names = " ".join(o.quant for o in outputs)
+        bar = stack.enter_context(
+            tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=names if len(outputs) > 1 else outputs[0].path.name,
+                disable=not progress,
+                leave=False,
+            )
+        )
+        for i, t in enumerate(first):
+            sinks = [
+                Sink(
+                    o.plan[i],
+                    fh=None if k == 0 else writers[k].fout[0],
+                    imatrix=(o.imatrix or {}).get(t.name),
+                )
+                for k, o in enumerate(outputs)
+            ]
+            for w, sink in zip(writers[1:], sinks[1:], strict=True):
+                _begin_tensor(w, sink.t)
+            bar.set_postfix_str(t.name, refresh=False)
+            writers[0].write_tensor_data(
+                ChunkedTensor(ckpt, t, on_bytes=bar.update, sinks=sinks, pool=pool)
+            )
+            for w, sink in zip(writers[1:], sinks[1:], strict=True):
+                w.write_padding(w.fout[0], sink.written)
+        for w in writers:
+            w.close()
+    return [o.path.stat().st_size for o in outputs]
+
+
+def _begin_tensor(w: Any, t: PlannedTensor) -> None:
+    """What ``GGUFWriter.write_tensor_data`` does before the bytes: take the info, align."""
+    fout = w.fout[0]
+    ti = w.tensors[0].pop(next(iter(w.tensors[0])))
+    if ti.nbytes != nbytes(t):
+        raise ValueError(f"{t.name}: planned {nbytes(t)} bytes, the header says {ti.nbytes}")
+    w.write_padding(fout, fout.tell())
+    w.state = type(w.state).WEIGHTS
 
 
 def write_text_gguf(
@@ -105,35 +217,7 @@ def write_text_gguf(
     outtype: str,
     progress: bool = False,
 ) -> int:
-    """Write the GGUF atomically to ``out``; returns its size in bytes."""
-    import gguf
-    from tqdm import tqdm
-
-    from .._gguf._encode import gguf_writer
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    total = sum(nbytes(t) for t in plan)
-    with atomic_path(out) as tmp:
-        w = gguf_writer(tmp, arch="gemma3")
-        _add_metadata(w, hp, vocab, info, outtype)
-        for t in plan:
-            import numpy as np
-
-            w.add_tensor_info(
-                t.name,
-                t.shape,
-                np.dtype(np.float32),
-                nbytes(t),
-                raw_dtype=gguf.GGMLQuantizationType[t.qtype],
-            )
-        w.write_header_to_file(tmp)
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        with tqdm(
-            total=total, unit="B", unit_scale=True, desc=out.name, disable=not progress, leave=False
-        ) as bar:
-            for t in plan:
-                bar.set_postfix_str(t.name, refresh=False)
-                w.write_tensor_data(ChunkedTensor(ckpt, t, on_bytes=bar.update))
-        w.close()
-    return out.stat().st_size
+    """Write one GGUF atomically to ``out``; returns its size in bytes."""
+    return write_text_ggufs(
+        ckpt, [Output(out, outtype, plan)], hp=hp, vocab=vocab, info=info, progress=progress
+    )[0]
