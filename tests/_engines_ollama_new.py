@@ -52,6 +52,9 @@ CMAKE_OPTIONS = (
     "-DGGML_OPENMP=OFF",
     "-DOLLAMA_RUNNER_DIR=",
     "-DFETCHCONTENT_FULLY_DISCONNECTED=ON",  # never reach for GitHub
+    # without AMX, as _engines_llama.CMAKE_OPTIONS explains (ggml's AMX matmul faults here)
+    "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
+    "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
 )
 TARGETS = ("llama-server", "llama-quantize")
 
