@@ -72,7 +72,7 @@ def _num_ctx(value: str | None, memory: str | None, target: str, mmproj: Path | 
 @click.option(
     "--tools",
     is_flag=True,
-    help="Use the TEMPLATE with tool calling (Ollama's `tools`, Google's function-calling prompt).",
+    help="Use the TEMPLATE with tool calling: Ollama accepts `tools` and returns the calls as tool_calls.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def modelfile(
