@@ -450,11 +450,56 @@ def _place(
 def _compute(
     a: Arch, kv: Any, where: list[int], n: int, options: dict[str, Any], pipeline: bool
 ) -> list[int]:
-    """Compute buffer per device (index ``n`` = the main host's CPU). Placeholder until fitted."""
-    from ._plan import _compute_bytes
+    """Compute buffer per device (index ``n`` = the main host's CPU) for ``llama-server``.
 
-    single = _compute_bytes(a, kv, n_ubatch=options["n_ubatch"], flash_attn=options["flash_attn"])
-    return [single] * (n + 1)
+    llama-server keeps logits for one token per sequence (``n_outputs_max`` = ``--parallel``), so
+    no device holds a micro-batch of logits; what the scheduler reserves per device is its graph
+    inputs plus the peak of one layer. Inputs (``ggml-backend.cpp`` split inputs): the hidden
+    state coming in, the attention mask of each cache with layers there (f16 with flash
+    attention), positions, the cache write indices, the output row ids on the last layer's
+    device; the host holds every graph input, plus the token ids and the embeddings input. With
+    pipeline parallelism all of these are kept 4 times. The peak of a layer is its FFN
+    (gate, up, their product), two hidden-state rows and the query, all f32 per token. Fitted
+    to llama.cpp's own buffers with flash attention on (tests/test_plan_rpc.py: to the byte in
+    the cases there); with it off, one layer's f32 scores are added as an estimate (docs/plan.md
+    gives the error)."""
+    ub = min(options["n_ubatch"], kv.n_ctx)
+    mask_bytes = 2 if options["flash_attn"] else 4
+    n_out = options["parallel"]
+    hidden = a.hidden * ub * 4
+    query = a.heads * a.head_dim * ub * 4
+    stage = (3 * a.ffn + 2 * a.hidden) * ub * 4 + query
+    copies = SCHED_COPIES if pipeline else 1
+    last = a.layers - 1
+
+    def inputs(layers: list[int], out_ids: bool) -> int:
+        has_swa = any(a.is_swa(il) for il in layers)
+        has_global = any(not a.is_swa(il) for il in layers)
+        total = _pad(ub * 4, _ALIGN)  # positions
+        for present, cells in ((has_global, kv.global_cells), (has_swa, kv.swa_cells)):
+            if present:
+                total += _pad(cells * ub * mask_bytes, _ALIGN) + 2 * _pad(ub * 8, _ALIGN)
+        return total + (_pad(n_out * 4, _ALIGN) if out_ids else 0)
+
+    out = []
+    for dev in range(n):
+        layers = [il for il in range(a.layers) if where[il] == dev]
+        if not layers and where[a.layers] != dev:
+            out.append(0)
+            continue
+        own = inputs(layers, last in layers)
+        if pipeline:
+            need = copies * (own + hidden) + stage
+        else:  # the incoming hidden state and the query share memory, but on layer 0's device
+            need = own + stage - (0 if 0 in layers else query)
+        if not options["flash_attn"]:  # one layer's f32 scores (an estimate: see docs/plan.md)
+            has_global = any(not a.is_swa(il) for il in layers)
+            need += (kv.global_cells if has_global else kv.swa_cells) * ub * a.heads * 4
+        out.append(need)
+    host_layers = [il for il in range(a.layers) if where[il] < 0]
+    every = inputs(list(range(a.layers)), True) + _pad(ub * 4, _ALIGN) + hidden  # + tokens, embd
+    out.append(copies * every + (stage if host_layers else hidden))
+    return out
 
 
 def _model_arg(src: _Source, target: Any) -> str:
