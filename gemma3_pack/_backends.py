@@ -167,15 +167,61 @@ def _reply_error(host: str, server: str, what: str) -> ServerResponseError:
     return ServerResponseError(f"{host} sent a reply that is not {what}", server=server)
 
 
+def _failed(what: str) -> Callable[[BaseException, str, str, float | None], Exception]:
+    def make(err: BaseException, host: str, server: str, timeout: float | None) -> Exception:
+        detail = clean_text(str(err)) or type(err).__name__
+        return ServerResponseError(what.format(host=host, detail=detail), server=server)
+
+    return make
+
+
+def _usage(err: BaseException, host: str, server: str, timeout: float | None) -> Exception:
+    return UsageError(f"the request to {host} cannot be sent ({clean_text(str(err))})")
+
+
+# Every exception httpx (and its fork httpx2, which the openai package uses) defines, by class
+# name, as httpx's own transport maps httpcore's (HTTPCORE_EXC_MAP): the most specific class in
+# the error's MRO wins. tests/test_client_hostile.py enumerates both modules against this table.
+HTTPX_ERRORS: dict[str, Callable[[BaseException, str, str, float | None], Exception]] = {
+    "ConnectTimeout": lambda e, host, server, t: ServerNotRunning(host, server),
+    "ConnectError": lambda e, host, server, t: ServerNotRunning(host, server),
+    "TimeoutException": lambda e, host, server, t: ServerTimeout(host, t),  # read/write/pool
+    "DecodingError": _failed("{host} sent a reply body that does not decode ({detail})"),
+    "TooManyRedirects": _failed("{host} redirected too many times ({detail})"),
+    "ProxyError": _failed("the proxy to {host} failed ({detail}): check HTTP(S)_PROXY"),
+    "UnsupportedProtocol": _usage,
+    "LocalProtocolError": _usage,
+    "InvalidURL": _usage,
+    "TransportError": _failed("connection to {host} failed mid-request ({detail})"),
+    "NetworkError": _failed("connection to {host} failed mid-request ({detail})"),  # httpcore's
+    "ProtocolError": _failed("connection to {host} failed mid-request ({detail})"),
+    "HTTPStatusError": _failed("{host} answered with an error ({detail})"),
+    "CookieConflict": _failed("{host} set conflicting cookies ({detail})"),
+    "StreamError": _failed("the reply from {host} could not be read ({detail})"),
+    "HTTPError": _failed("the request to {host} failed ({detail})"),
+}
+
+
+_HTTPX_MODULES = ("httpx", "httpx2", "httpcore")
+
+
+def _httpx_error(
+    err: BaseException, host: str, server: str, timeout: float | None
+) -> Exception | None:
+    for cls in type(err).__mro__:
+        if cls.__module__.split(".")[0] in _HTTPX_MODULES and cls.__name__ in HTTPX_ERRORS:
+            return HTTPX_ERRORS[cls.__name__](err, host, server, timeout)
+    return None
+
+
 def _common(err: BaseException, host: str, server: str, timeout: float | None) -> Exception | None:
     """Errors any backend's library lets through: raw transport errors, bad JSON, bad types."""
-    if isinstance(err, (httpx.TimeoutException, TimeoutError)) or type(err).__name__.endswith(
-        "Timeout"
-    ):
-        if isinstance(err, (httpx.ConnectTimeout,)) or type(err).__name__ == "ConnectTimeout":
-            return ServerNotRunning(host, server)
+    mapped = _httpx_error(err, host, server, timeout)
+    if mapped is not None:
+        return mapped
+    if isinstance(err, TimeoutError):
         return ServerTimeout(host, timeout)
-    if isinstance(err, (httpx.ConnectError, ConnectionRefusedError)):
+    if isinstance(err, ConnectionRefusedError):
         return ServerNotRunning(host, server)
     if isinstance(err, ConnectionError):
         # ollama raises the builtin ConnectionError for httpx.ConnectError; other subclasses
@@ -183,13 +229,9 @@ def _common(err: BaseException, host: str, server: str, timeout: float | None) -
         if type(err) is ConnectionError:
             return ServerNotRunning(host, server)
         return ServerResponseError(f"connection to {host} dropped: {err}", server=server)
-    if isinstance(err, httpx.TransportError) or type(err).__name__ in (
-        "RemoteProtocolError",
-        "ReadError",
-    ):
+    if isinstance(err, RecursionError):
         return ServerResponseError(
-            f"connection to {host} failed mid-request ({type(err).__name__}: {clean_text(str(err))})",
-            server=server,
+            f"{host} sent a reply nested too deeply to be JSON", server=server
         )
     if isinstance(err, UnicodeDecodeError):
         return ServerResponseError(f"{host} sent a reply that is not UTF-8 text", server=server)
@@ -205,6 +247,12 @@ def _common(err: BaseException, host: str, server: str, timeout: float | None) -
                 server=server,
             )
         return UsageError(f"invalid {where}: {first.get('msg', err)}")
+    if isinstance(err, ValueError) and "digits" in str(err):  # json: an int of 4,300+ digits
+        return ServerResponseError(
+            f"{host} sent a reply with a number of over 4,300 digits: that is not a model "
+            "server's reply",
+            server=server,
+        )
     if isinstance(err, (TypeError, KeyError, AttributeError)):
         # The libraries do ``Response(**reply.json())``: a list or string reply lands here.
         return ServerResponseError(
@@ -364,7 +412,7 @@ class OllamaBackend:
         response = yield Call("_request_raw", ("GET", "/api/version"))
         try:
             data = response.json()
-        except ValueError:  # JSONDecodeError, or not UTF-8
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, 4,300-digit ints, too deep
             data = None
         if not (isinstance(data, dict) and isinstance(data.get("version"), str)):
             raise _reply_error(

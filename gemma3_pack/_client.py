@@ -218,8 +218,8 @@ def _finish(
     if validate is not None:
         try:
             parsed = validate(text)
-        except (ValueError, pydantic.ValidationError) as err:
-            why = str(err).splitlines()[0][:200]
+        except (ValueError, RecursionError, pydantic.ValidationError) as err:
+            why = (str(err).splitlines() or [type(err).__name__])[0][:200]
             raise ServerResponseError(
                 f"the reply from {host} is not JSON of the requested format ({why}): {text[:80]!r}",
                 server="format",
@@ -246,6 +246,17 @@ def _finishing(
         return ChatReply(**done.model_dump(exclude={"message"}), message=tail)
 
     return Stream(stream.raw, finish_chunk, stream.model, stream.on_end)
+
+
+def _check_ended(last: Any, host: str) -> None:
+    """A chat/generate stream must end with its ``done`` chunk; one that stops before it (a proxy
+    or a crashed server closing cleanly) is a cut-short reply, not a complete one."""
+    if getattr(last, "done", True) is False:
+        raise ServerResponseError(
+            f"the stream from {host} ended before its final chunk (done: true): the reply is "
+            "cut short; retry, and check the server's log",
+            server="stream",
+        )
 
 
 def _run_tool(fn: Callable[..., Any], arguments: dict[str, Any]) -> str:
@@ -739,6 +750,7 @@ class Client(_Base):
     def _iterate(self, stream: Stream) -> Iterator[Any]:
         with self._seam(stream.model):
             it = iter(stream.raw)
+        item = None
         while True:
             with self._seam(stream.model):
                 try:
@@ -746,6 +758,7 @@ class Client(_Base):
                 except StopIteration:
                     break
             yield item
+        _check_ended(item, self.host)
         if stream.on_end is not None:
             stream.on_end()
 
@@ -846,6 +859,7 @@ class AsyncClient(_Base):
     async def _aiterate(self, stream: Stream) -> AsyncIterator[Any]:
         with self._seam(stream.model):
             it = aiter(stream.raw)
+        item = None
         while True:
             with self._seam(stream.model):
                 try:
@@ -853,6 +867,7 @@ class AsyncClient(_Base):
                 except StopAsyncIteration:
                     break
             yield item
+        _check_ended(item, self.host)
         if stream.on_end is not None:
             stream.on_end()
 

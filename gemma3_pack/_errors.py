@@ -132,14 +132,17 @@ class ServerNotRunning(ServerError, ConnectionError):
 class ServerTimeout(ServerError, TimeoutError):
     """The server took the connection but sent nothing within the timeout."""
 
-    def __init__(self, host: str, timeout: float | None) -> None:
+    def __init__(
+        self,
+        host: str,
+        timeout: float | None,
+        what: str = "did not answer",
+        why: str = "if the model is still loading",
+    ) -> None:
         self.host = host
         self.timeout = timeout
         within = f" within {timeout:g} s" if timeout else ""
-        super().__init__(
-            f"{host} did not answer{within}: raise the timeout (timeout= / --timeout) "
-            "if the model is still loading"
-        )
+        super().__init__(f"{host} {what}{within}: raise the timeout (timeout= / --timeout) {why}")
 
 
 class ModelNotFound(ServerError, LookupError):

@@ -31,6 +31,7 @@ __all__ = [
     "TOKENIZER_JSON_LIMIT",
     "check_config",
     "check_number",
+    "loads_json",
     "printable",
     "read_json",
     "read_json_object",
@@ -117,14 +118,30 @@ def read_json(path: Path, *, what: str | None = None, limit: int = JSON_LIMIT) -
         raise CheckpointError(
             f"{name} is not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8 JSON"
         ) from None
+    return loads_json(text, name)
+
+
+def loads_json(
+    text: str | bytes, name: str, *, error: type[Exception] = CheckpointError, fix: str = ""
+) -> Any:
+    """``json.loads`` with every way it fails as one ``error`` line naming ``name``.
+
+    Besides malformed text, ``json`` raises a plain ``ValueError`` for an integer of more than
+    4,300 digits and ``RecursionError`` for arrays nested thousands deep; both are a hostile
+    file, never a real one. ``fix`` replaces the default advice (re-download it).
+    """
+    fix = fix or "fix or re-download it"
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"{name} is not valid JSON ({err}): fix or re-download it") from None
+        raise error(f"{name} is not valid JSON ({err}): {fix}") from None
     except RecursionError:
-        raise CheckpointError(
-            f"{name} is nested too deeply to be a real {name}: re-download it"
-        ) from None
+        raise error(f"{name} is nested too deeply to be a real {name}: {fix}") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{name} is not UTF-8 text ({err.reason} at byte {err.start}): {fix}") from None
+    except ValueError as err:  # int("9" * 5000): "Exceeds the limit (4300 digits) ..."
+        detail = "a number of over 4,300 digits" if "digits" in str(err) else str(err)
+        raise error(f"{name} is not valid JSON ({detail}): {fix}") from None
 
 
 def read_json_object(path: Path, *, what: str | None = None, limit: int = JSON_LIMIT) -> dict:

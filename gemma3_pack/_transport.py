@@ -2,8 +2,13 @@
 
 * default timeouts (a server that accepts and never answers must not hang ``chat`` or ``pull``);
 * a guard around the HTTP transport: no reply line over :data:`MAX_LINE` bytes is buffered (a 1 GB
-  NDJSON line or JSON body fails at the cap, not when memory runs out), and a redirect to another
-  origin is refused instead of being followed with the prompt re-sent to a stranger;
+  NDJSON line or JSON body fails at the cap, not when memory runs out), counted *after* decoding:
+  the guard asks for an uncompressed reply and inflates a gzip/deflate one itself, in bounded
+  pieces, so 0.5 MB of gzip cannot become a 512 MiB string; a redirect to another origin is
+  refused instead of being followed with the prompt re-sent to a stranger;
+* a progress deadline next to the per-read timeout: a server that trickles one byte a second, or
+  sends only keep-alive comments, must still complete a reply line within the read timeout (every
+  single read succeeding is not progress);
 * :func:`clean_text`, which turns whatever text a server sent (an HTML error page, terminal escape
   sequences) into one printable line.
 
@@ -15,13 +20,15 @@ from __future__ import annotations
 
 import html
 import re
+import time
 import urllib.parse
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from types import ModuleType
 from typing import Any
 
-from ._errors import ServerResponseError, UsageError
+from ._errors import ServerResponseError, ServerTimeout, UsageError
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -107,13 +114,123 @@ def _too_long(url: Any) -> ServerResponseError:
     )
 
 
-def _track(run: int, chunk: bytes, url: Any) -> int:
-    """The length of the current unterminated line after ``chunk``; raises past the cap."""
-    newline = chunk.rfind(b"\n")
-    run = len(chunk) - newline - 1 if newline >= 0 else run + len(chunk)
-    if run > MAX_LINE:
-        raise _too_long(url)
-    return run
+def _where(url: Any) -> str:
+    return f"{url.scheme}://{url.netloc.decode()}"
+
+
+_PIECE = 1 << 16  # inflate at most this much at a time
+_WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+
+
+def _encodings(headers: Any, url: Any) -> list[str]:
+    """The reply's content codings, outermost last; refuses any the guard cannot bound."""
+    codings = [
+        c.strip().lower()
+        for c in headers.get("content-encoding", "").split(",")
+        if c.strip() and c.strip().lower() != "identity"
+    ]
+    for coding in codings:
+        if coding not in _WBITS:
+            raise ServerResponseError(
+                f"{_where(url)} sent a {coding!r}-compressed reply although none was asked for: "
+                "only gzip and deflate are accepted from a model server",
+                server="refused reply",
+            )
+    if len(codings) > 2:
+        raise ServerResponseError(
+            f"{_where(url)} sent a reply compressed {len(codings)} times over: "
+            "that is not a model server's reply",
+            server="refused reply",
+        )
+    return codings
+
+
+class _Inflate:
+    """gzip/deflate layers undone in pieces of at most :data:`_PIECE` bytes (zlib's
+    ``max_length``), so memory follows what is consumed, never the compression ratio."""
+
+    def __init__(self, codings: list[str], url: Any) -> None:
+        self._codings = list(reversed(codings))  # the last coding applied is undone first
+        self._layers = [zlib.decompressobj(_WBITS[c]) for c in self._codings]
+        self._fresh = [True] * len(self._layers)
+        self._url = url
+
+    def _bad(self) -> ServerResponseError:
+        return ServerResponseError(
+            f"{_where(self._url)} sent a compressed reply that does not decompress",
+            server="refused reply",
+        )
+
+    def feed(self, data: bytes, level: int = 0) -> Iterator[bytes]:
+        if level == len(self._layers):
+            if data:
+                yield data
+            return
+        while data:
+            layer = self._layers[level]
+            try:
+                out = layer.decompress(data, _PIECE)
+            except zlib.error:
+                if not (self._fresh[level] and self._codings[level] == "deflate"):
+                    raise self._bad() from None
+                # "deflate" without the zlib wrapper (raw), as some servers send it
+                self._layers[level] = zlib.decompressobj(-zlib.MAX_WBITS)
+                self._fresh[level] = False
+                continue
+            self._fresh[level] = False
+            data = layer.unconsumed_tail
+            yield from self.feed(out, level + 1)
+
+    def flush(self, level: int = 0) -> Iterator[bytes]:
+        for i in range(level, len(self._layers)):
+            try:
+                tail = self._layers[i].flush()
+            except zlib.error:
+                raise self._bad() from None
+            yield from self.feed(tail, i + 1)
+
+
+class _Progress:
+    """The guard's bookkeeping for one reply: the length of the unterminated line (the cap) and
+    the time spent waiting on the server since the last complete line that carries data (the
+    progress deadline; time the caller spends between two chunks is not the server's)."""
+
+    def __init__(self, url: Any, deadline: float | None) -> None:
+        self.url, self.deadline = url, deadline
+        self.run = 0  # bytes of the current unterminated line
+        self.head = b""  # its first non-blank byte, if any
+        self.waited = 0.0
+
+    def see(self, chunk: bytes) -> None:
+        lines = chunk.split(b"\n")
+        progressed = False
+        for i, line in enumerate(lines):
+            if not self.head:
+                self.head = line.lstrip()[:1]
+            if i == len(lines) - 1:
+                break
+            # a complete line: data unless blank or an SSE comment (": keep-alive")
+            progressed = progressed or self.head not in (b"", b":")
+            self.head = b""
+        newline = chunk.rfind(b"\n")
+        self.run = len(chunk) - newline - 1 if newline >= 0 else self.run + len(chunk)
+        if self.run > MAX_LINE:
+            raise _too_long(self.url)
+        if progressed:
+            self.waited = 0.0
+        elif self.deadline is not None and self.waited > self.deadline:
+            raise ServerTimeout(
+                _where(self.url),
+                self.deadline,
+                "sent no complete reply line",
+                "if the server is slow (single bytes and keep-alives do not count as an answer)",
+            )
+
+
+def _deadline(request: Any) -> float | None:
+    timeout = request.extensions.get("timeout") or {}
+    read = timeout.get("read")
+    return float(read) if isinstance(read, (int, float)) and read > 0 else None
 
 
 @cache
@@ -122,36 +239,68 @@ def _classes(httpx_module: ModuleType) -> tuple[type, type]:
     hx = httpx_module
 
     class _Lines(hx.SyncByteStream):  # type: ignore[name-defined]
-        def __init__(self, inner: Any, url: Any) -> None:
-            self._inner, self._url = inner, url
+        def __init__(self, inner: Any, request: Any, codings: list[str]) -> None:
+            self._inner, self._request, self._codings = inner, request, codings
 
         def __iter__(self) -> Iterator[bytes]:
-            run = 0
-            for chunk in self._inner:
-                run = _track(run, chunk, self._url)
-                yield chunk
+            seen = _Progress(self._request.url, _deadline(self._request))
+            inflate = _Inflate(self._codings, self._request.url)
+            chunks = iter(self._inner)
+            while True:
+                start = time.monotonic()
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                seen.waited += time.monotonic() - start
+                for piece in inflate.feed(chunk):
+                    seen.see(piece)
+                    yield piece
+            for piece in inflate.flush():
+                seen.see(piece)
+                yield piece
 
         def close(self) -> None:
             self._inner.close()
 
     class _ALines(hx.AsyncByteStream):  # type: ignore[name-defined]
-        def __init__(self, inner: Any, url: Any) -> None:
-            self._inner, self._url = inner, url
+        def __init__(self, inner: Any, request: Any, codings: list[str]) -> None:
+            self._inner, self._request, self._codings = inner, request, codings
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
-            run = 0
-            async for chunk in self._inner:
-                run = _track(run, chunk, self._url)
-                yield chunk
+            seen = _Progress(self._request.url, _deadline(self._request))
+            inflate = _Inflate(self._codings, self._request.url)
+            chunks = aiter(self._inner)
+            while True:
+                start = time.monotonic()
+                chunk = await anext(chunks, None)
+                if chunk is None:
+                    break
+                seen.waited += time.monotonic() - start
+                for piece in inflate.feed(chunk):
+                    seen.see(piece)
+                    yield piece
+            for piece in inflate.flush():
+                seen.see(piece)
+                yield piece
 
         async def aclose(self) -> None:
             await self._inner.aclose()
 
-    def _wrap(response: Any, request: Any, stream: Any) -> Any:
+    def _wrap(response: Any, request: Any, make: Any) -> Any:
+        codings = _encodings(response.headers, request.url)
+        headers = response.headers
+        if codings:  # the guard inflates: httpx must not (and the length is the compressed one)
+            headers = hx.Headers(
+                [
+                    (k, v)
+                    for k, v in response.headers.multi_items()
+                    if k.lower() not in ("content-encoding", "content-length")
+                ]
+            )
         return hx.Response(
             response.status_code,
-            headers=response.headers,
-            stream=stream,
+            headers=headers,
+            stream=make(response.stream, request, codings),
             extensions=response.extensions,
             request=request,
         )
@@ -161,9 +310,14 @@ def _classes(httpx_module: ModuleType) -> tuple[type, type]:
             self.inner = inner
 
         def handle_request(self, request: Any) -> Any:
+            request.headers["Accept-Encoding"] = "identity"
             response = self.inner.handle_request(request)
             _check_redirect(request, response)
-            return _wrap(response, request, _Lines(response.stream, request.url))
+            try:
+                return _wrap(response, request, _Lines)
+            except ServerResponseError:
+                response.close()
+                raise
 
         def close(self) -> None:
             self.inner.close()
@@ -173,9 +327,14 @@ def _classes(httpx_module: ModuleType) -> tuple[type, type]:
             self.inner = inner
 
         async def handle_async_request(self, request: Any) -> Any:
+            request.headers["Accept-Encoding"] = "identity"
             response = await self.inner.handle_async_request(request)
             _check_redirect(request, response)
-            return _wrap(response, request, _ALines(response.stream, request.url))
+            try:
+                return _wrap(response, request, _ALines)
+            except ServerResponseError:
+                await response.aclose()
+                raise
 
         async def aclose(self) -> None:
             await self.inner.aclose()
@@ -184,7 +343,8 @@ def _classes(httpx_module: ModuleType) -> tuple[type, type]:
 
 
 def guarded(httpx_module: ModuleType, transport: Any, *, is_async: bool) -> Any:
-    """``transport`` (or the module's default one) behind the line cap and redirect check."""
+    """``transport`` (or the module's default one) behind the decoded line cap, the progress
+    deadline and the redirect check."""
     guard, aguard = _classes(httpx_module)
     if is_async:
         return aguard(transport or httpx_module.AsyncHTTPTransport())

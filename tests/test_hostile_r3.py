@@ -1,0 +1,434 @@
+"""Hostile inputs, round 3 (issue 19): what the red team found after rounds 1 and 2.
+
+The SDK half: compressed replies counted after decoding, the progress deadline (a server that
+trickles bytes or sends only keep-alives), httpx's whole exception tree mapped, JSON that ``json``
+itself chokes on (4,300-digit integers, 100,000-deep nesting), streams that end before ``done``.
+The files half (GGUF header counts, big-endian writers, validation before the first byte, stale
+``.part`` files, guarded outputs, one JSON reader) follows below, through the real CLI with the
+child's peak RSS and wall time measured (tests/_hostile.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import inspect
+import json
+import socket
+import threading
+import time
+import tracemalloc
+import zlib
+from collections.abc import Callable
+
+import httpx
+import pytest
+from _hostile import run_measured
+from test_client import REPLY
+
+from gemma3_pack import Gemma3PackError, ServerResponseError, ServerTimeout
+from gemma3_pack._backends import HTTPX_ERRORS, _common
+from gemma3_pack._client import AsyncClient, Client
+from gemma3_pack._transport import MAX_LINE
+from gemma3_pack.cli import UNEXPECTED
+
+RSS_BOUND_MB = 250
+SECONDS_BOUND = 20
+
+
+class Scripted:
+    """A loopback HTTP server whose every connection is handed to ``script(conn)`` after the
+    request is read: the script writes whatever bytes, at whatever pace, it likes."""
+
+    def __init__(self, script: Callable[[socket.socket], None]) -> None:
+        self.script = script
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(30)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = [
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if b"content-length" in line.lower()
+            ]
+            while length and len(body) < length[0]:
+                body += conn.recv(65536)
+            self.script(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def __enter__(self) -> Scripted:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def _answer(body: bytes, *, encoding: str = "", ctype: str = "application/json") -> Callable:
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+    if encoding:
+        head += f"Content-Encoding: {encoding}\r\n"
+    data = (head + "Connection: close\r\n\r\n").encode() + body
+
+    def script(conn: socket.socket) -> None:
+        conn.sendall(data)
+
+    return script
+
+
+def _bomb(line_bytes: int, *, newline: bool = False) -> bytes:
+    """A reply whose one JSON line inflates to ``line_bytes`` of content (gzip ratio ~1000:1)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    parts = [z.compress(b'{"model": "m", "message": {"role": "assistant", "content": "')]
+    block = b"a" * (1 << 20)
+    for _ in range(line_bytes >> 20):
+        parts.append(z.compress(block))
+    parts.append(z.compress(b'"}, "done": true}' + (b"\n" if newline else b"")))
+    parts.append(z.flush())
+    return b"".join(parts)
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    return _bomb(512 << 20)  # 512 MiB of content from ~0.5 MB on the wire
+
+
+# --------------------------------------------------------------------------- compressed replies
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["chat", "stream"])
+def test_a_gzip_bomb_fails_at_the_cap_counted_after_decoding(bomb: bytes, stream: bool) -> None:
+    assert len(bomb) < 1 << 20
+    ctype = "application/x-ndjson" if stream else "application/json"
+    with Scripted(_answer(bomb, encoding="gzip", ctype=ctype)) as srv, Client(srv.url) as client:
+        tracemalloc.start()
+        start = time.monotonic()
+        try:
+            with pytest.raises(ServerResponseError, match="sent a reply line over 32 MiB"):
+                reply = client.chat("Hi", stream=stream)
+                if stream:
+                    list(reply)
+        finally:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+    assert time.monotonic() - start < 20
+    assert peak < 3 * MAX_LINE, f"{peak >> 20} MiB buffered"
+
+
+def test_the_async_client_counts_decoded_bytes_too(bomb: bytes) -> None:
+    async def main() -> None:
+        async with AsyncClient(srv.url) as client:
+            await client.chat("Hi")
+
+    with (
+        Scripted(_answer(bomb, encoding="gzip")) as srv,
+        pytest.raises(ServerResponseError, match="over 32 MiB"),
+    ):
+        asyncio.run(main())
+
+
+def test_the_openai_backend_counts_decoded_bytes_too(bomb: bytes) -> None:
+    with (
+        Scripted(_answer(bomb, encoding="gzip")) as srv,
+        Client(srv.url + "/v1", model="m") as client,
+        pytest.raises(ServerResponseError) as info,
+    ):
+        client.chat("Hi")
+    assert "over 32 MiB" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "deflate-raw", "gzip, gzip"])
+def test_a_small_compressed_reply_still_decodes(encoding: str) -> None:
+    body = json.dumps(REPLY).encode()
+    if encoding == "deflate-raw":
+        z = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        body, encoding = z.compress(body) + z.flush(), "deflate"
+    elif encoding == "deflate":
+        body = zlib.compress(body)
+    else:
+        for _ in encoding.split(","):
+            body = gzip.compress(body)
+    with Scripted(_answer(body, encoding=encoding)) as srv, Client(srv.url) as client:
+        assert client.chat("Hi").message.content == "Rayleigh scattering."
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "text"),
+    [
+        ("br", b"\x1b\x00", "'br'-compressed reply although none was asked for"),
+        ("gzip", b"not gzip at all", "compressed reply that does not decompress"),
+        ("gzip, gzip, gzip", b"", "compressed 3 times over"),
+    ],
+)
+def test_an_unbounded_or_broken_encoding_is_refused(encoding: str, body: bytes, text: str) -> None:
+    with (
+        Scripted(_answer(body, encoding=encoding)) as srv,
+        Client(srv.url) as client,
+        pytest.raises(ServerResponseError) as info,
+    ):
+        client.chat("Hi")
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_guard_asks_for_an_uncompressed_reply() -> None:
+    seen: list[bytes] = []
+
+    def script(conn: socket.socket) -> None:
+        _answer(json.dumps(REPLY).encode())(conn)
+
+    class Recording(Scripted):
+        def _run(self, conn: socket.socket) -> None:
+            conn.settimeout(5)
+            data = conn.recv(65536)
+            seen.append(data)
+            script(conn)
+            conn.close()
+
+    with Recording(script) as srv, Client(srv.url) as client:
+        client.chat("Hi")
+    assert b"accept-encoding: identity" in seen[0].lower()
+
+
+def test_cli_chat_with_a_gzip_bomb_is_one_line_in_bounded_memory(bomb: bytes) -> None:
+    with Scripted(_answer(bomb, encoding="gzip")) as srv:
+        res = run_measured("chat", "Hi", "--host", srv.url, "--no-stream")
+    assert UNEXPECTED not in res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.code == 2 and len(lines) == 1 and "over 32 MiB" in lines[0], res.stderr[-2000:]
+    assert res.max_rss_mb < RSS_BOUND_MB and res.seconds < SECONDS_BOUND, res
+
+
+# --------------------------------------------------------------------------- progress deadline
+
+
+def _trickle(conn: socket.socket) -> None:
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
+    for _ in range(60):
+        conn.sendall(b" ")
+        time.sleep(0.2)
+
+
+def _keepalive(conn: socket.socket) -> None:
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    for _ in range(60):
+        piece = b": keep-alive\n\n"
+        conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("script", "call"),
+    [
+        (_trickle, lambda url: Client(url, timeout=1).chat("Hi")),
+        (_trickle, lambda url: list(Client(url, timeout=1).chat("Hi", stream=True))),
+        (
+            _keepalive,
+            lambda url: list(Client(url + "/v1", model="m", timeout=1).chat("Hi", stream=True)),
+        ),
+        (_trickle, lambda url: asyncio.run(_achat(url))),
+    ],
+    ids=["trickle-chat", "trickle-stream", "sse-keepalive-openai", "trickle-async"],
+)
+def test_a_server_that_never_completes_a_line_times_out(script, call) -> None:
+    start = time.monotonic()
+    with Scripted(script) as srv, pytest.raises(ServerTimeout) as info:
+        call(srv.url)
+    assert time.monotonic() - start < 5  # timeout=1: every read succeeds, the line never comes
+    assert "sent no complete reply line within 1 s" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+async def _achat(url: str) -> None:
+    async with AsyncClient(url, timeout=1) as client:
+        await client.chat("Hi")
+
+
+def test_a_slow_but_steady_stream_is_not_cut() -> None:
+    """Lines that each arrive within the read timeout pass, however long the whole reply takes."""
+
+    def steady(conn: socket.socket) -> None:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        for i in range(8):
+            done = i == 7
+            line = json.dumps(
+                {**REPLY, "message": {"role": "assistant", "content": "x"}, "done": done}
+            )
+            piece = line.encode() + b"\n"
+            conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            time.sleep(0.25)
+        conn.sendall(b"0\r\n\r\n")
+
+    with Scripted(steady) as srv, Client(srv.url, timeout=1) as client:
+        chunks = list(client.chat("Hi", stream=True))
+    assert "".join(c.message.content for c in chunks) == "x" * 8
+
+
+# --------------------------------------------------------------------------- foreign errors
+
+
+def _exception_classes(module_name: str) -> list[type[BaseException]]:
+    module = pytest.importorskip(module_name)
+    return sorted(
+        (
+            c
+            for c in vars(module).values()
+            if inspect.isclass(c)
+            and issubclass(c, Exception)
+            and c.__module__.startswith(module_name)
+        ),
+        key=lambda c: c.__name__,
+    )
+
+
+def _instance(cls: type[BaseException]) -> BaseException:
+    request = httpx.Request("GET", "http://127.0.0.1:1/api/chat")
+    for args, kwargs in (
+        (("boom",), {"request": request}),
+        (("boom",), {"request": request, "response": httpx.Response(500, request=request)}),
+        (("boom",), {}),
+        ((), {}),
+    ):
+        try:
+            return cls(*args, **kwargs)
+        except TypeError:
+            continue
+    raise AssertionError(f"cannot build {cls}")
+
+
+@pytest.mark.parametrize("module", ["httpx", "httpx2"])
+def test_every_httpx_exception_is_mapped(module: str) -> None:
+    classes = _exception_classes(module)
+    assert len(classes) >= 25, classes
+    for cls in classes:
+        mapped = _common(_instance(cls), "http://h:1", "ollama", 3.0)
+        assert isinstance(mapped, Gemma3PackError), (cls, mapped)
+        assert "\n" not in str(mapped) and str(mapped), (cls, mapped)
+
+
+def test_the_table_names_only_classes_httpx_has() -> None:
+    names = {c.__name__ for c in _exception_classes("httpx")} | {"NetworkError", "ProtocolError"}
+    assert set(HTTPX_ERRORS) <= names, set(HTTPX_ERRORS) - names
+
+
+@pytest.mark.parametrize(
+    ("cls", "kind", "text"),
+    [
+        ("ConnectError", "ServerNotRunning", "cannot reach Ollama"),
+        ("ReadTimeout", "ServerTimeout", "did not answer within 3 s"),
+        ("DecodingError", "ServerResponseError", "reply body that does not decode"),
+        ("TooManyRedirects", "ServerResponseError", "redirected too many times"),
+        ("RemoteProtocolError", "ServerResponseError", "failed mid-request"),
+        ("UnsupportedProtocol", "UsageError", "cannot be sent"),
+    ],
+)
+def test_httpx_errors_say_what_happened(cls: str, kind: str, text: str) -> None:
+    mapped = _common(_instance(getattr(httpx, cls)), "http://h:1", "ollama", 3.0)
+    assert type(mapped).__name__ == kind and text in str(mapped), mapped
+
+
+# --------------------------------------------------------------------------- JSON json can't read
+
+_HUGE_INT = (
+    b'{"model": "m", "message": {"role": "assistant", "content": "x"}, "done": true, "n": '
+    + b"9" * 5000
+    + b"}"
+)
+_DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("body", [_HUGE_INT, _DEEP], ids=["5000-digit-int", "100000-deep"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda url: Client(url).chat("Hi"),
+        lambda url: list(Client(url).chat("Hi", stream=True)),
+        lambda url: Client(url + "/v1", model="m").chat("Hi"),
+        lambda url: asyncio.run(_achat(url)),
+        lambda url: Client(url).version(),
+    ],
+    ids=["chat", "stream", "openai", "async", "version"],
+)
+def test_json_that_json_cannot_parse_is_a_server_error(body: bytes, call) -> None:
+    with Scripted(_answer(body + b"\n")) as srv, pytest.raises(ServerResponseError) as info:
+        call(srv.url)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content", ["9" * 5000, "[" * 100_000 + "]" * 100_000], ids=["5000-digit-int", "100000-deep"]
+)
+def test_format_schema_replies_json_cannot_parse(content: str) -> None:
+    body = json.dumps({**REPLY, "message": {"role": "assistant", "content": content}}).encode()
+    with (
+        Scripted(_answer(body)) as srv,
+        Client(srv.url) as client,
+        pytest.raises(ServerResponseError, match="not JSON of the requested format") as info,
+    ):
+        client.chat("Hi", format={"type": "object"})
+    assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- streams cut short
+
+
+def test_a_stream_that_ends_before_done_is_flagged() -> None:
+    lines = b"".join(
+        json.dumps(
+            {**REPLY, "message": {"role": "assistant", "content": w}, "done": False}
+        ).encode()
+        + b"\n"
+        for w in ("The ", "sky ")
+    )
+    with Scripted(_answer(lines, ctype="application/x-ndjson")) as srv, Client(srv.url) as client:
+        got: list[str] = []
+        with pytest.raises(
+            ServerResponseError, match=r"ended before its final chunk \(done: true\)"
+        ):
+            for chunk in client.chat("Hi", stream=True):
+                got.append(chunk.message.content)
+    assert got == ["The ", "sky "]  # what came is still handed over, then the error
+
+
+def test_cli_chat_stream_cut_short_exits_2_after_the_text() -> None:
+    line = json.dumps(
+        {**REPLY, "message": {"role": "assistant", "content": "The sky"}, "done": False}
+    )
+    with Scripted(_answer(line.encode() + b"\n", ctype="application/x-ndjson")) as srv:
+        res = run_measured("chat", "Hi", "--host", srv.url)
+    assert res.code == 2 and "The sky" in res.stdout, res
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "done: true" in lines[0], (
+        res.stderr
+    )
