@@ -242,7 +242,9 @@ def run_demo(
                 f"Gemma settings): ollama run {model_name}"
             )
         if "reply" in o:
-            say("          the same text through Ollama, raw and greedy:")
+            say(
+                f"          {'the same text' if result.chat else 'a text'} through Ollama, raw and greedy:"
+            )
             for line in shown(prompt, o["reply"]):
                 say(line)
             if not result.chat:
