@@ -40,6 +40,8 @@ from typing import Any
 from ._errors import UsageError
 from ._family import Variant
 from ._plan import (
+    _BY_ID,
+    _REPACKED,
     CTX_PAD,
     DEFAULT_CTX,
     N_UBATCH,
@@ -175,19 +177,21 @@ def layer_devices(n_layer: int, ngl: int, tensor_split: Sequence[float]) -> list
 # the tensor table
 
 
-def _tensor_table(src: _Source, target: Any) -> list[tuple[str, int, int | None]]:
-    """(name, bytes, data offset or None) of every text tensor, in file order when from a GGUF."""
+def _tensor_table(src: _Source, target: Any) -> list[tuple[str, int, int | None, str]]:
+    """(name, bytes, data offset or None, ggml type) of every text tensor (file order for a GGUF)."""
     path = Path(src.name)
     if src.exact and path.is_file():
         from ._gguf._reader import open_gguf
 
         with open_gguf(path) as h:
             return [
-                (t.name, int(t.nbytes or 0), t.offset)
+                (t.name, int(t.nbytes or 0), t.offset, _BY_ID.get(t.ggml_type, "?"))
                 for t in h.tensors
                 if not t.name.startswith(("v.", "mm."))
             ]
-    return [(n, _tensor_bytes(s, t), None) for n, s, t in quant_tensor_types(src.arch, src.quant)]
+    return [
+        (n, _tensor_bytes(s, t), None, t) for n, s, t in quant_tensor_types(src.arch, src.quant)
+    ]
 
 
 def _layer_of(name: str) -> int | None:
@@ -217,6 +221,7 @@ class RpcDevice:
     kv: int
     compute: int
     output: int = 0  # logits buffer (main host only)
+    cpu_repack: int = 0  # main host: the copy CPU backends that repack Q4_0/Q4_K weights make
     mmproj: int = 0
     mmproj_compute: int = 0
 
@@ -373,7 +378,7 @@ def plan_rpc(
 def _place(
     src: _Source,
     target: Any,
-    table: list[tuple[str, int, int | None]],
+    table: list[tuple[str, int, int | None, str]],
     where: list[int],
     rpc: list[RpcHost],
     ctx: int,
@@ -398,8 +403,9 @@ def _place(
     layers: list[list[int]] = [[] for _ in range(n + 1)]
     host_ranges: list[tuple[int, int]] = []
     out_dev = where[a.layers]
-    tied = not any(name == "output.weight" for name, _, _ in table)
-    for name, nbytes, offset in table:
+    tied = not any(name == "output.weight" for name, _, _, _ in table)
+    repack = 0
+    for name, nbytes, offset, ggml_type in table:
         il = _layer_of(name)
         if il is not None:
             dev = where[il]
@@ -408,6 +414,8 @@ def _place(
         else:  # token_embd and anything else of the input layer
             dev = -1
         slot = n if dev < 0 else dev
+        if slot == n and ggml_type in _REPACKED and name != "token_embd.weight":
+            repack += nbytes
         if slot == n:
             if offset is not None:
                 host_ranges.append((offset, offset + nbytes))
@@ -440,6 +448,7 @@ def _place(
             kv=kv_bytes[i],
             compute=compute[i] if (is_host or i in offloaded) else 0,
             output=base.output if is_host else 0,
+            cpu_repack=repack if is_host else 0,
         )
         if base.mmproj and (i == vision_dev or (is_host and vision_dev < 0)):
             dev.mmproj, dev.mmproj_compute = base.mmproj, base.mmproj_compute

@@ -325,9 +325,9 @@ def test_rpc_split_matches_single_process_and_plan(
     assert plan.fits
     main = shlex.split(plan.commands["main"])
     assert main[:3] == ["llama-server", "-m", str(path)]
-    # This machine's CPU has AMX: llama.cpp 0c1e57098 then repacks the host's weights into an
-    # AMX buffer and llama-server dies at warm-up (SIGSEGV), with or without RPC. So every run
-    # whose host CPU holds layers gets --no-repack (-nr); -lv 4 prints the buffer lines.
+    # A ggml-rpc-server allocates plain CPU buffers (never repacked), so the runs whose main
+    # host computes layers use --no-repack (-nr) to compute with the same kernels (and the
+    # reference too); -lv 4 makes llama-server print its buffer lines.
     common = ["-c", str(ctx), "-np", "1", "-fa", "on", "-nr"]
     with llama_server(path, *common) as single:
         want = _greedy(single, PROMPT)

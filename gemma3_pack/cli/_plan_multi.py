@@ -65,6 +65,11 @@ def show_rpc(
                 + (f", mmproj {format_bytes(d.mmproj + d.mmproj_compute)}" if d.mmproj else "")
                 + f" = {format_bytes(d.total)}{budget} {verdict}".rstrip()
             )
+            if d.cpu_repack:
+                click.echo(
+                    f"        (+{format_bytes(d.cpu_repack)} on CPU backends that repack "
+                    "Q4_0/Q4_K weights; llama-server -nr turns it off)"
+                )
         click.echo(f"  largest context that fits every host: {p.max_ctx} tokens")
         click.echo("commands:")
         for where, cmd in p.commands.items():
