@@ -25,7 +25,9 @@ __all__ = [
     "atomic_path",
     "refuse_overwrite",
     "refuse_special_output",
+    "remove_stale_parts",
     "sha256_file",
+    "stale_parts",
     "write_text_atomic",
 ]
 
@@ -57,9 +59,11 @@ def atomic_path(dst: Path, *, mode: int | None = None, suffix: str = ".part") ->
     refuse_special_output(dst)
     # Ctrl-C / SIGTERM are held back from creating the temp file until the cleanup below is armed:
     # a signal in between would leave a hidden .part file behind.
+    remove_stale_parts(dst, suffix)
     held = _hold_signals()
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=suffix, dir=dst.parent)
+        prefix = f".{dst.name}.{os.getpid()}."
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dst.parent)
     except OSError as err:
         _release_signals(held)
         raise OutputError(f"cannot write {dst}: {err.strerror or err}") from None
@@ -78,6 +82,53 @@ def atomic_path(dst: Path, *, mode: int | None = None, suffix: str = ".part") ->
     finally:
         tmp.unlink(missing_ok=True)
         PENDING.discard(name)
+
+
+def stale_parts(dst: Path, suffix: str = ".part") -> list[Path]:
+    """Temp files of ``dst`` left by a gemma3-pack process that no longer runs (``kill -9``, a
+    power cut): ``.NAME.PID.XXXXXXXX.part`` whose PID is gone. A live writer's are never listed,
+    so two runs racing for one output keep their own temp files."""
+    out = []
+    try:
+        candidates = list(dst.parent.glob(f".{glob_escape(dst.name)}.*{suffix}"))
+    except OSError:
+        return []
+    for part in candidates:
+        pid = part.name[len(dst.name) + 2 :].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            if stat.S_ISREG(os.lstat(part).st_mode):
+                out.append(part)
+        except OSError:
+            continue
+    return out
+
+
+def remove_stale_parts(dst: Path, suffix: str = ".part") -> list[Path]:
+    """Remove :func:`stale_parts` of ``dst`` (best effort); returns what was removed."""
+    removed = []
+    for part in stale_parts(dst, suffix):
+        try:
+            part.unlink()
+            removed.append(part)
+        except OSError:
+            pass
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 _HELD = {signal.SIGINT, signal.SIGTERM}
@@ -108,20 +159,29 @@ def _advice(err: OSError) -> str:
 
 
 def refuse_special_output(dst: Path) -> None:
-    """An existing output must be a regular file (or a symlink, which is replaced): never a
-    device, FIFO, socket or folder, which a rename would silently replace with a file."""
+    """An existing output must be a regular file (or a symlink to one, or a dangling symlink,
+    which is replaced): never a device, FIFO, socket or folder, nor a symlink to one
+    (``-o /dev/stdout``), which a rename would silently replace with a file."""
     try:
         st = os.lstat(dst)
     except FileNotFoundError:
         return
     except OSError as err:
         raise OutputError(f"cannot write {dst}: {err.strerror or err}") from None
+    link = ""
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            st = os.stat(dst)
+        except OSError:  # dangling (or a loop): nothing behind it to lose
+            return
+        link = f" (a symlink to {os.path.realpath(dst)})"
     if stat.S_ISDIR(st.st_mode):
-        raise OutputError(f"{dst} is a folder: give a file name inside it")
-    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        raise OutputError(f"{dst}{link} is a folder: give a file name inside it")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
         raise OutputError(
-            f"{dst} is a device, FIFO or socket, not a regular file: gemma3-pack never replaces "
-            "one; choose a file path"
+            f"{dst}{link} is {kind}, not a regular file: gemma3-pack never replaces one; "
+            "choose a file path"
         )
 
 

@@ -453,9 +453,11 @@ def test_layout_conversions_refuse_and_write_nothing(
 def test_cli_split_and_fuse(cli, fused_270m: Path, tmp_path: Path) -> None:
     out = tmp_path / "gemma-3-270m-Q4_K_M.gguf"
     r = cli("doctor", str(fused_270m), "--split", "-o", str(out))
-    assert r.code == 0, r.stderr
+    # written, and the pair's check finds an error (a 270M takes no projector): exit 1, as
+    # doctor exits without --split (issue 19)
+    assert r.code == 1, r.stderr
     mm = tmp_path / "mmproj-gemma-3-270m-Q4_K_M.gguf"
-    assert out.is_file() and mm.is_file() and "pair-text-only-size" in r.stdout
+    assert out.is_file() and mm.is_file() and "error   pair-text-only-size" in r.stdout
     fused = tmp_path / "fused-Q4_K_M.gguf"
     r = cli("doctor", str(out), str(mm), "--fuse", "-o", str(fused), "--json")
     assert r.code == 0, r.stderr

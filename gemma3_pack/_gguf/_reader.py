@@ -411,6 +411,8 @@ MAX_DIMS_READ = 64  # beyond this the header is garbage; 5..64 dims are a findin
 GGML_MAX_DIMS = 4  # ggml.h
 _NEWEST_TYPE = max(t.value for t in GGMLQuantizationType)
 GGML_MAX_NAME = 64  # ggml.h: tensor names are shorter than this
+MAX_TENSORS = 1 << 16  # the largest MoE files split per expert hold ~14,000; Gemma 3: ~1,300
+MAX_KEYS = 1 << 16  # a real file has ~50 (a tokenizer is one array key, however long)
 
 
 def _check_types(kvs: Mapping[str, KV], p: _Parser) -> None:
@@ -494,6 +496,14 @@ def _parse(
     n_tensors, n_kv = struct.unpack_from(endian + "QQ", buf, 8)
     if n_kv > size // 13 or n_tensors > size // 29:
         raise p.fail(f"header claims {n_kv} keys and {n_tensors} tensors")
+    if n_kv > MAX_KEYS or n_tensors > MAX_TENSORS:
+        # Each entry costs a Python object: a claim past any real model's count is refused
+        # before the loop, not after minutes and gigabytes of parsing a sparse file.
+        raise p.fail(
+            f"header claims {n_kv:,} keys and {n_tensors:,} tensors, over the {MAX_KEYS:,} and "
+            f"{MAX_TENSORS:,} any model file has (a Gemma 3 with its projector: about 1,300 "
+            "tensors)"
+        )
     pos = kv_start = 24
     kvs: dict[str, KV] = {}
     problems: list[str] = []

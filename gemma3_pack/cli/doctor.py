@@ -126,6 +126,11 @@ def doctor(
         else:
             click.echo(f"wrote {output}" + (f" and {mm_out}" if split else ""))
             click.echo(report.to_text())
+        # written, but the check of what was written found errors (other than the fused layout
+        # that --fuse was asked to make): exit 1, as doctor does without --split/--fuse
+        made = {"fused-vision"} if fuse else set()
+        if any(f.level == "error" and f.code not in made for f in report.findings):
+            sys.exit(1)
         return
     report = doctor_gguf(path, mmproj, fix=output if do_fix else None, force=force)
     if as_json:
