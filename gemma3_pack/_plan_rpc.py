@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import struct
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,10 +52,10 @@ from ._plan import (
     format_bytes,
     kv_cache_bytes,
     largest_context,
-    parse_memory,
     plan_memory,
     quant_tensor_types,
 )
+from ._plan_gpu import layer_devices, parse_gpu
 
 __all__ = [
     "DEFAULT_RPC_PORT",
@@ -103,11 +102,11 @@ _HOST = re.compile(
 
 
 def parse_rpc(spec: str | Sequence[str]) -> list[RpcHost]:
-    """``"10.0.0.2:50052=24GB,10.0.0.3=16GiB"`` -> hosts (the port defaults to 50052).
+    """``"10.0.0.2:50052=24GB,10.0.0.3=rtx4090"`` -> hosts (the port defaults to 50052).
 
     Several strings (a repeated ``--rpc``) are joined. Each entry is ``HOST[:PORT]=MEMORY``: the
     memory that host's ``ggml-rpc-server`` device has for the model (its GPU's VRAM, or the RAM
-    a CPU server may use).
+    a CPU server may use), read as ``--gpu`` reads it (GB = 2^30; card names allowed).
     """
     parts = [spec] if isinstance(spec, str) else list(spec)
     entries = [e.strip() for p in parts for e in p.split(",") if e.strip()]
@@ -128,9 +127,13 @@ def parse_rpc(spec: str | Sequence[str]) -> list[RpcHost]:
         port = int(m.group("port") or DEFAULT_RPC_PORT)
         if not 0 < port < 65536:
             raise UsageError(f"--rpc entry {entry!r}: port {port} is not between 1 and 65535")
-        memory = parse_memory(mem.strip())
-        if memory <= 0:
-            raise UsageError(f"--rpc entry {entry!r}: the memory must be more than 0")
+        try:
+            memory = parse_gpu(mem.strip())
+        except UsageError:
+            raise UsageError(
+                f"--rpc entry {entry!r}: cannot read the memory {mem.strip()!r}; give it like "
+                "24GB (GB = 2^30, as cards are sold), 16GiB or a card name such as rtx4090"
+            ) from None
         hosts.append(RpcHost(m.group("v6") or m.group("name"), port, memory))
     seen = [h.endpoint for h in hosts]
     dup = next((e for e in seen if seen.count(e) > 1), None)
@@ -141,36 +144,6 @@ def parse_rpc(spec: str | Sequence[str]) -> list[RpcHost]:
 
 # ---------------------------------------------------------------------------------------------
 # layer placement
-
-
-def _f32(x: float) -> float:
-    return float(struct.unpack("f", struct.pack("f", x))[0])
-
-
-def layer_devices(n_layer: int, ngl: int, tensor_split: Sequence[float]) -> list[int]:
-    """Device index of each of the ``n_layer + 1`` layers (the last is the output layer), or -1
-    for the main host's CPU: llama.cpp's ``get_layer_buft_list`` with its float32 split points."""
-    n = len(tensor_split)
-    if n == 0:
-        return [-1] * (n_layer + 1)
-    if any(s < 0 for s in tensor_split) or not any(s > 0 for s in tensor_split):
-        raise UsageError("--tensor-split needs non-negative shares, at least one above 0")
-    splits, total = [], 0.0
-    for s in tensor_split:
-        total = _f32(total + _f32(s))
-        splits.append(total)
-    splits = [_f32(s / total) for s in splits]
-    ngl = max(ngl, 0)
-    start = max(n_layer + 1 - ngl, 0)
-    active = min(ngl, n_layer + 1)
-    out = []
-    for il in range(n_layer + 1):
-        if il < start or il - start >= active:
-            out.append(-1)
-            continue
-        x = _f32(float(il - start) / active)
-        out.append(next((i for i, s in enumerate(splits) if s > x), n - 1))  # std::upper_bound
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

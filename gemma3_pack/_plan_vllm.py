@@ -41,7 +41,8 @@ from typing import Any
 
 from ._errors import UsageError
 from ._family import SIGLIP, SIZES, VARIANTS, Size, Variant, get_variant
-from ._plan import format_bytes, parse_memory
+from ._plan import format_bytes
+from ._plan_gpu import parse_gpu
 
 __all__ = [
     "BLOCK_SIZE",
@@ -83,28 +84,31 @@ class GpuSet:
     count: int
     memory: int
     nodes: int = 1
+    name: str = ""  # as given ("rtx4090", "24gb"): vLLM's defaults single out the A100
 
 
 _GPUS = re.compile(r"^\s*(?:(\d+)\s*[x×*]\s*)?(.+?)\s*$", re.IGNORECASE)
 
 
 def parse_gpus(text: str, *, nodes: int = 1) -> GpuSet:
-    """``"2x24GB"`` -> two 24 GB GPUs; ``"80GiB"`` -> one. ``nodes`` machines share them evenly."""
+    """``"2x24GB"`` -> two 24 GB GPUs, ``"2xrtx4090"``, ``"h100"`` -> one; memory is read as
+    ``--gpu`` reads it (GB = 2^30, card names). ``nodes`` machines share the GPUs evenly."""
     m = _GPUS.match(text)
     if not m:
         raise UsageError(f"cannot read --gpus {text!r}: write it like 2x24GB or 4x80GiB")
     count = int(m.group(1) or 1)
     try:
-        memory = parse_memory(m.group(2))
+        memory = parse_gpu(m.group(2))
     except UsageError:
         raise UsageError(
-            f"cannot read --gpus {text!r}: write COUNTxMEMORY, like 2x24GB or 4x80GiB"
+            f"cannot read --gpus {text!r}: write COUNTxMEMORY or COUNTxNAME, like 2x24GB, "
+            "4x80GiB or 2xrtx4090 (GB = 2^30, as cards are sold)"
         ) from None
     if count < 1 or memory <= 0:
         raise UsageError(f"--gpus {text!r}: need at least one GPU with memory above 0")
     if nodes < 1 or count % nodes:
         raise UsageError(f"--gpus {text!r} on {nodes} nodes: the GPUs must split evenly per node")
-    return GpuSet(count, memory, nodes)
+    return GpuSet(count, memory, nodes, m.group(2).strip().lower())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,7 +441,7 @@ def plan_vllm(
     want_vision = size.multimodal if vision is None else vision
     if want_vision and not size.multimodal:
         raise UsageError(f"{name} has no vision tower (Gemma 3 270M and 1B are text-only)")
-    big = g.memory >= 70 * GIB
+    big = g.memory >= 70 * GIB and "a100" not in g.name  # get_batch_defaults
     b = max_num_batched_tokens or (8192 if big else 2048)
     seqs = max_num_seqs or (1024 if big else 256)
     problems = tp_problems(size, tp, vision=want_vision)

@@ -47,14 +47,14 @@ MIB = 2**20
 
 
 def test_parse_rpc() -> None:
-    hosts = parse_rpc("10.0.0.2:50052=24GB, gpu-b=16GiB,[fd00::3]:6000=512MB")
-    assert hosts == [
-        RpcHost("10.0.0.2", 50052, 24 * 10**9),
-        RpcHost("gpu-b", 50052, 16 * 2**30),
-        RpcHost("fd00::3", 6000, 512 * 10**6),
+    hosts = parse_rpc("10.0.0.2:50052=24GB, gpu-b=rtx4090,[fd00::3]:6000=512MB")
+    assert hosts == [  # read as --gpu reads a card: GB = 2^30, names as nvidia-smi reports them
+        RpcHost("10.0.0.2", 50052, 24 * 2**30),
+        RpcHost("gpu-b", 50052, 24564 * 2**20),
+        RpcHost("fd00::3", 6000, 512 * 2**20),
     ]
     assert [h.endpoint for h in hosts] == ["10.0.0.2:50052", "gpu-b:50052", "[fd00::3]:6000"]
-    assert parse_rpc(("a:1=1GB", "b:2=2GB")) == [RpcHost("a", 1, 10**9), RpcHost("b", 2, 2 * 10**9)]
+    assert parse_rpc(("a:1=1GB", "b:2=2GB")) == [RpcHost("a", 1, 2**30), RpcHost("b", 2, 2**31)]
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_parse_rpc() -> None:
         ("10.0.0.2:99999=1GB", "port"),
         ("bad host:1=1GB", "HOST"),
         ("a:1=1GB,a:1=2GB", "twice"),
-        ("a:1=lots", "memory size"),
+        ("a:1=lots", "cannot read the memory"),
         ("", "at least one"),
     ],
 )
@@ -105,7 +105,7 @@ def test_plan_text_json_commands_and_warning(cli, gguf_270m: Path) -> None:
     assert p.commands["10.0.0.3:50053"] == "ggml-rpc-server -H 10.0.0.3 -p 50053"
     main = p.commands["main"]
     assert main.startswith(f"llama-server -m {gguf_270m} --rpc 10.0.0.2:50052,10.0.0.3:50053 ")
-    assert "-ngl 19 -ts 1907,953 -c 8192 -np 1 -fa on" in main
+    assert "-ngl 19 -ts 2048,1024 -c 8192 -np 1 -fa on" in main
     assert plan_rpc(gguf_270m, spec, rpc_cache=True).commands["10.0.0.2:50052"].endswith(" -c")
     r = cli("plan", str(gguf_270m), "--rpc", spec, "--ctx", "8192", "--json")
     assert r.code == 0, r.stderr

@@ -146,7 +146,7 @@ def test_gemma3_27b_groups_as_vllms_allocator_sizes_them() -> None:
     assert groups[-1] == [5, 11, 17, 23, 29, 35, 41, 47, 53, 59]
     p = plan_vllm("27b", "2x24GB", weights="int4", activations=2 * GIB)
     assert (p.kv_groups, p.group_size, p.page_size) == (7, 10, 65536)
-    requested = int(24e9 * 0.9)
+    requested = int(24 * 2**30 * 0.9)
     budget = requested - p.stages[0].weights - 2 * GIB
     assert p.num_blocks == budget // 65536 // 10
     assert p.kv_cache_tokens == p.num_blocks // 7 * 16
@@ -169,7 +169,7 @@ def test_weights_per_gpu_bf16_and_int4() -> None:
     bf16_text = 62 * layer + embed
     vision = p.weights_per_gpu["bf16"] - bf16_text
     assert 0.35 * GIB / 2 < vision < 0.45 * GIB  # SigLIP ~417M params, half of each matrix
-    assert p.weights_per_gpu["bf16"] > 24e9 * 0.9  # 27B bf16 does not fit two 24 GB cards
+    assert p.weights_per_gpu["bf16"] > 24 * 2**30 * 0.9  # 27B bf16 does not fit two 24 GB cards
     assert not p.fits and p.largest_max_model_len == 0
     q4 = plan_vllm("27b", "2x24GB", weights="int4")
     assert q4.fits and q4.weights_per_gpu == p.weights_per_gpu
