@@ -13,7 +13,9 @@ code followed, by concern (vllm-project/vllm, V1 engine):
                the embedding is built on every pipeline stage (``Gemma3Model.__init__``)
     layers     ``vllm/distributed/utils.py`` ``get_pp_indices``: layers // pp per stage, the
                remainder one each to the stages before the last
-    KV pages   ``vllm/v1/kv_cache_interface.py``: a block of 16 tokens per layer is
+    KV pages   ``Attention.get_kv_cache_spec`` (``vllm/model_executor/layers/attention/attention.py``)
+               gives a layer with a sliding window a ``SlidingWindowSpec``, the others a
+               ``FullAttentionSpec``; ``vllm/v1/kv_cache_interface.py``: a block of 16 tokens per layer is
                ``2 * 16 * kv_heads_per_rank * head_dim * dtype_bytes``; full-attention layers need
                ``cdiv(max_model_len, 16)`` blocks per sequence, sliding-window layers
                ``cdiv(min(window - 1 + max_num_batched_tokens, max_model_len), 16) + 1``
