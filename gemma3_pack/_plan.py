@@ -87,6 +87,9 @@ KV_TYPES: tuple[str, ...] = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1
 _REPACKED = frozenset({"Q4_0", "Q4_K", "IQ4_NL"})
 
 N_UBATCH = 512  # llama.cpp's and Ollama's default micro-batch (num_batch)
+MAX_SEQ = 256  # LLAMA_MAX_SEQ (src/llama-cparams.h): llama.cpp refuses more sequences
+MAX_CTX = 2**32 - 1  # n_ctx is a uint32_t in llama_context_params
+MAX_LAYERS = 1024  # far above any Gemma 3 (62); a header claiming more is refused before planning
 CTX_PAD = 256  # llama-context.cpp: n_ctx = GGML_PAD(n_ctx, 256); the SWA cache too
 DEFAULT_CTX = 4096  # Ollama's default num_ctx from v0.6.7 to v0.15.4
 ENGINES = ("llama.cpp", "ollama")
@@ -112,13 +115,18 @@ _MEMORY = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECA
 def parse_memory(text: str | int | float) -> int:
     """``"24GB"`` -> 24e9, ``"16GiB"`` -> 16 * 2**30, ``"512MB"``, ``"8g"``; a number is bytes."""
     if isinstance(text, int | float):
+        if isinstance(text, bool) or not 0 <= text < 2**60:  # also NaN and inf
+            raise UsageError(f"memory size {text!r}: give a number of bytes below 1 EiB")
         return int(text)
     m = _MEMORY.match(text)
     if not m or (not m.group(2) and m.group(3)):
         raise UsageError(f"cannot read memory size {text!r}: write it like 24GB, 16GiB or 512MB")
     number, prefix, binary = float(m.group(1)), m.group(2).lower(), bool(m.group(3))
     power = "kmgt".index(prefix) + 1 if prefix else 0
-    return int(number * (1024 if binary else 1000) ** power)
+    value = number * (1024 if binary else 1000) ** power
+    if not value < 2**60:  # also inf, from a number with hundreds of digits
+        raise UsageError(f"memory size {text[:24]!r} is too large: give at most 1 EiB")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -154,30 +162,51 @@ class Arch:
         )
 
     @classmethod
-    def from_header(cls, kvs: dict[str, Any], vocab: int) -> Arch:
-        """Read ``gemma3.*`` keys the way llama.cpp's ``llama_model_gemma3`` does (same defaults)."""
+    def from_header(cls, kvs: dict[str, Any], vocab: int, *, n_tensors: int | None = None) -> Arch:
+        """Read ``gemma3.*`` keys the way llama.cpp's ``llama_model_gemma3`` does (same defaults).
 
-        def key(name: str, default: Any = None) -> Any:
+        Every count is checked before anything loops over it or divides by it: a whole number in
+        the range a Gemma-3-shaped model can have (a header claiming 2**31 blocks, a string or a
+        0 head count is refused in one line, not planned for hours)."""
+
+        def key(name: str, default: Any = None, *, lo: int = 1, hi: int = 2**20) -> int:
             value = kvs.get(f"gemma3.{name}", default)
             if value is None:
                 raise NotGemma3(f"the GGUF has no gemma3.{name}; it is not a Gemma 3 model file")
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                shown = repr(value) if len(repr(value)) < 40 else type(value).__name__
+                raise InputError(
+                    f"the GGUF's gemma3.{name} is {shown}, not a whole number from {lo} to {hi}: "
+                    "the header is damaged or not Gemma 3's"
+                )
             return value
 
-        heads = int(key("attention.head_count"))
-        hidden = int(key("embedding_length"))
+        layers = key("block_count", hi=MAX_LAYERS)
+        heads = key("attention.head_count", hi=1024)
+        hidden = key("embedding_length")
+        kv_heads = key("attention.head_count_kv", heads, hi=heads)
         pattern = kvs.get("gemma3.attention.sliding_window_pattern", 6)
-        return cls(
-            layers=int(key("block_count")),
+        if not isinstance(pattern, int) or isinstance(pattern, bool) or not 0 <= pattern <= layers:
+            pattern = 6  # per-layer flags or nonsense: llama.cpp's Gemma 3 pattern
+        if not 0 < vocab <= 2**24:
+            raise InputError(f"the GGUF's vocabulary of {vocab} tokens is not a Gemma 3 one")
+        arch = cls(
+            layers=layers,
             hidden=hidden,
             heads=heads,
-            kv_heads=int(key("attention.head_count_kv", heads)),
-            head_dim=int(key("attention.key_length", hidden // heads)),
-            ffn=int(key("feed_forward_length")),
+            kv_heads=kv_heads,
+            head_dim=key("attention.key_length", max(hidden // heads, 1), hi=65536),
+            ffn=key("feed_forward_length", hi=2**22),
             vocab=vocab,
-            context_length=int(key("context_length")),
-            sliding_window=int(kvs.get("gemma3.attention.sliding_window") or 0),
-            swa_pattern=int(pattern) if isinstance(pattern, int) else 6,
+            context_length=key("context_length", hi=MAX_CTX),
+            sliding_window=key("attention.sliding_window", 0, lo=0, hi=MAX_CTX),
+            swa_pattern=pattern,
         )
+        if n_tensors is not None and layers > n_tensors:
+            raise InputError(
+                f"the GGUF claims {layers} blocks but holds {n_tensors} tensors: the header is damaged"
+            )
+        return arch
 
     def is_swa(self, il: int) -> bool:
         if not self.sliding_window:
@@ -187,7 +216,11 @@ class Arch:
 
     @property
     def swa_layers(self) -> int:
-        return sum(self.is_swa(il) for il in range(self.layers))
+        """Layers with a sliding window: all but every ``pattern``-th (counted, not looped)."""
+        if not self.sliding_window:
+            return 0
+        p = self.swa_pattern
+        return self.layers if p == 0 else self.layers - self.layers // p
 
     @property
     def global_layers(self) -> int:
@@ -392,8 +425,13 @@ def kv_cache_bytes(
             raise UsageError(
                 f"unknown KV cache type {t.lower()!r}: choose one of {', '.join(KV_TYPES)}"
             )
-    if ctx < 1 or parallel < 1:
-        raise UsageError("context and parallel must be at least 1")
+    for name, value, hi in (("context", ctx, MAX_CTX), ("parallel", parallel, MAX_SEQ)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
+            shown = repr(value) if len(repr(value)) < 24 else "that"
+            why = " (llama.cpp serves at most 256 sequences)" if name == "parallel" else ""
+            raise UsageError(f"{name} must be a whole number from 1 to {hi}, not {shown}{why}")
+    if isinstance(n_ubatch, bool) or not isinstance(n_ubatch, int) or not 1 <= n_ubatch <= 2**20:
+        raise UsageError("the micro-batch (--ubatch) must be a whole number from 1 to 1048576")
     n_ctx = _pad(ctx, CTX_PAD)
     if unified:
         n_ctx_seq, streams = n_ctx, 1
@@ -525,7 +563,7 @@ def _gguf_source(path: Path, quant: str | None, mmproj_path: Path | None) -> _So
         tokens = h.kvs.get("tokenizer.ggml.tokens")
         embd = next((t for t in h.tensors if t.name == "token_embd.weight"), None)
         vocab = tokens.count if tokens else (embd.shape[1] if embd else 0)
-        arch = Arch.from_header(kvs, vocab)
+        arch = Arch.from_header(kvs, vocab, n_tensors=len(h.tensors))
         text = [t for t in h.tensors if not t.name.startswith(("v.", "mm."))]
         if any(t.nbytes is None for t in text):
             raise InputError(f"{path} has tensors of a type this gguf version cannot size")

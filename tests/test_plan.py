@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import _assets_shapes
@@ -242,7 +243,12 @@ def test_cli_plan_json_and_text(cli, gguf_270m: Path) -> None:
         (("plan", "--memory", "lots"), "24GB"),
         (("plan", "missing.gguf"), "missing.gguf"),
         (("plan", "--markdown", "gemma3-4b-it"), "--markdown"),
-        (("plan", "gemma3-4b-it", "--ctx", "0"), "at least 1"),
+        (("plan", "gemma3-4b-it", "--ctx", "0"), "from 1 to"),
+        (("plan", "gemma3-4b-it", "--ctx", "9" * 400), "context must be"),
+        (("plan", "gemma3-4b-it", "--parallel", "300"), "at most 256 sequences"),
+        (("plan", "gemma3-4b-it", "--memory", "9" * 400), "too large"),
+        (("plan", "--memory", "1e400GB"), "24GB"),
+        (("modelfile", "gemma3-4b-it", "--num-ctx", "auto", "--memory", "9" * 400), "too large"),
         (("plan", "gemma3-4b-it", "--mmproj", "m.gguf"), "--mmproj goes with a text GGUF"),
         (("plan", "gemma3-4b-it", "--engine", "vllm"), "engine"),
     ],
@@ -316,3 +322,105 @@ def test_plan_matches_ollama(ollama_daemon, gguf_270m: Path, tmp_path: Path, nam
         httpx.request(
             "DELETE", f"{ollama_daemon.url}/api/delete", json={"model": model}, timeout=60
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile headers (issue 19): every count is checked before a loop or a division uses it
+
+
+def _hostile_gguf(path: Path, **overrides: object) -> Path:
+    import gguf
+    import numpy as np
+
+    keys: dict[str, object] = {
+        "block_count": 26,
+        "embedding_length": 1152,
+        "feed_forward_length": 6912,
+        "attention.head_count": 4,
+        "attention.head_count_kv": 1,
+        "attention.key_length": 256,
+        "context_length": 32768,
+        "attention.sliding_window": 512,
+    }
+    keys.update({k.replace("__", "."): v for k, v in overrides.items()})
+    w = gguf.GGUFWriter(str(path), "gemma3")
+    for k, v in keys.items():
+        name = f"gemma3.{k}"
+        if isinstance(v, bool):
+            w.add_bool(name, v)
+        elif isinstance(v, int):
+            (w.add_uint64 if v >= 2**32 else w.add_uint32)(name, v)
+        elif isinstance(v, float):
+            w.add_float32(name, v)
+        elif isinstance(v, str):
+            w.add_string(name, v)
+        else:
+            w.add_array(name, v)
+    w.add_tensor("token_embd.weight", np.zeros((8, 1152), dtype=np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"block_count": 2**31}, "block_count"),
+        ({"block_count": 2**63}, "block_count"),
+        ({"block_count": 900}, "claims 900 blocks"),
+        ({"attention__head_count": 0}, "head_count"),
+        ({"attention__head_count": "four"}, "head_count"),
+        ({"attention__head_count_kv": 99}, "head_count_kv"),
+        ({"feed_forward_length": [6912] * 26}, "feed_forward_length"),
+        ({"embedding_length": 1.5}, "embedding_length"),
+        ({"context_length": 2**40}, "context_length"),
+        ({"attention__key_length": 0}, "key_length"),
+    ],
+)
+def test_plan_refuses_hostile_header_counts(
+    cli, tmp_path: Path, overrides: dict, needle: str
+) -> None:
+    import time
+
+    path = _hostile_gguf(tmp_path / "hostile.gguf", **overrides)
+    before = path.read_bytes()
+    for args in (
+        ("plan", str(path), "--json"),
+        ("plan", str(path), "--gpu", "24GB"),
+        ("modelfile", str(path), "--num-ctx", "auto", "--memory", "16GB"),
+    ):
+        t0 = time.monotonic()
+        assert_one_line_error(cli(*args), needle)
+        assert time.monotonic() - t0 < 30
+    assert path.read_bytes() == before
+
+
+def test_layer_pattern_is_counted_not_looped() -> None:
+    a = Arch(
+        layers=2**62, hidden=1, heads=1, kv_heads=1, head_dim=1, ffn=1, vocab=1,
+        context_length=1, sliding_window=512,
+    )  # fmt: skip
+    assert a.global_layers == 2**62 // 6 and a.swa_layers == 2**62 - 2**62 // 6
+    for layers in range(1, 40):
+        b = replace(a, layers=layers)
+        assert b.swa_layers == sum(b.is_swa(il) for il in range(layers))
+
+
+def test_cli_parallel_1e30_is_refused(cli) -> None:
+    r = cli("plan", "gemma3-4b-it", "--parallel", "1e30")  # click's int: not a KV cache of 0 B
+    assert r.code == 2 and "--parallel" in r.stderr and not r.stdout
+
+
+@pytest.mark.parametrize("parallel", [0, 257, 10**30, 1e30, True])
+def test_parallel_is_bounded_as_llama_cpp_bounds_it(parallel: object) -> None:
+    with pytest.raises(UsageError):
+        plan_memory("gemma3-4b-it", parallel=parallel)  # type: ignore[arg-type]
+    assert plan_memory("gemma3-4b-it", parallel=256, ctx=65536).kv > 0
+
+
+@pytest.mark.parametrize("memory", ["9" * 400, float("inf"), float("nan"), -1, 2**70])
+def test_parse_memory_refuses_overflow(memory: object) -> None:
+    with pytest.raises(UsageError):
+        parse_memory(memory)  # type: ignore[arg-type]

@@ -62,8 +62,24 @@ def _gib(n: int) -> str:
     help="Split over ggml-rpc-server hosts (llama.cpp RPC): each host's bytes and commands.",
 )
 @click.option("--rpc-cache", is_flag=True, help="With --rpc: ggml-rpc-server -c (local cache).")
-@click.option("--tensor-split", default=None, help="With --rpc: shares per host (-ts 3,1).")
-@click.option("--ngl", type=int, default=None, help="Layers to offload (-ngl; default all).")
+@click.option("--tensor-split", default=None, help="With --rpc/--gpu: shares per device (-ts 3,1).")
+@click.option(
+    "--gpu",
+    "gpu",
+    multiple=True,
+    metavar="SIZE|NAME",
+    help="A GPU of this machine (24GB, 80GiB, rtx4090, a100-80gb, h100); repeat for several: "
+    "llama.cpp's CUDA placement per device.",
+)
+@click.option(
+    "--ubatch", type=int, default=512, show_default=True, help="Micro-batch (-ub) in tokens."
+)
+@click.option(
+    "--no-mmproj-offload", is_flag=True, help="With --gpu: the projector stays on the CPU."
+)
+@click.option(
+    "--ngl", type=int, default=None, help="Layers to offload (-ngl; default: all that fit)."
+)
 @click.option("--gpus", default=None, help="With --engine vllm: COUNTxMEMORY, e.g. 2x24GB.")
 @click.option("--nodes", type=int, default=1, show_default=True, help="vLLM: machines.")
 @click.option("--tp", type=int, default=None, help="vLLM --tensor-parallel-size.")
@@ -89,6 +105,9 @@ def plan(
     rpc: tuple[str, ...],
     rpc_cache: bool,
     tensor_split: str | None,
+    gpu: tuple[str, ...],
+    ubatch: int,
+    no_mmproj_offload: bool,
     ngl: int | None,
     gpus: str | None,
     nodes: int,
@@ -114,6 +133,9 @@ def plan(
       gemma3-pack plan gemma3:12b --engine ollama --ctx 8192
       gemma3-pack plan --memory 24GB                 # best quant + largest context per variant
       gemma3-pack plan gemma3-12b-it --memory 16GB   # largest context that fits
+      gemma3-pack plan gemma3:27b --gpu rtx4090 --ctx 32768   # per device, -ngl, commands
+      gemma3-pack plan model.gguf --gpu 24GB --gpu 24GB --ngl 63 --json
+      gemma3-pack plan --gpu 16GB                    # best quant + context, all on the GPU
       gemma3-pack plan --markdown                    # the README's family table
       gemma3-pack plan model.gguf --rpc 10.0.0.2:50052=24GB,10.0.0.3:50052=16GB --ctx 32768
       gemma3-pack plan gemma3-27b-it --engine vllm --gpus 2x24GB -q int4
@@ -124,6 +146,30 @@ def plan(
         if target is not None or memory is not None:
             raise UsageError("--markdown prints the whole family table; give no TARGET or --memory")
         click.echo(_plan.markdown_table(kv_type=kv_type))
+        return
+    if gpu:  # this machine's GPUs (llama.cpp's CUDA placement): cli/_plan_gpu.py
+        from . import _plan_gpu
+        from ._plan_multi import _floats
+
+        if rpc or engine != "llama.cpp" or memory is not None:
+            raise UsageError("--gpu plans llama.cpp on this machine's GPUs: leave out --rpc, "
+                             "--engine and --memory (the cards are the budget)")  # fmt: skip
+        gpu_options: dict[str, Any] = {
+            "parallel": parallel, "kv_type": kv_type, "swa_full": swa_full, "unified": kv_unified,
+            "flash_attn": not no_flash_attn, "n_ubatch": ubatch,
+            "vision": False if no_vision else None, "mmproj": mmproj,
+            "mmproj_offload": not no_mmproj_offload,
+        }  # fmt: skip
+        if target is None:
+            _plan_gpu.show_gpu_fit(
+                gpu, None, quant=quant, min_ctx=_plan.DEFAULT_CTX if ctx is None else ctx,
+                as_json=as_json, **gpu_options,
+            )  # fmt: skip
+            return
+        _plan_gpu.show_gpu(
+            target, gpu, tensor_split=_floats(tensor_split), ngl=ngl, as_json=as_json,
+            quant=quant, ctx=_plan.DEFAULT_CTX if ctx is None else ctx, **gpu_options,
+        )  # fmt: skip
         return
     if rpc or engine == "vllm":  # several machines / GPUs: cli/_plan_multi.py
         from . import _plan_multi
@@ -150,6 +196,7 @@ def plan(
         "swa_full": swa_full,
         "unified": kv_unified,
         "flash_attn": not no_flash_attn,
+        "n_ubatch": ubatch,
         "vision": False if no_vision else None,
         "mmproj": mmproj,
         "engine": engine,
