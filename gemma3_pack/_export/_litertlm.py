@@ -405,17 +405,17 @@ def plan_litertlm(
     text = ckpt.text_config
     vocab = load_vocab(tok_dir, int(text.get("vocab_size") or SIZES["4b"].vocab_size))
     hp = text_hparams(text, len(vocab.tokens))
-    if hp.size is None or hp.size.name not in SUPPORTED_SIZES:
-        what = f"Gemma 3 {hp.size.params}" if hp.size else f"a {hp.num_layers}-layer model"
-        raise UsageError(
-            f"--format litertlm supports Gemma 3 270M, 1B and 4B (text); this is {what}: "
-            "export it with --format gguf (llama.cpp runs every size on phones that fit it)"
-        )
     if any(not is_text_tensor(n) for n in ckpt.names()) and not text_only:
         raise UsageError(
             "this checkpoint has a vision tower, which litert-torch 0.10.0 cannot export for "
             "Gemma 3: pass --text-only to export the language model alone (or --format gguf "
             "for vision)"
+        )
+    if hp.size is None or hp.size.name not in SUPPORTED_SIZES:
+        what = f"Gemma 3 {hp.size.params}" if hp.size else f"a {hp.num_layers}-layer model"
+        raise UsageError(
+            f"--format litertlm supports Gemma 3 270M, 1B and 4B (text); this is {what}: "
+            "export it with --format gguf (llama.cpp runs every size on phones that fit it)"
         )
     variant = match_variant(hp, qat=False, instruct=True)
     name = name or Path(src.rstrip("/\\")).name.replace(" ", "-") or "gemma3"
