@@ -12,7 +12,7 @@ from registry packages, never from anywhere else:
 * ``"stb/stb_image.h"``     Debian ``libstb-dev``;
 * ``"miniaudio/miniaudio.h"`` the PyPI sdist of ``miniaudio`` (``pip download --no-binary``).
 
-The build takes ~25-30 minutes on 2 cores when Go's build cache is cold, prints progress to stderr,
+The build takes ~15-20 minutes on 2 cores when Go's build cache is cold, prints progress to stderr,
 installs into a temporary folder and renames it into place, so a concurrent or interrupted build
 never leaves a half-written binary behind. An interrupted build resumes: Go's build cache (``go env
 GOCACHE``) keeps every package compiled so far, and the headers and log stay in
@@ -183,7 +183,7 @@ def build_ollama(version: str, dest: Path) -> Path:
         f"github.com/ollama/ollama@v{version}",
     ]
     _say(
-        f"building Ollama {version} from its Go module (~25-30 min cold on 2 cores; what Go "
+        f"building Ollama {version} from its Go module (~15-20 min cold on 2 cores; what Go "
         f"already compiled is reused); log: {log}"
     )
     started = time.monotonic()

@@ -17,7 +17,7 @@ as one line with its log's path, the other engines are still built, and the exit
 
 Examples::
 
-    .venv/bin/python tests/build_engines.py                  # everything (~50-75 min cold on 2 cores)
+    .venv/bin/python tests/build_engines.py                  # everything (~60-75 min cold on 2 cores)
     .venv/bin/python tests/build_engines.py --check          # what is built; exit 1 if anything is not
     .venv/bin/python tests/build_engines.py --only llama.cpp --only ollama-0.24.0
     .venv/bin/python tests/build_engines.py --timeout-min 240 # a slower machine
@@ -67,7 +67,7 @@ ENGINES = (
     Engine(
         "llama.cpp",
         "llama_server",
-        "~20-25 min",
+        "~17 min",
         lambda: _engines_llama.is_built(),
         lambda: _engines_llama.ensure_programs(build=True),
         lambda: (
@@ -80,7 +80,7 @@ ENGINES = (
     Engine(
         f"ollama-{_engines.OLLAMA_VERSION}",
         "ollama",
-        "~25-30 min",
+        "~15-20 min",
         lambda: _engines.is_built(),
         lambda: _engines.ollama_binary(build=True),
         lambda: _assets.CACHE / "engines" / f"ollama-{_engines.OLLAMA_VERSION}-build" / "build.log",
