@@ -25,6 +25,7 @@ Memory sizes are bytes; ``parse_memory("24GB")`` reads the usual spellings (GB =
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -835,17 +836,32 @@ def markdown_table(*, kv_type: str = "f16") -> str:
 
 def auto_context(
     target: str | Path | Variant,
-    memory: int | str,
+    memory: int | str | None = None,
     *,
+    gpu: str | int | Sequence[str | int] | None = None,
     mmproj: str | Path | None = None,
     engine: str = "ollama",
 ) -> int:
     """The largest context (a multiple of 256, up to the trained one) at which ``target`` fits
-    ``memory`` on ``engine`` (Ollama's by default) — what ``modelfile --num-ctx auto`` writes."""
-    fit = fit_memory(memory, target, min_ctx=CTX_PAD, mmproj=mmproj, engine=engine)[0]
+    ``memory`` on ``engine`` (Ollama's by default) — what ``modelfile --num-ctx auto`` writes.
+
+    With ``gpu`` (card sizes or names, as ``plan --gpu`` takes them) the budget is those GPUs with
+    every layer offloaded, placed as llama.cpp's CUDA backend places them
+    (:func:`gemma3_pack._plan_gpu.fit_gpus`, 1 GiB left free per card)."""
+    if (memory is None) == (gpu is None):
+        raise UsageError("--num-ctx auto needs a budget: --memory SIZE or --gpu SIZE, not both")
+    if gpu is not None:
+        from ._plan_gpu import fit_gpus
+
+        fit = fit_gpus(gpu, target, min_ctx=CTX_PAD, mmproj=mmproj)[0]
+        where = "on " + " + ".join(str(g) for g in ([gpu] if isinstance(gpu, str | int) else gpu))
+    else:
+        assert memory is not None
+        found = fit_memory(memory, target, min_ctx=CTX_PAD, mmproj=mmproj, engine=engine)[0]
+        fit, where = found, f"in {memory}"  # type: ignore[assignment]
     if fit.quant is None:
         raise UsageError(
-            f"{fit.variant} does not fit in {memory} even at {CTX_PAD} tokens "
-            "(see `gemma3-pack plan --memory` for what does)"
+            f"{fit.variant} does not fit {where} even at {CTX_PAD} tokens "
+            "(see `gemma3-pack plan --memory/--gpu` for what does)"
         )
     return fit.max_ctx

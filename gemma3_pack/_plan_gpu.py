@@ -706,29 +706,29 @@ def _fit_one(
     return GpuFit(name, src.quant, best, total, mem)
 
 
-TABLE_CARDS: tuple[int, ...] = (8, 12, 16, 24, 48, 80)
+TABLE_CARDS: tuple[str, ...] = ("8GB", "12GB", "16GB", "24GB", "48GB", "80GB")
 TABLE_GPU_QUANTS: tuple[str, ...] = ("Q4_0", "Q4_K_M", "Q8_0")
 
 
-def gpu_table() -> str:
-    """The "fits on" table: each size x quant x card (GiB) -> the largest context with every
-    layer on the GPU, text only / with the vision projector ("-": not even 4K fits)."""
-    head = "| size | quant | " + " | ".join(f"{g} GB" for g in TABLE_CARDS) + " |"
-    lines = [head, "|---|---|" + "---|" * len(TABLE_CARDS)]
+def gpu_table(cards: Sequence[str | int] = TABLE_CARDS) -> str:
+    """The "fits on" table (``plan --markdown --gpu 8GB --gpu 12GB ...``): each size x quant x
+    card -> the largest context with every layer on that one GPU, text only / with the vision
+    projector on the GPU too ("-": not even 4K fits; contexts rounded down to whole K)."""
+    mem = [parse_gpu(c) for c in cards]
+    head = "| size | quant | " + " | ".join(str(c).replace("GB", " GB") for c in cards) + " |"
+    lines = [head, "|---|---|" + "---|" * len(mem)]
 
     def cell(n: int) -> str:
-        if n == 0:
-            return "-"
-        return f"{n // 1024}K" if n % 1024 == 0 else f"{n / 1024:.1f}K"
+        return f"{n // 1024}K" if n else "-"
 
     for s in SIZES.values():
         for q in TABLE_GPU_QUANTS:
             cells = []
-            for g in TABLE_CARDS:
-                text = _fit_one(s.name, [g * 2**30], q, DEFAULT_CTX, {"vision": False})
+            for g in mem:
+                text = _fit_one(s.name, [g], q, DEFAULT_CTX, {"vision": False})
                 t = cell(text.max_ctx if text else 0)
                 if s.multimodal:
-                    img = _fit_one(s.name, [g * 2**30], q, DEFAULT_CTX, {"vision": True})
+                    img = _fit_one(s.name, [g], q, DEFAULT_CTX, {"vision": True})
                     t += " / " + cell(img.max_ctx if img else 0)
                 cells.append(t)
             lines.append(f"| {s.params} | {q} | " + " | ".join(cells) + " |")

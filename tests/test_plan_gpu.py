@@ -351,3 +351,30 @@ def test_cli_plan_gpu_search(cli) -> None:
 )
 def test_cli_plan_gpu_bad_input(cli, args: tuple[str, ...], needle: str) -> None:
     assert_one_line_error(cli("plan", *args), needle)
+
+
+def test_fits_on_table_in_docs_is_generated_by_plan() -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs" / "plan.md"
+    block = re.search(r"<!-- gpu-table -->\n(.*?)\n<!-- /gpu-table -->", docs.read_text(), re.S)
+    assert block, "docs/plan.md lost its gpu-table markers"
+    assert block.group(1) == gpu_table(), (
+        "docs/plan.md fits-on table drifted: paste `gemma3-pack plan --markdown --gpu 8GB "
+        "--gpu 12GB --gpu 16GB --gpu 24GB --gpu 48GB --gpu 80GB` between the gpu-table markers"
+    )
+
+
+def test_num_ctx_auto_on_a_gpu_is_the_gpu_plans_largest_context(cli) -> None:
+    from gemma3_pack._plan import auto_context
+
+    n = auto_context("gemma3-12b-it", gpu="rtx4090")
+    assert n == fit_gpus("rtx4090", "gemma3-12b-it")[0].max_ctx
+    p = plan_gpu("gemma3-12b-it", "rtx4090", ctx=n, ngl=49)
+    assert p.fits and p.max_ctx == n
+    r = cli("modelfile", "gemma3-12b-it", "--num-ctx", "auto", "--gpu", "rtx4090")
+    assert r.code == 0, r.stderr
+    assert f"PARAMETER num_ctx {n}\n" in r.stdout
+    with pytest.raises(UsageError):
+        auto_context("gemma3-12b-it", "16GB", gpu="24GB")
+    assert_one_line_error(
+        cli("modelfile", "gemma3-27b-it", "--num-ctx", "auto", "--gpu", "8GB"), "does not fit"
+    )

@@ -136,12 +136,20 @@ def plan(
       gemma3-pack plan gemma3:27b --gpu rtx4090 --ctx 32768   # per device, -ngl, commands
       gemma3-pack plan model.gguf --gpu 24GB --gpu 24GB --ngl 63 --json
       gemma3-pack plan --gpu 16GB                    # best quant + context, all on the GPU
+      gemma3-pack plan --markdown --gpu 8GB --gpu 24GB   # the "fits on" table for these cards
       gemma3-pack plan --markdown                    # the README's family table
       gemma3-pack plan model.gguf --rpc 10.0.0.2:50052=24GB,10.0.0.3:50052=16GB --ctx 32768
       gemma3-pack plan gemma3-27b-it --engine vllm --gpus 2x24GB -q int4
     """
     from .. import _plan
 
+    if markdown and gpu:  # the "fits on" table for these cards (docs/plan.md's)
+        from .._plan_gpu import gpu_table
+
+        if target is not None or memory is not None:
+            raise UsageError("--markdown --gpu prints the family's fits-on table; give no TARGET")
+        click.echo(gpu_table(gpu))
+        return
     if markdown:
         if target is not None or memory is not None:
             raise UsageError("--markdown prints the whole family table; give no TARGET or --memory")
