@@ -15,13 +15,19 @@ def _is_path(target: str) -> bool:
     return target.lower().endswith(".gguf") or Path(target).exists()
 
 
-def _num_ctx(value: str | None, memory: str | None, target: str, mmproj: Path | None) -> int | None:
-    """``--num-ctx``: a number, or ``auto`` = the largest context that fits ``--memory``."""
+def _num_ctx(
+    value: str | None,
+    memory: str | None,
+    target: str,
+    mmproj: Path | None,
+    gpu: tuple[str, ...] = (),
+) -> int | None:
+    """``--num-ctx``: a number, or ``auto`` = the largest context that fits ``--memory``/``--gpu``."""
     from .._errors import UsageError
 
     if value is None or value.strip().lower() != "auto":
-        if memory is not None:
-            raise UsageError("--memory only goes with --num-ctx auto")
+        if memory is not None or gpu:
+            raise UsageError("--memory and --gpu only go with --num-ctx auto")
         if value is None:
             return None
         try:
@@ -30,11 +36,11 @@ def _num_ctx(value: str | None, memory: str | None, target: str, mmproj: Path | 
             raise UsageError(
                 f"--num-ctx takes a number of tokens or `auto`, not {value!r}"
             ) from None
-    if memory is None:
-        raise UsageError("--num-ctx auto needs --memory (e.g. --memory 16GB)")
+    if memory is None and not gpu:
+        raise UsageError("--num-ctx auto needs --memory or --gpu (e.g. --memory 16GB, --gpu 24GB)")
     from .._plan import auto_context
 
-    return auto_context(target, memory, mmproj=mmproj)
+    return auto_context(target, memory, gpu=list(gpu) or None, mmproj=mmproj)
 
 
 @click.command()
@@ -55,6 +61,12 @@ def _num_ctx(value: str | None, memory: str | None, target: str, mmproj: Path | 
     help="Context length in tokens (num_ctx), or `auto`: the largest that fits --memory.",
 )
 @click.option("--memory", default=None, help="Memory budget for --num-ctx auto (16GB, 12GiB).")
+@click.option(
+    "--gpu",
+    multiple=True,
+    metavar="SIZE|NAME",
+    help="For --num-ctx auto: the GPU(s) it must fit, every layer offloaded (24GB, rtx4090).",
+)
 @click.option(
     "--check",
     "check",
@@ -83,6 +95,7 @@ def modelfile(
     system: str | None,
     num_ctx: str | None,
     memory: str | None,
+    gpu: tuple[str, ...],
     check: Path | None,
     all_dir: Path | None,
     tools: bool,
@@ -102,6 +115,7 @@ def modelfile(
       gemma3-pack modelfile model.gguf mmproj-model-F16.gguf -o Modelfile --num-ctx 8192
       gemma3-pack modelfile gemma3:1b --system "Answer in French."
       gemma3-pack modelfile gemma3-12b-it --num-ctx auto --memory 16GB -o Modelfile
+      gemma3-pack modelfile gemma3-27b-it --num-ctx auto --gpu rtx4090
       gemma3-pack modelfile gemma3-4b-it --tools -o Modelfile   # accepts Ollama's `tools`
       gemma3-pack modelfile --check Modelfile            # exit 1 on errors
       gemma3-pack modelfile --check Modelfile --json
@@ -159,7 +173,7 @@ def modelfile(
         from .._files import refuse_overwrite
 
         refuse_overwrite(output, force=force)
-    ctx = _num_ctx(num_ctx, memory, target, mmproj)
+    ctx = _num_ctx(num_ctx, memory, target, mmproj, gpu)
     if _is_path(target) or mmproj is not None:
         relative_to = output.parent if output is not None else None
         spec = mf.spec_for_gguf(target, mmproj, system=system, num_ctx=ctx, relative_to=relative_to)
