@@ -53,7 +53,9 @@ def _num_ctx(
     default=None,
     help="Write the Modelfile here (atomically) instead of printing it.",
 )
-@click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
+@click.option(
+    "--force", is_flag=True, help="Overwrite an existing -o file (--all: hand-edited Modelfiles)."
+)
 @click.option("--system", default=None, help="A default system prompt (SYSTEM).")
 @click.option(
     "--num-ctx",
@@ -160,7 +162,7 @@ def modelfile(
         return
 
     if all_dir is not None:
-        paths = mf.write_variant_modelfiles(all_dir)
+        paths = mf.write_variant_modelfiles(all_dir, force=force)
         if as_json:
             click.echo(dumps([str(p) for p in paths], indent=2))
         else:
