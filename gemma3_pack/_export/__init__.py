@@ -16,6 +16,7 @@ The pipeline, one concern per module:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -134,6 +135,28 @@ def _default_name(source: str) -> str:
     return name.replace(" ", "-")
 
 
+def _check_name(name: str) -> None:
+    """The output name becomes file names, GGUF metadata and a Modelfile's FROM line: refused
+    here, before anything is written, if any of them could not take it."""
+    bad = (
+        "/" in name
+        or "\\" in name
+        or '"' in name
+        or name.startswith(".")
+        or name != name.strip()
+        or not name.isprintable()
+        or len(name.encode("utf-8", "surrogatepass")) > 128
+    )
+    if bad:
+        from .._inputs import printable
+
+        raise UsageError(
+            f"--name '{printable(name)[:80]}' must be a plain file-name stem: printable "
+            "characters only, no slashes, quotes, leading dot or surrounding spaces, at most 128 "
+            "bytes (pass --name when the source folder's name is not one)"
+        )
+
+
 def _is_instruct(source: str, tok_dir: Path) -> bool:
     low = source.lower()
     if "-it" in low or "instruct" in low or (tok_dir / "chat_template.jinja").is_file():
@@ -189,23 +212,37 @@ def export(
     symmetric) export to Q4_0 by repacking their integers and scales, bit for bit; their token
     embedding is ``embedding_type`` (F16 by default, like Google's own QAT GGUFs).
     """
-    plan = plan_export(
-        source,
-        output_dir=output_dir,
-        quants=quants,
-        name=name,
-        base=base,
-        qat=qat,
-        tokenizer_from=tokenizer_from,
-        imatrix=imatrix,
-        keep_bf16=keep_bf16,
-        mmproj_type=mmproj_type,
-        ollama_format=ollama_format,
-        embedding_type=embedding_type,
-        force=force,
-        progress=progress,
+    # An output folder this call creates is removed again when the export fails before anything
+    # was committed into it (plan_export makes it for the disk check; a LoRA merge may fail later).
+    target = (
+        Path(output_dir)
+        if output_dir is not None
+        else Path.cwd() / f"{name or _default_name(str(source))}-gguf"
     )
-    return write_outputs(plan, progress=progress)
+    existed = os.path.lexists(target)
+    try:
+        plan = plan_export(
+            source,
+            output_dir=output_dir,
+            quants=quants,
+            name=name,
+            base=base,
+            qat=qat,
+            tokenizer_from=tokenizer_from,
+            imatrix=imatrix,
+            keep_bf16=keep_bf16,
+            mmproj_type=mmproj_type,
+            ollama_format=ollama_format,
+            embedding_type=embedding_type,
+            force=force,
+            progress=progress,
+        )
+        return write_outputs(plan, progress=progress)
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                target.rmdir()  # only an empty folder: files already committed stay
+        raise
 
 
 def plan_export(
@@ -306,10 +343,7 @@ def plan_export(
     is_qat = int4 or (bool(qat) if qat is not None else "qat" in low)
     variant = match_variant(hp, qat=is_qat, instruct=_is_instruct(src, tok_dir))
     name = name or _default_name(src)
-    if "/" in name or "\\" in name or name.startswith("."):
-        raise UsageError(
-            f"--name {name!r} must be a plain file-name stem (no slashes, no leading dot)"
-        )
+    _check_name(name)
     if quants is None and int4:
         chosen = ["Q4_0"]
         _log(progress, "quant types: Q4_0 (the int4 weights repacked losslessly; choose with -q)")
