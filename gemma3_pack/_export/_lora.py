@@ -123,10 +123,35 @@ class LoraCheckpoint(Checkpoint):
             mr = int(cfg.get("rank_pattern", {}).get(short, r))
             ma = float(cfg.get("alpha_pattern", {}).get(short, alpha))
             scale = ma / math.sqrt(mr) if cfg.get("use_rslora") else ma / mr
+            self._check_pair(adapter, module, target, ab["A"], ab["B"])
             self._deltas[target] = (ab["A"], ab["B"], scale)
         if not self._deltas:
             raise CheckpointError(f"{adapter} holds no LoRA weights (lora_A/lora_B tensors)")
         self._last: tuple[str, np.ndarray] | None = None
+
+    def _check_pair(self, adapter: Path, module: str, target: str, a_key: str, b_key: str) -> None:
+        """Shapes and values of one lora_A/lora_B pair, before anything is written: the merge
+        must not fail (or write NaN) halfway through an export."""
+        a, b = self._lora_store.info(a_key), self._lora_store.info(b_key)
+        base = self.shape(target)
+        fix = "re-save the adapter, or pass the --base it was trained on"
+        if len(a.shape) != 2 or len(b.shape) != 2 or len(base) != 2:
+            raise CheckpointError(
+                f"{adapter.name}: {module} has lora_A {list(a.shape)} and lora_B "
+                f"{list(b.shape)}, expected two matrices: {fix}"
+            )
+        if a.shape[0] != b.shape[1] or (b.shape[0], a.shape[1]) != tuple(base):
+            raise CheckpointError(
+                f"{adapter.name}: {module}'s lora_B {list(b.shape)} @ lora_A {list(a.shape)} "
+                f"does not fit the base weight {list(base)}: {fix}"
+            )
+        for key, tensor in (("lora_A", a_key), ("lora_B", b_key)):
+            values = self._lora_store.read_f32(tensor)
+            if not np.isfinite(values).all():
+                raise CheckpointError(
+                    f"{adapter.name}: {module}.{key} holds NaN or infinite values: the merged "
+                    "weights would be broken; re-train or re-save the adapter"
+                )
 
     @property
     def merged_names(self) -> list[str]:
@@ -140,7 +165,13 @@ class LoraCheckpoint(Checkpoint):
         b = self._lora_store.read(b_key)
         if b.shape[0] != w.shape[0] or a.shape[1] != w.shape[1]:
             raise CheckpointError(f"adapter shapes for {name} do not fit the base: wrong --base?")
-        w += np.float32(scale) * (b @ a)
+        with np.errstate(over="ignore", invalid="ignore"):
+            w += np.float32(scale) * (b @ a)
+        if not np.isfinite(w).all():
+            raise CheckpointError(
+                f"merging the LoRA into {name} gives NaN or infinite weights (the adapter's "
+                "values overflow float32): re-train or re-save the adapter"
+            )
         return w
 
     def read_f32(self, name: str) -> np.ndarray:
