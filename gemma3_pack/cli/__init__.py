@@ -144,8 +144,13 @@ def main(argv: list[str] | None = None) -> Any:
             sys.exit(143)
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as err:  # one line, like every other error (click prints four)
+        ctx = err.ctx
+        hint = f": see `{ctx.command_path} --help`" if ctx is not None else ""
+        click.echo(f"error: {_one_line(err.format_message()).removesuffix('.')}{hint}", err=True)
+        sys.exit(2)
     except click.ClickException as err:
-        err.show()
+        click.echo(f"error: {_one_line(err.format_message())}", err=True)
         sys.exit(2 if err.exit_code in (1, 2) else err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
