@@ -367,3 +367,39 @@ def test_rpc_split_matches_single_process_and_plan(
         cpu["compute"],
         host.compute,
     )
+
+
+# What llama.cpp 0c1e57098 allocated in the real runs above (ggml-rpc-server logs, bytes; the
+# main host's CPU compute buffer from llama-server's log, MiB), kept so that the compute model
+# is checked without the engines too: (file, ctx, split, ngl, parallel, hosts, RPC compute
+# buffers, host compute MiB)
+RECORDED = [
+    ("270m", 4096, None, None, 1, 2, [43589632, 43589760], 26.33),
+    ("270m", 32768, None, None, 1, 2, [161030144, 161030272], 138.33),
+    ("270m", 8192, None, None, 2, 2, [43589632, 43589760], 26.33),
+    ("270m", 8192, [1.0, 1.0], 12, 1, 2, [24659968, 24660000], 26.77),
+    ("270m", 4096, None, None, 1, 1, [22562848], 7.52),
+    ("1b", 8192, None, None, 1, 2, [62955520, 96542848], 47.33),
+    ("1b", 32768, None, None, 1, 2, [62955520, 197206144], 143.33),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "ctx", "split", "ngl", "parallel", "hosts", "rpc", "host_mib"), RECORDED
+)
+def test_compute_matches_recorded_allocations(
+    model: str,
+    ctx: int,
+    split: list[float] | None,
+    ngl: int | None,
+    parallel: int,
+    hosts: int,
+    rpc: list[int],
+    host_mib: float,
+    gguf_270m: Path,
+) -> None:
+    path = gguf_270m if model == "270m" else _assets_shapes.synthetic_gguf(model)
+    spec = ",".join(f"10.217.{i}.2:50052=4GB" for i in range(1, hosts + 1))
+    plan = plan_rpc(path, spec, ctx=ctx, tensor_split=split, ngl=ngl, parallel=parallel)
+    assert [d.compute for d in plan.devices[:-1]] == rpc
+    assert abs(plan.devices[-1].compute / MIB - host_mib) <= 0.006
