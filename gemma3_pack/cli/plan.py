@@ -196,6 +196,7 @@ def plan(
             as_json=as_json, quant=quant, ctx=_plan.DEFAULT_CTX if ctx is None else ctx,
             parallel=parallel, kv_type=kv_type, swa_full=swa_full, unified=kv_unified,
             flash_attn=not no_flash_attn, vision=False if no_vision else None, mmproj=mmproj,
+            n_ubatch=ubatch,
         )  # fmt: skip
         return
     options: dict[str, Any] = {
