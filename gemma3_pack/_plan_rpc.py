@@ -324,7 +324,7 @@ def plan_rpc(
 
     max_ctx = largest_context(fits, limit=a.context_length) if fits(CTX_PAD) else 0
     model_arg = _model_arg(src, target)
-    commands = _commands(rpc, model_arg, base, n_gpu, split, rpc_cache, mmproj, n_ubatch)
+    commands = _commands(rpc, model_arg, base, n_gpu, split, rpc_cache, mmproj, n_ubatch, unified)
     notes = []
     for d in devices:
         if d.fits is False:
@@ -510,6 +510,7 @@ def _commands(
     cache: bool,
     mmproj: str | Path | None,
     n_ubatch: int,
+    unified: bool,
 ) -> dict[str, str]:
     cmds = {}
     for h in rpc:
@@ -539,6 +540,8 @@ def _commands(
         main += ["-ctk", p.kv_type, "-ctv", p.kv_type]
     if p.swa_full:
         main.append("--swa-full")
+    if unified:
+        main.append("-kvu")
     if n_ubatch != N_UBATCH:
         main += ["-ub", str(n_ubatch)]
     cmds["main"] = " ".join(main)
