@@ -32,6 +32,7 @@ from typing import Any
 
 from ._errors import InputError, NotGemma3, UsageError
 from ._family import SIZES, VARIANTS, Size, Variant, get_variant
+from ._quants import GGML
 
 __all__ = [
     "COMMON_QUANTS",
@@ -50,22 +51,8 @@ __all__ = [
     "quant_tensor_types",
 ]
 
-# ggml types by name: (id, elements per block, bytes per block) — gguf-py's GGML_QUANT_SIZES, typed
-# out for the few types a plan needs so that planning does not import numpy.
-_GGML: dict[str, tuple[int, int, int]] = {
-    "F32": (0, 1, 4),
-    "F16": (1, 1, 2),
-    "Q4_0": (2, 32, 18),
-    "Q4_1": (3, 32, 20),
-    "Q5_0": (6, 32, 22),
-    "Q5_1": (7, 32, 24),
-    "Q8_0": (8, 32, 34),
-    "Q4_K": (12, 256, 144),
-    "Q5_K": (13, 256, 176),
-    "Q6_K": (14, 256, 210),
-    "IQ4_NL": (20, 32, 18),
-    "BF16": (30, 1, 2),
-}
+# ggml types by name: (id, elements per block, bytes per block), from the one quant table
+_GGML: dict[str, tuple[int, int, int]] = {n: (t.id, t.block, t.size) for n, t in GGML.items()}
 _BY_ID = {v[0]: k for k, v in _GGML.items()}
 
 # A file type (what `-q` names) -> the default ggml type of its layer tensors.

@@ -91,7 +91,12 @@ def test_plan_matches_llama_cpp_allocation(
     # llama.cpp prints MiB with two decimals: allow that rounding on top of the 2 % bound
     assert abs(plan.kv - got.kv) <= 0.02 * got.kv + 0.01 * MIB, (plan.kv / MIB, got.kv / MIB)
     assert abs(plan.weights - got.model) <= 0.02 * got.model, (plan.weights, got.model)
-    assert abs(plan.cpu_repack - got.repack) <= 0.02 * got.repack + 0.01 * MIB
+    if "AMX model buffer" in got.log:
+        # Xeons with AMX: ggml-cpu puts the quantized weights into its AMX buffer instead of
+        # CPU_REPACK (a different set of types; not modelled, said so in docs/plan.md)
+        assert got.repack == 0
+    else:
+        assert abs(plan.cpu_repack - got.repack) <= 0.02 * got.repack + 0.01 * MIB
     assert abs(plan.output - got.output) <= 0.01 * MIB
     # the compute buffer is an estimate: within 10 % here (measured errors in the README)
     assert abs(plan.compute - got.compute) <= 0.10 * got.compute, (plan.compute, got.compute)
