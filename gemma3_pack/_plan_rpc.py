@@ -408,10 +408,10 @@ def _place(
     pipeline = len(rpc) > 1 and where[0] >= 0  # every layer offloaded, several devices
     compute = _compute(a, kv, where, n, options, pipeline)
     vision_dev = 0 if n else -1  # mtmd puts the projector on the first GPU-type device: RPC0
-    devices = []
+    devices: list[RpcDevice] = []
     for i in range(n + 1):
         is_host = i == n
-        dev = RpcDevice(
+        device = RpcDevice(
             name="host" if is_host else f"RPC{i}",
             endpoint=None if is_host else rpc[i].endpoint,
             memory=None if is_host else rpc[i].memory,
@@ -424,8 +424,8 @@ def _place(
             cpu_repack=repack if is_host else 0,
         )
         if base.mmproj and (i == vision_dev or (is_host and vision_dev < 0)):
-            dev.mmproj, dev.mmproj_compute = base.mmproj, base.mmproj_compute
-        devices.append(dev)
+            device.mmproj, device.mmproj_compute = base.mmproj, base.mmproj_compute
+        devices.append(device)
     return base, devices, pipeline
 
 
