@@ -136,7 +136,9 @@ def loads_json(
     except json.JSONDecodeError as err:
         raise error(f"{name} is not valid JSON ({err}): {fix}") from None
     except RecursionError:
-        raise error(f"{name} is nested too deeply to be a real {name}: {fix}") from None
+        raise error(
+            f"{name} is nested too deeply (thousands of levels) to be real: {fix}"
+        ) from None
     except UnicodeDecodeError as err:
         raise error(f"{name} is not UTF-8 text ({err.reason} at byte {err.start}): {fix}") from None
     except ValueError as err:  # int("9" * 5000): "Exceeds the limit (4300 digits) ..."

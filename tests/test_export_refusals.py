@@ -365,8 +365,11 @@ def test_imatrix_is_normalised_like_llama_quantize(tmp_path: Path) -> None:
         },
     )
     m = load_imatrix(f)
-    assert m["blk.0.ffn_down.weight"] == (np.arange(1, 129) / 4.0).astype(np.float32).tolist()
-    assert m["blk.1.attn_q.weight"] == [1.0] * 64  # count 0 -> 1, as quantize.cpp does
+    assert all(v.dtype == np.float32 for v in m.values())  # arrays, not lists of Python floats
+    assert (
+        m["blk.0.ffn_down.weight"].tolist() == (np.arange(1, 129) / 4.0).astype(np.float32).tolist()
+    )
+    assert m["blk.1.attn_q.weight"].tolist() == [1.0] * 64  # count 0 -> 1, as quantize.cpp does
 
 
 @pytest.mark.llama

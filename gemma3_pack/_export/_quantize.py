@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import struct
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .._errors import MissingDependency, NotGGUF, QuantizeError, UsageError
 from .._files import atomic_path
@@ -87,6 +89,13 @@ def native_stderr_captured() -> Iterator[Path]:
         Path(name).unlink(missing_ok=True)
 
 
+def _disk_nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 64 << 20
+    except OSError:
+        return False
+
+
 def _last_error(log: Path | None) -> str:
     if log is None or not log.is_file():
         return ""
@@ -95,7 +104,7 @@ def _last_error(log: Path | None) -> str:
     return (errs or lines or [""])[-1][:200]
 
 
-def load_imatrix(path: Path) -> dict[str, list[float]]:
+def load_imatrix(path: Path) -> dict[str, Any]:
     """A GGUF imatrix (``llama-imatrix`` output) as normalised per-tensor vectors.
 
     Like ``tools/quantize/quantize.cpp``: value = ``in_sum2 / count`` per expert slice, 1 where the
@@ -116,7 +125,7 @@ def load_imatrix(path: Path) -> dict[str, list[float]]:
             f"{path} is not a GGUF imatrix (produce one with llama-imatrix): {err}"
         ) from None
     tensors = {t.name: t for t in reader.tensors}
-    out: dict[str, list[float]] = {}
+    out: dict[str, Any] = {}  # name -> float32 vector
     for name, t in tensors.items():
         if not name.endswith(".in_sum2"):
             continue
@@ -126,14 +135,18 @@ def load_imatrix(path: Path) -> dict[str, list[float]]:
             raise NotGGUF(f"{path}: {base} has in_sum2 but no counts; not an imatrix file")
         sums = np.asarray(t.data, dtype=np.float32).reshape(-1)
         cnt = np.asarray(counts.data, dtype=np.float32).reshape(-1)
-        per = sums.size // max(1, cnt.size)
-        values = np.ones_like(sums)
-        for e in range(cnt.size):
-            if cnt[e] > 0:
-                values[e * per : (e + 1) * per] = sums[e * per : (e + 1) * per] / cnt[e]
+        if not cnt.size or sums.size % cnt.size:
+            raise NotGGUF(
+                f"{path}: {base} has {sums.size} sums for {cnt.size} counts; not an imatrix file"
+            )
+        # one float32 array per tensor, computed in place (no Python float per value)
+        by_expert = sums.reshape(cnt.size, -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.where(cnt[:, None] > 0, by_expert / cnt[:, None], np.float32(1))
+        values = values.astype(np.float32, copy=False).reshape(-1)
         if not np.all(np.isfinite(values)):
             raise NotGGUF(f"{path}: imatrix entry {base} has NaN or Inf values")
-        out[base] = values.tolist()
+        out[base] = values
     if not out:
         raise NotGGUF(f"{path} holds no imatrix data (no *.in_sum2 tensors)")
     return out
@@ -146,7 +159,7 @@ def quantize(
     *,
     qat: bool = False,
     embedding_type: str | None = None,
-    imatrix: dict[str, list[float]] | None = None,
+    imatrix: dict[str, Any] | None = None,
     nthread: int = 0,
     log: Path | None = None,
 ) -> int:
@@ -168,11 +181,13 @@ def quantize(
     if imatrix:
         arr_t = lc.llama_model_imatrix_data * (len(imatrix) + 1)  # type: ignore[attr-defined]
         entries = arr_t()
+        import numpy as np
+
         for i, (name, vals) in enumerate(imatrix.items()):
-            buf = (ctypes.c_float * len(vals))(*vals)
+            buf = np.ascontiguousarray(vals, dtype=np.float32)  # no Python float per value
             keep.append(buf)
             entries[i].name = name.encode()
-            entries[i].data = ctypes.cast(buf, ctypes.POINTER(ctypes.c_float))
+            entries[i].data = buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
             entries[i].size = len(vals)
         entries[len(imatrix)].name = None
         keep.append(entries)
@@ -181,6 +196,13 @@ def quantize(
         rc = lc.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))  # type: ignore[attr-defined]
         if rc != 0:
             detail = _last_error(log)
+            if "iostream" in detail or _disk_nearly_full(dst.parent):
+                # llama.cpp's writer reports ENOSPC as "basic_ios::clear: iostream error"
+                raise QuantizeError(
+                    f"llama.cpp's quantizer could not write {dst.name} -> {quant}: the disk "
+                    f"holding {dst.parent} is full (or failing): free space or choose another "
+                    "output folder" + (f" (llama.cpp: {detail})" if detail else "")
+                )
             raise QuantizeError(
                 f"llama.cpp's quantizer failed on {src.name} -> {quant} (code {rc})"
                 + (f": {detail}" if detail else "")

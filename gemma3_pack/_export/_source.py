@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
 import mmap
 import os
@@ -29,7 +28,7 @@ import numpy as np
 
 from .._errors import CheckpointError, InputNotFound, MissingDependency, NotGemma3, UsageError
 from .._family import SIZES
-from .._inputs import check_config, read_json_object
+from .._inputs import check_config, loads_json, read_json_object
 
 __all__ = ["Checkpoint", "TensorInfo", "fetch", "open_checkpoint"]
 
@@ -84,12 +83,7 @@ def _parse_safetensors(
         n = int.from_bytes(head, "little")
         if n > _MAX_HEADER or 8 + n > size:
             raise CheckpointError(f"{bad} (header claims {n} bytes, file has {size}): {fix}")
-        try:
-            header = json.loads(fh.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{bad} (header is not JSON: {err}): {fix}") from None
-        except RecursionError:
-            raise CheckpointError(f"{bad} (header JSON is nested too deeply): {fix}") from None
+        header = loads_json(fh.read(n), f"the header of {rel}", fix=fix)
     if not isinstance(header, dict):
         raise CheckpointError(f"{bad} (header is not a JSON object): {fix}")
     data_start = 8 + n

@@ -115,7 +115,7 @@ def _json_or_text(value: str) -> object:
     """``0.2`` -> 0.2, ``["a","b"]`` -> a list, ``true`` -> True; anything else stays text."""
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, a 4,300-digit int, nested too deeply
         return value
 
 
