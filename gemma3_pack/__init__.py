@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
         write_modelfile,
     )
     from ._plan import MemoryPlan, fit_memory, plan_memory
+    from ._plan_gpu import GpuPlan, fit_gpus, plan_gpu
 
 __all__ = [
     "OFFICIAL_TEMPLATE",
@@ -74,6 +75,7 @@ __all__ = [
     "ExportResult",
     "GGUFReport",
     "Gemma3PackError",
+    "GpuPlan",
     "InputError",
     "InputNotFound",
     "InsufficientDisk",
@@ -104,12 +106,14 @@ __all__ = [
     "create_kwargs",
     "doctor_gguf",
     "export",
+    "fit_gpus",
     "fit_memory",
     "fuse_pair",
     "get_variant",
     "inspect_gguf",
     "parse_modelfile",
     "patch_gguf",
+    "plan_gpu",
     "plan_memory",
     "render_chat",
     "render_modelfile",
@@ -154,6 +158,9 @@ _LAZY = {
     "split_fused": "._gguf._layout",
     "fit_memory": "._plan",
     "plan_memory": "._plan",
+    "GpuPlan": "._plan_gpu",
+    "fit_gpus": "._plan_gpu",
+    "plan_gpu": "._plan_gpu",
 }
 
 

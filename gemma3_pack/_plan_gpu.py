@@ -199,16 +199,17 @@ def _tensors(src: _Source) -> list[_Tensor]:
                     )
                 )
             return out
-    out, offset = [], 0
+    table: list[_Tensor] = []
+    offset = 0
     rows = quant_tensor_types(src.arch, src.quant)
     rows = [rows[1], rows[0], *rows[2:]]  # the converter writes output_norm first
-    for name, shape, t in rows:
-        nbytes = GGML[t].size * (shape[0] // GGML[t].block)
+    for name, shape, type_name in rows:
+        nbytes = GGML[type_name].size * (shape[0] // GGML[type_name].block)
         for d in shape[1:]:
             nbytes *= d
-        out.append(_Tensor(name, shape[0], t, nbytes, offset))
+        table.append(_Tensor(name, shape[0], type_name, nbytes, offset))
         offset += (nbytes + _HOST_ALIGN - 1) // _HOST_ALIGN * _HOST_ALIGN
-    return out
+    return table
 
 
 def _pad(n: int, to: int) -> int:
