@@ -248,6 +248,14 @@ def _finishing(
     return Stream(stream.raw, finish_chunk, stream.model, stream.on_end)
 
 
+def _same_size(path: Path, recorded: int | None) -> bool:
+    """Whether ``path`` still has the size export.json recorded (no record: trusted)."""
+    try:
+        return recorded is None or path.stat().st_size == recorded
+    except OSError:
+        return False  # upload_blob reports the missing file
+
+
 def _check_ended(last: Any, host: str) -> None:
     """A chat/generate stream must end with its ``done`` chunk; one that stops before it (a proxy
     or a crashed server closing cleanly) is a cut-short reply, not a complete one."""
@@ -639,9 +647,14 @@ class _Base:
         system: str | None = None,
         num_ctx: int | None = None,
         tools: bool = False,
+        verify: bool = False,
     ) -> Plan[ProgressResponse]:
         """Ship a ``gemma3-pack export`` folder into Ollama as model ``name`` (``tools=True``:
         the TEMPLATE with tool calling).
+
+        The sha256 export.json records names the blob, so a daemon that already has that digest
+        gets no upload. A file whose size differs from the record changed after the export: it
+        is hashed again, as is every file with ``verify=True``, and its own digest is used.
 
         Vision packaging follows the daemon: ``pair`` (text GGUF + mmproj) on Ollama >= 0.30,
         ``fused`` (one GGUF) before that. ``quant`` picks one of the exported models (default:
@@ -658,7 +671,11 @@ class _Base:
         else:
             model, mmproj = pick_model(manifest, quant), manifest.mmproj if how == "pair" else None
         quantize = _check_quantize(quantize, model.quant)
-        sums = {str(f.path): f.sha256 for f in (model, mmproj) if f is not None and f.sha256}
+        sums = {
+            str(f.path): f.sha256
+            for f in (model, mmproj)
+            if f is not None and f.sha256 and not verify and _same_size(f.path, f.size)
+        }
         return (
             yield from _Base.create_from_gguf.plan(
                 self,

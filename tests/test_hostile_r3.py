@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import inspect
 import json
 import socket
@@ -20,6 +21,7 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -432,3 +434,31 @@ def test_cli_chat_stream_cut_short_exits_2_after_the_text() -> None:
     assert len(lines) == 1 and lines[0].startswith("error: ") and "done: true" in lines[0], (
         res.stderr
     )
+
+
+# --------------------------------------------------------------------------- create_from_export
+
+
+@pytest.mark.parametrize("change", ["size", "bytes"])
+def test_create_from_export_rehashes_a_file_that_changed(tmp_path: Path, change: str) -> None:
+    """export.json's sha256 names the blob; a file that changed since (size differs, or
+    ``verify=True``) is hashed again, so a daemon holding the old digest is not trusted."""
+    from _loopback import LoopbackOllama
+    from test_client_create import make_export
+
+    export = make_export(tmp_path / "out")
+    gguf_path = export / "my-gemma-Q4_K_M.gguf"
+    old = "sha256:" + json.loads((export / "export.json").read_text())["models"][0]["sha256"]
+    raw = bytearray(gguf_path.read_bytes())
+    if change == "size":
+        raw += b"\0" * 32
+    else:
+        raw[-1] ^= 0xFF
+    gguf_path.write_bytes(bytes(raw))
+    new = "sha256:" + hashlib.sha256(raw).hexdigest()
+    with LoopbackOllama() as server, Client(server.url) as client:
+        server.blobs[old] = len(raw)  # the daemon has the export-time blob
+        client.create_from_export(export, "my-gemma", progress=False, verify=change == "bytes")
+        create = next(r for r in server.requests if r.path == "/api/create")
+    assert create.body["files"] == {"my-gemma-Q4_K_M.gguf": new}
+    assert ("POST", f"/api/blobs/{new}") in [(r.method, r.path) for r in server.requests]

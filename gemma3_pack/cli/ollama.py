@@ -177,6 +177,11 @@ def pull(model: str, host: str | None, quiet: bool, as_json: bool, timeout: floa
 )
 @click.option("-s", "--system", default=None, help="System prompt baked into the model.")
 @click.option("--num-ctx", type=int, default=None, help="Context length baked into the model.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="--from: hash the files again instead of trusting export.json's sha256.",
+)
 @click.option("--host", default=None, help=_HOST_HELP)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -189,6 +194,7 @@ def create(
     packaging: str,
     system: str | None,
     num_ctx: int | None,
+    verify: bool,
     host: str | None,
     quiet: bool,
     as_json: bool,
@@ -204,6 +210,7 @@ def create(
     Examples:
       gemma3-pack create my-gemma --from ./export/my-gemma
       gemma3-pack create my-gemma-q8 --from ./export/my-gemma --quant Q8_0
+      gemma3-pack create my-gemma --from ./export/my-gemma --verify   # re-hash the files
       gemma3-pack create pirate --variant gemma3:4b -s "Talk like a pirate" --num-ctx 8192
       ollama run my-gemma
     """
@@ -223,10 +230,11 @@ def create(
             quant=quant,
             system=system,
             num_ctx=num_ctx,
+            verify=verify,
         )
     else:
-        if quant or quantize or packaging != "auto":
-            raise UsageError("--quant, --quantize and --packaging apply to --from only")
+        if quant or quantize or packaging != "auto" or verify:
+            raise UsageError("--quant, --quantize, --packaging and --verify apply to --from only")
         assert variant is not None
         result = client.create_from_variant(
             variant, name, system=system, num_ctx=num_ctx, progress=progress
