@@ -329,8 +329,13 @@ def test_export_writes_checked_bundles_beside_the_ggufs(lora_export):
         digest = hashlib.sha256((out / e["path"]).read_bytes()).hexdigest()
         assert sums[e["path"]] == e["sha256"] == digest
         assert e["size"] == (out / e["path"]).stat().st_size
+    drift = manifest["litertlm"][1]["drift_vs_float"]
+    print(f"int8 vs float .litertlm: {drift}")
+    assert "drift_vs_float" not in manifest["litertlm"][0]
+    assert 0 < drift["kl"] < 0.1 and drift["top1"] >= 0.8 and drift["n"] >= 100, drift
     card = (out / "README.md").read_text()
     assert "g3-lora-F32.gguf" in card and "`g3-lora-int8.litertlm` | int8" in card
+    assert f"| {drift['kl']:.4f} | {100 * drift['top1']:.1f} % |" in card
     floats, int8 = (
         (out / "g3-lora-float.litertlm").stat().st_size,
         (out / "g3-lora-int8.litertlm").stat().st_size,
@@ -370,6 +375,62 @@ def test_float_litertlm_answers_like_llama_cpp(runs):
         # the runtime returns text; re-tokenized, only the cut at N_TOKENS may merge differently
         assert len(lite) >= N_TOKENS - 2, got
         assert lite[: N_TOKENS - 2] == want[: N_TOKENS - 2], (want, got)
+
+
+@pytest.mark.slow
+@pytest.mark.litert
+@pytest.mark.llama
+def test_float_litertlm_logits_equal_llama_cpp(lora_export, litert_py, tmp_path):
+    """The drift harness itself, checked: the float bundle run teacher-forced by LiteRT's
+    interpreter gives llama.cpp's next-token distributions on the F32 GGUF (same weights)."""
+    import numpy as np
+
+    from gemma3_pack._export._litertlm import eval_tokens
+
+    out, _ = lora_export
+    tokens = eval_tokens(_assets_ckpt.hf_checkpoint_270m(), 160)
+    b = read_litertlm(out / "g3-lora-float.litertlm")
+    section = b.of_type("TFLiteModel")[0]
+    npy = tmp_path / "float.npy"
+    script = (
+        "import sys, json, numpy as np; sys.path.insert(0, sys.argv[1]); import _litertlm_eval as E; "
+        "a = json.loads(sys.argv[2]); "
+        "np.save(a['npy'], np.stack(E._logits(a['path'], a['begin'], a['size'], a['tokens'])))"
+    )
+    args = {
+        "npy": str(npy),
+        "path": str(b.path),
+        "begin": section.begin,
+        "size": section.size,
+        "tokens": tokens,
+    }
+    export_dir = Path(__file__).resolve().parent.parent / "gemma3_pack" / "_export"
+    proc = subprocess.run(
+        [str(litert_py), "-c", script, str(export_dir), json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lite = np.load(npy).astype(np.float64)
+    llama_cpp = pytest.importorskip("llama_cpp")
+    llm = llama_cpp.Llama(
+        model_path=str(out / "g3-lora-F32.gguf"),
+        n_ctx=256,
+        n_threads=2,
+        verbose=False,
+        logits_all=True,
+    )
+    llm.eval(tokens)
+    ref = np.array(llm.scores[: len(tokens)], dtype=np.float64)
+    llm.close()
+    ref -= ref.max(axis=1, keepdims=True)
+    ref -= np.log(np.exp(ref).sum(axis=1, keepdims=True))
+    kl = (np.exp(ref) * (ref - lite)).sum(axis=1)
+    print(f"float .litertlm vs llama.cpp F32: KL mean {kl.mean():.2e} max {kl.max():.2e}")
+    assert len(tokens) >= 100
+    assert kl.mean() < 1e-4 and kl.max() < 1e-3, (kl.mean(), kl.max())
+    assert (ref.argmax(axis=1) == lite.argmax(axis=1)).all()
 
 
 @pytest.mark.slow

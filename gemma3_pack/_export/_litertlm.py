@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ class LiteRTLMFile:
     size: int
     sha256: str
     seconds: float
+    drift: dict[str, float] | None = None  # vs the float bundle: kl (nats), kl_max, top1, n
 
 
 @dataclass
@@ -105,6 +106,7 @@ class LiteRTLMExport:
                     "size": f.size,
                     "sha256": f.sha256,
                     "seconds": f.seconds,
+                    "drift": f.drift,
                 }
                 for f in self.files
             ],
@@ -345,6 +347,58 @@ def _convert(
         ) from None
 
 
+# The drift text: a chat turn and its answer, as the GGUF quants are measured on real text.
+_EVAL_TURNS = (
+    ("user", "Explain in a few sentences why the sky is blue, and why sunsets are red."),
+    (
+        "model",
+        "The sky looks blue because sunlight is scattered by the molecules of the air. Blue "
+        "light has a shorter wavelength than red light, so it is scattered much more strongly "
+        "and reaches our eyes from every direction of the sky. At sunset the light crosses far "
+        "more air on its way to us: most of the blue is scattered away before it arrives, and "
+        "the reds and oranges that are left colour the sky.",
+    ),
+)
+
+
+def eval_tokens(tok_dir: Path, limit: int) -> list[int]:
+    """``<bos>`` + the drift text in Gemma's chat format (turn markers as their ids)."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(tok_dir / "tokenizer.model"))
+    ids = [2]
+    for role, text in _EVAL_TURNS:
+        ids += [105, *sp.encode(f"{role}\n{text}"), 106, *sp.encode("\n")]
+    return ids[:limit]
+
+
+def _measure_drift(
+    python: str, files: list[LiteRTLMFile], tokens: list[int], work: Path
+) -> dict[str, dict[str, float]]:
+    """KL and top-1 of every quantized bundle against the float one (:mod:`._litertlm_eval`)."""
+    from .._litertlm_read import TFLITE_MODEL, read_litertlm
+
+    models = {}
+    for f in files:
+        section = read_litertlm(f.path).of_type(TFLITE_MODEL)[0]
+        models[f.recipe] = [str(f.path), section.begin, section.size]
+    spec = work / "eval.json"
+    spec.write_text(json.dumps({"reference": "float", "models": models, "tokens": tokens}), "utf-8")
+    script = Path(__file__).with_name("_litertlm_eval.py")
+    proc = subprocess.run(
+        [python, str(script), str(spec)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise QuantizeError(f"measuring the quantized bundles against float failed: {tail[-300:]}")
+    result: dict[str, dict[str, float]] = json.loads(lines[-1])
+    return result
+
+
 def _check_written(path: Path) -> list[str]:
     """Errors in the written bundle's metadata (empty when LiteRT-LM and the Gallery will load it)."""
     from .._litertlm_doctor import doctor_litertlm
@@ -565,6 +619,11 @@ def write_litertlm(plan: LiteRTLMPlan, *, progress: bool = True) -> LiteRTLMExpo
                 )
             )
             _log(progress, f"wrote {targets[recipe].name} in {secs:.0f} s")
+        if "float" in targets and len(files) > 1:
+            n = min(cache_length, 160)
+            _log(progress, f"measuring {', '.join(targets)} against float ({n} tokens)")
+            drift = _measure_drift(python, files, eval_tokens(tok_dir, n), work)
+            files = [replace(f, drift=drift.get(f.recipe)) for f in files]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = LiteRTLMExport(name, out_dir, files, cache_length, prefill_length, list(plan.notes))
@@ -595,19 +654,32 @@ CARD_END = "<!-- /litertlm -->"
 
 
 def card_section(result: LiteRTLMExport) -> str:
+    def drift(f: LiteRTLMFile) -> str:
+        if f.recipe == "float":
+            return "reference | 100 %"
+        if not f.drift:
+            return "not measured (export -q float too) | "
+        return f"{f.drift['kl']:.4f} | {100 * f.drift['top1']:.1f} %"
+
     rows = "\n".join(
-        f"| `{f.path.name}` | {f.recipe} | {f.size / 1e6:,.0f} MB |" for f in result.files
+        f"| `{f.path.name}` | {f.recipe} | {f.size / 1e6:,.0f} MB | {drift(f)} |"
+        for f in result.files
     )
     first = result.files[0].path.name if result.files else "model.litertlm"
     return (
         f"{CARD_BEGIN}\n## LiteRT-LM (AI Edge Gallery, Android/iOS)\n\n"
-        "| file | weights | size |\n|---|---|---|\n"
+        "| file | weights | size | KL vs float (nats) | top-1 = float |\n|---|---|---|---|---|\n"
         f"{rows}\n\n"
+        "KL and top-1: the quantized bundle against the float one, token by token over a chat "
+        "turn, both run by LiteRT's interpreter (as the GGUF quants are measured).\n\n"
         f"KV cache {result.cache_length} tokens, prefill chunk {result.prefill_length}. Chat "
         "template, `<bos>` and the `<end_of_turn>` stop token are in the file's metadata "
         "(checked after writing). Load it in AI Edge Gallery (add a local model) or with "
-        "LiteRT-LM:\n\n"
-        f"```\nlitert_lm_main --model_path {first} --backend cpu\n```\n{CARD_END}\n"
+        "LiteRT-LM's Python API:\n\n"
+        "```\npip install litert-lm-api==0.18.1\n"
+        f"python -c \"import litert_lm; e = litert_lm.Engine('{first}'); "
+        "print(e.create_conversation().send_message('Hi'))\"\n"
+        f"```\n{CARD_END}\n"
     )
 
 
@@ -622,7 +694,13 @@ def _record(
     out_dir = result.output_dir
     doc = _read_manifest(out_dir)
     entries = [
-        {"path": f.path.name, "recipe": f.recipe, "size": f.size, "sha256": f.sha256}
+        {
+            "path": f.path.name,
+            "recipe": f.recipe,
+            "size": f.size,
+            "sha256": f.sha256,
+            **({"drift_vs_float": f.drift} if f.drift else {}),
+        }
         for f in result.files
     ]
     kept = [
@@ -689,7 +767,14 @@ def _record(
 
 def _kept_files(out_dir: Path, kept: list[dict[str, Any]]) -> list[LiteRTLMFile]:
     return [
-        LiteRTLMFile(out_dir / str(e["path"]), str(e.get("recipe")), int(e.get("size") or 0), "", 0)
+        LiteRTLMFile(
+            out_dir / str(e["path"]),
+            str(e.get("recipe")),
+            int(e.get("size") or 0),
+            str(e.get("sha256")),
+            0,
+            e.get("drift_vs_float"),
+        )
         for e in kept
         if (out_dir / str(e["path"])).is_file()
     ]
