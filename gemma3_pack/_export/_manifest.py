@@ -226,13 +226,11 @@ def read_export(export_dir: str | os.PathLike[str]) -> ExportManifest:
         )
     if manifest_path.stat().st_size > 16 << 20:
         raise InputError(f"{manifest_path} is over 16 MiB: not an export.json; re-export")
-    try:
-        data = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        why = err if not isinstance(err, RecursionError) else "nested too deeply"
-        raise InputError(
-            f"{manifest_path} is not valid JSON ({why}); re-export the folder"
-        ) from None
+    from .._inputs import loads_json
+
+    data = loads_json(
+        manifest_path.read_bytes(), str(manifest_path), error=InputError, fix="re-export the folder"
+    )
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         got = data.get("format") if isinstance(data, dict) else None
         raise InputError(
