@@ -169,7 +169,8 @@ def _reply_error(host: str, server: str, what: str) -> ServerResponseError:
 
 def _failed(what: str) -> Callable[[BaseException, str, str, float | None], Exception]:
     def make(err: BaseException, host: str, server: str, timeout: float | None) -> Exception:
-        detail = clean_text(str(err)) or type(err).__name__
+        text = clean_text(str(err))
+        detail = f"{type(err).__name__}: {text}" if text else type(err).__name__
         return ServerResponseError(what.format(host=host, detail=detail), server=server)
 
     return make
