@@ -334,3 +334,81 @@ def test_the_library_specs_take_tools(gguf_270m) -> None:
     assert create_kwargs(spec, {gguf_270m.name: "sha256:" + "0" * 64})["template"] == (
         OLLAMA_TOOLS_TEMPLATE
     )
+
+
+# A conversation in which the model called the tool for the same question before: the 270M test
+# model repeats the call at temperature 0, so a real generation goes through Ollama's parser.
+SHOT_CALL = {"function": {"name": "get_weather", "arguments": {"city": "Paris", "days": -3}}}
+SHOT = [
+    user("Weather in Paris for the last 3 days?"),
+    {"role": "assistant", "content": "", "tool_calls": [SHOT_CALL]},
+    tool("22 °C, sunny"),
+    bot("22 °C and sunny in Paris."),
+]
+ASK = [*SHOT, *SHOT, user("Weather in Paris for the last 3 days?")]
+
+
+@pytest.mark.ollama
+def test_a_plain_ollama_client_gets_tool_calls(daemon_models) -> None:
+    """Ollama 0.24.0's /api/chat with the ``ollama`` client: the model's real reply comes back as
+    structured ``tool_calls`` with typed arguments (the int stays an int, its sign kept)."""
+    import ollama
+
+    url, names = daemon_models
+    client = ollama.Client(host=url)
+    try:
+        reply = client.chat(
+            model=names["tools"],
+            messages=[_api_message(m) for m in ASK],
+            tools=[WEATHER],
+            options={"temperature": 0, "seed": 1, "num_predict": 48},
+        )
+    finally:
+        client._client.close()
+    calls = [(c.function.name, dict(c.function.arguments)) for c in reply.message.tool_calls or []]
+    # the 270M repeats its call until num_predict: every call is the same, well-typed one
+    assert calls and set(map(repr, calls)) == {repr(("get_weather", {"city": "Paris", "days": -3}))}
+    assert reply.message.content == ""
+
+
+@pytest.mark.ollama
+def test_a_plain_openai_client_gets_tool_calls(daemon_models) -> None:
+    """The same through Ollama's OpenAI-compatible /v1 with the ``openai`` client."""
+    import openai
+
+    url, names = daemon_models
+    client = openai.OpenAI(base_url=url + "/v1", api_key="ollama")
+    messages: list[Any] = []
+    for m in ASK:
+        if m.get("tool_calls"):
+            calls = [
+                {
+                    "id": f"call_{i}",
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "arguments": json.dumps(c["function"]["arguments"]),
+                    },
+                }
+                for i, c in enumerate(m["tool_calls"])
+            ]
+            messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+        elif m["role"] == "tool":
+            messages.append({"role": "tool", "content": m["content"], "tool_call_id": "call_0"})
+        else:
+            messages.append({"role": m["role"], "content": m["content"]})
+    with client:
+        reply = client.chat.completions.create(
+            model=names["tools"],
+            messages=messages,
+            tools=[WEATHER],  # type: ignore[list-item]
+            temperature=0,
+            seed=1,
+            max_tokens=48,
+        )
+    got = [
+        (c.function.name, json.loads(c.function.arguments))  # type: ignore[union-attr]
+        for c in reply.choices[0].message.tool_calls or []
+    ]
+    assert got and set(map(repr, got)) == {repr(("get_weather", {"city": "Paris", "days": -3}))}
+    assert reply.choices[0].finish_reason == "tool_calls"
