@@ -83,25 +83,34 @@ def _refuse(what: str) -> CheckpointError:
 
 def check_quantization_config(qc: dict[str, Any]) -> str:
     """The format (``"awq"`` or ``"compressed-tensors"``) of a Q4_0-compatible config, else raise."""
-    method = str(qc.get("quant_method", "")).lower()
+    method = qc.get("quant_method", "")
+    method = method.lower() if isinstance(method, str) else _shown(method)
     if method == "awq":
         bits, group = qc.get("bits", qc.get("w_bit")), qc.get("group_size", qc.get("q_group_size"))
         if bits != 4:
-            raise _refuse(f"the AWQ checkpoint has {bits}-bit weights")
+            raise _refuse(f"the AWQ checkpoint has {_shown(bits)}-bit weights")
         if group != GROUP:
-            raise _refuse(f"the AWQ checkpoint has group size {group}, not 32")
+            raise _refuse(f"the AWQ checkpoint has group size {_shown(group)}, not 32")
         if qc.get("zero_point") is False:
             raise _refuse("the AWQ checkpoint has zero_point=false (unsigned codes, no offset)")
-        version = str(qc.get("version", "gemm")).lower()
-        if version != "gemm":
-            raise _refuse(f"the AWQ checkpoint uses the {version!r} packing (only 'gemm' is read)")
+        version = qc.get("version", "gemm")
+        if not isinstance(version, str) or version.lower() != "gemm":
+            raise _refuse(
+                f"the AWQ checkpoint uses the {_shown(version)} packing (only 'gemm' is read)"
+            )
         return "awq"
     if method == "compressed-tensors":
         groups = qc.get("config_groups") or {}
         if not isinstance(groups, dict) or not groups:
             raise _refuse("the compressed-tensors config has no config_groups")
         for gname, scheme in groups.items():
-            fmt = str(scheme.get("format") or qc.get("format") or "")
+            gname = _shown(gname)
+            if not isinstance(scheme, dict) or not isinstance(scheme.get("weights") or {}, dict):
+                raise _refuse(
+                    f"compressed-tensors group {gname} is not an object with a weights object "
+                    f"(got {_shown(scheme)})"
+                )
+            fmt = _shown(scheme.get("format") or qc.get("format") or "")
             if fmt != "pack-quantized":
                 raise _refuse(f"compressed-tensors group {gname} is {fmt or 'unknown'}-format")
             if scheme.get("input_activations") or scheme.get("output_activations"):
@@ -109,23 +118,32 @@ def check_quantization_config(qc: dict[str, Any]) -> str:
             w = scheme.get("weights") or {}
             if w.get("num_bits") != 4 or str(w.get("type", "int")) != "int":
                 raise _refuse(
-                    f"compressed-tensors group {gname} has {w.get('num_bits')}-bit "
-                    f"{w.get('type')} weights"
+                    f"compressed-tensors group {gname} has {_shown(w.get('num_bits'))}-bit "
+                    f"{_shown(w.get('type'))} weights"
                 )
             if not w.get("symmetric", True):
                 raise _refuse(f"compressed-tensors group {gname} is asymmetric (zero points)")
             if w.get("strategy") != "group" or w.get("group_size") != GROUP:
                 raise _refuse(
-                    f"compressed-tensors group {gname} uses strategy {w.get('strategy')!r} with "
-                    f"group size {w.get('group_size')}, not groups of 32"
+                    f"compressed-tensors group {gname} uses strategy {_shown(w.get('strategy'))} "
+                    f"with group size {_shown(w.get('group_size'))}, not groups of 32"
                 )
             if w.get("actorder"):
                 raise _refuse(
-                    f"compressed-tensors group {gname} uses GPTQ act-order ({w['actorder']!r}), "
+                    f"compressed-tensors group {gname} uses GPTQ act-order "
+                    f"({_shown(w['actorder'])}), "
                     "which permutes the groups"
                 )
         return "compressed-tensors"
     raise CheckpointError(f"{method!r} is not an int4 format gemma3-pack reads")  # pragma: no cover
+
+
+def _shown(value: Any) -> str:
+    """A config value in a message: printable, one line, at most 60 characters."""
+    from .._inputs import printable
+
+    text = printable(value if isinstance(value, str) else repr(value))
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 @dataclass(frozen=True)
