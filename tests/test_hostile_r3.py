@@ -16,6 +16,7 @@ import hashlib
 import inspect
 import json
 import socket
+import struct
 import threading
 import time
 import tracemalloc
@@ -462,3 +463,217 @@ def test_create_from_export_rehashes_a_file_that_changed(tmp_path: Path, change:
         create = next(r for r in server.requests if r.path == "/api/create")
     assert create.body["files"] == {"my-gemma-Q4_K_M.gguf": new}
     assert ("POST", f"/api/blobs/{new}") in [(r.method, r.path) for r in server.requests]
+
+
+# =========================================================================== files, through the CLI
+
+from _hostile import (  # noqa: E402
+    F32,
+    STR,
+    U32,
+    gemma3_kvs,
+    kv,
+    raw_gguf,
+    tensor_info,
+)
+from test_hostile import _assert_refused, _ckpt, _state, base_ckpt  # noqa: E402, F401
+
+from gemma3_pack._gguf._layout import _names  # noqa: E402
+
+_VISION = {  # the fused layout's vision keys, as Ollama's converter writes them (1 layer)
+    "gemma3.vision.block_count": (U32, 1),
+    "gemma3.vision.embedding_length": (U32, 8),
+    "gemma3.vision.feed_forward_length": (U32, 16),
+    "gemma3.vision.image_size": (U32, 896),
+    "gemma3.vision.patch_size": (U32, 14),
+    "gemma3.vision.attention.head_count": (U32, 2),
+    "gemma3.vision.attention.layer_norm_epsilon": (F32, 1e-6),
+    "gemma3.mm.tokens_per_image": (U32, 256),
+}
+_CLIP = {
+    "general.architecture": (STR, "clip"),
+    "clip.projector_type": (STR, "gemma3"),
+    "clip.vision.projection_dim": (U32, 8),
+    "clip.vision.block_count": (U32, 1),
+    "clip.vision.embedding_length": (U32, 8),
+    "clip.vision.feed_forward_length": (U32, 16),
+    "clip.vision.image_size": (U32, 896),
+    "clip.vision.patch_size": (U32, 14),
+    "clip.vision.attention.head_count": (U32, 2),
+    "clip.vision.attention.layer_norm_epsilon": (F32, 1e-6),
+}
+
+
+def _with_tensors(
+    path: Path, records: list[bytes], names: list[str], shapes: dict | None = None
+) -> Path:
+    shapes = shapes or {}
+    infos = [tensor_info(n, shapes.get(n, (8,)), 0, 32 * i) for i, n in enumerate(names)]
+    return raw_gguf(path, records, infos, b"\0" * 32 * len(names))
+
+
+def _fused(d: Path, edits: dict | None = None, shapes: dict | None = None) -> Path:
+    """A minimal Ollama-layout fused Gemma 3 GGUF (every vision tensor of a 1-layer tower, 8
+    floats each); ``edits``: key -> (type, value), or None to drop it."""
+    keys = {**_VISION, **(edits or {})}
+    records = [*gemma3_kvs(), *(kv(k, *v) for k, v in keys.items() if v is not None)]
+    return _with_tensors(d / "fused.gguf", records, ["token_embd.weight", *_names(1)], shapes or {})
+
+
+def _pair(d: Path, edits: dict | None = None) -> tuple[Path, Path]:
+    text = _with_tensors(d / "text.gguf", gemma3_kvs(), ["token_embd.weight"])
+    keys = {**_CLIP, **(edits or {})}
+    records = [kv(k, *v) for k, v in keys.items() if v is not None]
+    return text, _with_tensors(d / "mmproj.gguf", records, list(_names(1).values()))
+
+
+def _big_endian(d: Path) -> Path:
+    """The fused file written big-endian by gguf-py (as for s390x)."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(d / "fused.gguf"), "gemma3", endianess=gguf.GGUFEndian.BIG)
+    w.add_uint32("gemma3.context_length", 32768)
+    w.add_uint32("gemma3.block_count", 18)
+    w.add_uint32("gemma3.embedding_length", 8)
+    for key, (vtype, value) in _VISION.items():
+        (w.add_uint32 if vtype == U32 else w.add_float32)(key, value)
+    for name in ["token_embd.weight", *_names(1)]:
+        w.add_tensor(name, np.zeros(8, dtype=np.float32))  # gguf-py byte-swaps on write
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return d / "fused.gguf"
+
+
+def _claims_tensors(d: Path) -> Path:
+    """An 81 MB sparse GGUF whose header claims 2.8 M tensors (each a 29-byte zero record)."""
+    path = d / "m.gguf"
+    head = (
+        b"GGUF" + struct.pack("<IQQ", 3, 2_800_000, 1) + kv("general.architecture", STR, "gemma3")
+    )
+    path.write_bytes(head)
+    with open(path, "r+b") as f:
+        f.truncate(81 << 20)
+    return path
+
+
+SPLIT_CASES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
+    "vision block_count 2^31": (
+        lambda d: _fused(d, {"gemma3.vision.block_count": (U32, 1 << 31)}),
+        ("gemma3.vision.block_count is 2147483648", "expected an integer from 1 to"),
+    ),
+    "vision block_count a string": (
+        lambda d: _fused(d, {"gemma3.vision.block_count": (STR, "many")}),
+        ("gemma3.vision.block_count",),
+    ),
+    "patch_size 0 (a divisor)": (
+        lambda d: _fused(d, {"gemma3.vision.patch_size": (U32, 0)}),
+        ("gemma3.vision.patch_size is 0",),
+    ),
+    "image_size missing": (
+        lambda d: _fused(d, {"gemma3.vision.image_size": None}),
+        ("gemma3.vision.image_size is missing",),
+    ),
+    "layer_norm_epsilon missing (the projector's key, after the text part)": (
+        lambda d: _fused(d, {"gemma3.vision.attention.layer_norm_epsilon": None}),
+        ("layer_norm_epsilon is missing",),
+    ),
+    "0-D projector tensor": (
+        lambda d: _fused(d, shapes={"mm.mm_input_projection.weight": ()}),
+        ("mm.mm_input_projection.weight", "shape []"),
+    ),
+    "big-endian": (_big_endian, ("big-endian", "gguf-convert-endian")),
+    "header claims 2.8M tensors in 81 MB": (_claims_tensors, ("claims", "2,800,000 tensors")),
+}
+
+
+@pytest.mark.parametrize("case", list(SPLIT_CASES))
+def test_hostile_split(case: str, tmp_path: Path) -> None:
+    make, needles = SPLIT_CASES[case]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    src = make(inputs)
+    before = _state(inputs)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = run_measured("doctor", str(src), "--split", "-o", str(out / "text.gguf"))
+    _assert_refused(res, needles)
+    assert list(out.iterdir()) == []  # neither output, no .part
+    assert _state(inputs) == before
+
+
+def test_a_valid_fused_file_splits_and_fuses_back(tmp_path: Path) -> None:
+    """The corpus's base files are valid: each case above differs from success by its edit."""
+    src = _fused(tmp_path)
+    text, mm = tmp_path / "t.gguf", tmp_path / "mmproj-t.gguf"
+    res = run_measured("doctor", str(src), "--split", "-o", str(text))
+    assert res.code in (0, 1) and text.is_file() and mm.is_file(), res.stderr
+    assert "error: " not in res.stderr
+    t2, m2 = _pair(tmp_path / "p" if (tmp_path / "p").mkdir() is None else tmp_path)
+    res = run_measured("doctor", str(t2), str(m2), "--fuse", "-o", str(tmp_path / "f.gguf"))
+    assert res.code in (0, 1) and (tmp_path / "f.gguf").is_file(), res.stderr
+
+
+FUSE_CASES: dict[str, tuple[dict, tuple[str, ...]]] = {
+    "clip block_count 2^31": (
+        {"clip.vision.block_count": (U32, 1 << 31)},
+        ("clip.vision.block_count is 2147483648",),
+    ),
+    "clip block_count missing": ({"clip.vision.block_count": None}, ("block_count is missing",)),
+    "clip patch_size 0": ({"clip.vision.patch_size": (U32, 0)}, ("clip.vision.patch_size is 0",)),
+    "scale_factor 0": (
+        {"clip.vision.projector.scale_factor": (U32, 0)},
+        ("scale_factor is 0", "positive integer"),
+    ),
+    "layer_norm_epsilon a string": (
+        {"clip.vision.attention.layer_norm_epsilon": (STR, "small")},
+        ("layer_norm_epsilon",),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FUSE_CASES))
+def test_hostile_fuse(case: str, tmp_path: Path) -> None:
+    edits, needles = FUSE_CASES[case]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    text, mm = _pair(inputs, edits)
+    before = _state(inputs)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = run_measured("doctor", str(text), str(mm), "--fuse", "-o", str(out / "fused.gguf"))
+    _assert_refused(res, needles)
+    assert list(out.iterdir()) == []
+    assert _state(inputs) == before
+
+
+@pytest.mark.parametrize("command", ["inspect", "patch", "doctor"])
+def test_a_claimed_tensor_count_is_refused_before_the_loop(command: str, tmp_path: Path) -> None:
+    src = _claims_tensors(tmp_path)
+    args = {"patch": ["-o", str(tmp_path / "o.gguf")], "inspect": ["--json"], "doctor": []}
+    res = run_measured(command, str(src), *args[command])
+    _assert_refused(res, ("claims",))
+    assert res.seconds < 5, res.seconds  # measured before the cap: 110 s and 2 GB
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf"]
+
+
+def test_split_widens_the_embedding_in_bounded_memory(tmp_path: Path) -> None:
+    """A 64 MB F16 position embedding widened to F32: peak RSS stays far below the 320 MB the
+    whole-tensor conversion took (input + float32 copy + bytes copy)."""
+    n = 32 << 20  # F16 values
+    names = ["token_embd.weight", *_names(1)]
+    shapes = {"v.position_embedding.weight": (n,)}
+    infos, at = [], 0
+    for name in names:
+        shape = shapes.get(name, (8,))
+        ggml_type = 1 if name in shapes else 0
+        infos.append(tensor_info(name, shape, ggml_type, at))
+        at += (2 * n if name in shapes else 32) + (-(2 * n if name in shapes else 32) % 32)
+    records = [*gemma3_kvs(), *(kv(k, *v) for k, v in _VISION.items())]
+    src = raw_gguf(tmp_path / "fused.gguf", records, infos, b"", sparse_tail=at)
+    res = run_measured("doctor", str(src), "--split", "-o", str(tmp_path / "t.gguf"))
+    assert res.code in (0, 1), res.stderr
+    assert (tmp_path / "mmproj-t.gguf").stat().st_size > 4 * n
+    assert res.max_rss_mb < 200, f"peak RSS {res.max_rss_mb:.0f} MB"
