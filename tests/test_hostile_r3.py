@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import inspect
 import json
+import os
 import socket
 import struct
 import threading
@@ -474,9 +475,11 @@ from _hostile import (  # noqa: E402
     gemma3_kvs,
     kv,
     raw_gguf,
+    safetensors_bytes,
     tensor_info,
 )
-from test_hostile import _assert_refused, _ckpt, _state, base_ckpt  # noqa: E402, F401
+from test_hostile import _assert_refused, _ckpt, _state  # noqa: E402
+from test_hostile import base_ckpt as base_ckpt  # noqa: E402 - the fixture, shared
 
 from gemma3_pack._gguf._layout import _names  # noqa: E402
 
@@ -677,3 +680,173 @@ def test_split_widens_the_embedding_in_bounded_memory(tmp_path: Path) -> None:
     assert res.code in (0, 1), res.stderr
     assert (tmp_path / "mmproj-t.gguf").stat().st_size > 4 * n
     assert res.max_rss_mb < 200, f"peak RSS {res.max_rss_mb:.0f} MB"
+
+
+# --- export: names, LoRA merges and JSON that json cannot read --------------------------------
+
+
+def _adapter(d: Path, base: Path, *, b_value: float = 0.01, b_shape=(64, 4)) -> Path:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    out = d / "adapter"
+    out.mkdir()
+    config = {"r": 4, "lora_alpha": 8, "base_model_name_or_path": str(base)}
+    (out / "adapter_config.json").write_text(json.dumps(config))
+    prefix = "base_model.model.model.layers.0.self_attn.q_proj"
+    b = np.full(b_shape, b_value, dtype=np.float32)
+    save_file(
+        {
+            f"{prefix}.lora_A.weight": np.full((4, 64), 0.01, dtype=np.float32),
+            f"{prefix}.lora_B.weight": b,
+        },
+        str(out / "adapter_model.safetensors"),
+    )
+    return out
+
+
+_BIG_INT = b"9" * 5000
+EXPORT_CASES: dict[str, tuple[Callable[[Path, Path], Path], list[str], tuple[str, ...]]] = {
+    "--name with an escape sequence": (
+        lambda d, b: b,
+        ["--name", "\x1b[31mred"],
+        ("--name", "\\x1b[31mred", "printable"),
+    ),
+    "--name with a quote": (lambda d, b: b, ["--name", 'a"b'], ("--name", "quotes")),
+    "LoRA with NaN in lora_B": (
+        lambda d, b: _adapter(d, b, b_value=float("nan")),
+        [],
+        ("lora_B", "NaN or infinite"),
+    ),
+    "LoRA with Inf in lora_B": (
+        lambda d, b: _adapter(d, b, b_value=float("inf")),
+        [],
+        ("lora_B", "NaN or infinite"),
+    ),
+    "LoRA whose product does not fit the base": (
+        lambda d, b: _adapter(d, b, b_shape=(32, 4)),
+        [],
+        ("q_proj", "does not fit the base weight [64, 64]"),
+    ),
+    "config.json with a 5000-digit integer": (
+        lambda d, b: _ckpt(d, b, config__json=b'{"vocab_size": ' + _BIG_INT + b"}"),
+        [],
+        ("config.json", "over 4,300 digits"),
+    ),
+    "safetensors header with a 5000-digit integer": (
+        lambda d, b: _ckpt(
+            d, b, model__safetensors=safetensors_bytes(b'{"x": ' + _BIG_INT + b"}", b"")
+        ),
+        [],
+        ("model.safetensors", "over 4,300 digits"),
+    ),
+    "compressed-tensors group that is a list": (
+        lambda d, b: _ckpt(
+            d,
+            b,
+            config__json={
+                "quantization_config": {
+                    "quant_method": "compressed-tensors",
+                    "config_groups": {"group_0": [1, 2]},
+                }
+            },
+        ),
+        [],
+        ("group_0", "not an object"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(EXPORT_CASES))
+def test_hostile_export(case: str, base_ckpt: Path, tmp_path: Path) -> None:
+    make, extra, needles = EXPORT_CASES[case]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    src = make(inputs, base_ckpt)
+    before, base_before = _state(inputs), _state(base_ckpt)
+    out = tmp_path / "out"
+    res = run_measured("export", str(src), "-o", str(out), "-q", "F32", "--quiet", *extra)
+    _assert_refused(res, needles)
+    assert not out.exists()  # not even the folder the disk check makes
+    assert _state(inputs) == before and _state(base_ckpt) == base_before
+
+
+def test_create_from_an_export_json_with_a_5000_digit_integer(tmp_path: Path) -> None:
+    (tmp_path / "export.json").write_bytes(b'{"format": ' + _BIG_INT + b"}")
+    res = run_measured("create", "m", "--from", str(tmp_path), "--host", "127.0.0.1:9")
+    _assert_refused(res, ("export.json", "over 4,300 digits", "re-export"))
+
+
+# --- the CLI's own grammar ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["plan", "--bogus"], ("No such option '--bogus'", "gemma3-pack plan --help")),
+        (["export"], ("Missing argument 'SOURCE'", "gemma3-pack export --help")),
+        (["nosuch"], ("No such command 'nosuch'", "gemma3-pack --help")),
+        (["chat", "Hi", "--timeout", "soon"], ("'--timeout'", "gemma3-pack chat --help")),
+    ],
+    ids=["unknown-option", "missing-argument", "unknown-command", "bad-value"],
+)
+def test_usage_errors_are_one_line(args: list[str], needles: tuple[str, ...]) -> None:
+    _assert_refused(run_measured(*args), needles)
+
+
+# --- outputs: never a device behind a link, never a hand-edited Modelfile ----------------------
+
+
+def test_modelfile_all_keeps_a_hand_edited_modelfile(tmp_path: Path) -> None:
+    out = tmp_path / "mf"
+    out.mkdir()
+    mine = out / "gemma3-4b-it.Modelfile"
+    mine.write_text("FROM gemma3:4b\nPARAMETER temperature 0.1\n")
+    before = _state(out)
+    _assert_refused(
+        run_measured("modelfile", "--all", str(out)), ("gemma3-4b-it.Modelfile", "--force")
+    )
+    assert _state(out) == before  # nothing written, not even the other variants
+    res = run_measured("modelfile", "--all", str(out), "--force")
+    assert res.code == 0 and "Generated by gemma3-pack" in mine.read_text(), res.stderr
+    again = _state(out)
+    assert run_measured("modelfile", "--all", str(out)).code == 0  # ours: regenerated freely
+    assert _state(out) == again
+
+
+@pytest.mark.parametrize("target", ["fifo", "device", "folder"])
+def test_o_link_to_a_special_file_is_never_replaced(target: str, tmp_path: Path) -> None:
+    behind = {"fifo": tmp_path / "pipe", "device": Path("/dev/null"), "folder": tmp_path / "dir"}[
+        target
+    ]
+    if target == "fifo":
+        os.mkfifo(behind)
+    elif target == "folder":
+        behind.mkdir()
+    link = tmp_path / "Modelfile"
+    link.symlink_to(behind)
+    res = run_measured("modelfile", "gemma3-4b-it", "-o", str(link), "--force")
+    _assert_refused(res, (str(link), "a symlink to"))
+    assert link.is_symlink() and os.readlink(link) == str(behind)
+    assert not list(tmp_path.glob(".Modelfile*"))
+
+
+# --- kill -9 leftovers -------------------------------------------------------------------------
+
+
+def test_stale_part_files_of_dead_writers_are_removed_live_ones_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = raw_gguf(tmp_path / "m.gguf", gemma3_kvs())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".out.gguf.{dead.pid}.abc123.part"
+    stale.write_bytes(b"\0" * 4096)  # what kill -9 during a write leaves
+    live = tmp_path / f".out.gguf.{os.getpid()}.def456.part"  # a writer still running
+    live.write_bytes(b"\0" * 10)
+    other = tmp_path / f".other.gguf.{dead.pid}.abc.part"  # another output's: not ours to judge
+    other.write_bytes(b"")
+    res = run_measured("patch", str(src), "-o", str(tmp_path / "out.gguf"))
+    assert res.code == 0, res.stderr
+    assert not stale.exists() and live.exists() and other.exists()
