@@ -141,7 +141,7 @@ def load_imatrix(path: Path) -> dict[str, Any]:
             )
         # one float32 array per tensor, computed in place (no Python float per value)
         by_expert = sums.reshape(cnt.size, -1)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # checked below
             values = np.where(cnt[:, None] > 0, by_expert / cnt[:, None], np.float32(1))
         values = values.astype(np.float32, copy=False).reshape(-1)
         if not np.all(np.isfinite(values)):
