@@ -850,3 +850,15 @@ def test_stale_part_files_of_dead_writers_are_removed_live_ones_kept(tmp_path: P
     res = run_measured("patch", str(src), "-o", str(tmp_path / "out.gguf"))
     assert res.code == 0, res.stderr
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_modelfile_check_on_a_huge_system_is_bounded_by_its_size(tmp_path: Path) -> None:
+    """A 16 MB SYSTEM: the parser's buffer holds text, not one 8-byte list slot per character
+    (42 MB: 232 MB peak RSS here; the red team measured 1.32 GB before)."""
+    path = tmp_path / "Modelfile"
+    path.write_text('FROM gemma3:4b\nSYSTEM """' + "a" * (16 << 20) + '"""\n')
+    before = _state(tmp_path)
+    res = run_measured("modelfile", "--check", str(path))
+    assert res.code == 1 and "no-template" in res.stdout and not res.stderr, res  # lint findings
+    assert res.max_rss_mb < 150, f"peak RSS {res.max_rss_mb:.0f} MB"  # measured 103 (was 215)
+    assert _state(tmp_path) == before
