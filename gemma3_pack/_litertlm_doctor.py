@@ -84,7 +84,7 @@ LITERTLM_RULES: dict[str, LiteRTLMRule] = {
         LiteRTLMRule(
             "litertlm-model-type",
             "warning",
-            "the LLM model type is gemma3 or generic (AI Edge Gallery keys its Gemma 3 handling on it)",
+            "the LLM model type is gemma3 or generic (LiteRT-LM applies per-model settings by it)",
         ),
         LiteRTLMRule(
             "litertlm-context",
@@ -231,9 +231,9 @@ def _findings(b: LiteRTLM) -> list[Finding]:
         out.append(
             _finding(
                 "litertlm-context",
-                f"KV cache of {md.max_num_tokens} tokens (prompt + reply) "
-                f"{'(more than any Gemma 3 was trained on) ' if md.max_num_tokens > longest else ''}"
-                "; export with --litert-cache N for another",
+                f"KV cache of {md.max_num_tokens} tokens (prompt + reply"
+                f"{'; more than any Gemma 3 was trained on' if md.max_num_tokens > longest else ''})"
+                ": re-export with --litert-cache N for another size",
             )
         )
     return out
