@@ -58,6 +58,8 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from ._plan import MemoryPlan, fit_memory, plan_memory
     from ._plan_gpu import GpuPlan, fit_gpus, plan_gpu
+    from ._plan_rpc import plan_rpc
+    from ._plan_vllm import plan_vllm
 
 __all__ = [
     "OFFICIAL_TEMPLATE",
@@ -115,6 +117,8 @@ __all__ = [
     "patch_gguf",
     "plan_gpu",
     "plan_memory",
+    "plan_rpc",
+    "plan_vllm",
     "render_chat",
     "render_modelfile",
     "render_ollama",
@@ -161,6 +165,8 @@ _LAZY = {
     "GpuPlan": "._plan_gpu",
     "fit_gpus": "._plan_gpu",
     "plan_gpu": "._plan_gpu",
+    "plan_rpc": "._plan_rpc",
+    "plan_vllm": "._plan_vllm",
 }
 
 
