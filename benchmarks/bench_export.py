@@ -9,8 +9,14 @@
   reference's figure for it is the one recorded when the test oracle converted it.
 * Quantization: each type from the 270M BF16 export (Q8_0 written by gguf-py from the checkpoint;
   the rest by llama.cpp's quantizer from the BF16 file), 2 threads.
+* ``--kquants``: the types people ship, ``-q Q4_K_M,Q5_K_M,Q6_K,Q8_0``, on the 4B-shaped checkpoint
+  (full 4B widths, sharded): our one streamed pass against the classic route, convert_hf_to_gguf
+  (bf16, and q8_0) + ``llama-quantize`` per K-quant from the BF16 file (2 threads), in the same run.
+  Wall time, peak RSS (the largest of the route's programs), disk peak (allocated bytes of the
+  output folder, sampled every 0.1 s) against the outputs' size, and the floor: ggml's quantizer
+  alone over the same float32 rows on every core, no reading or writing.
 
-    python benchmarks/bench_export.py [--rounds 2] [--skip-reference]
+    python benchmarks/bench_export.py [--rounds 2] [--skip-reference] [--kquants [--layers N]]
 
 Prints a markdown table and writes benchmarks/results/export.json.
 """
@@ -18,6 +24,7 @@ Prints a markdown table and writes benchmarks/results/export.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -71,11 +78,167 @@ def quantize_timings(ckpt: Path) -> dict[str, float]:
     return out
 
 
+class DiskSampler:
+    """Peak allocated bytes (st_blocks) of every file under ``folder``, sampled on a thread."""
+
+    def __init__(self, folder: Path, every: float = 0.1) -> None:
+        import threading
+
+        self.folder, self.every, self.peak = folder, every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _now(self) -> int:
+        total = 0
+        for root, _dirs, files in os.walk(self.folder):
+            for f in files:
+                with contextlib.suppress(OSError):  # renamed or removed meanwhile
+                    total += os.stat(os.path.join(root, f)).st_blocks * 512
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._now())
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> DiskSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._now())
+
+
+def kquant_ours(ckpt: Path, quants: str) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp, DiskSampler(Path(tmp)) as disk:
+        run = child([sys.executable, "-c", EXPORT_SNIPPET, str(ckpt), tmp, quants])
+        out = sum(p.stat().st_size for p in Path(tmp).glob("*.gguf"))
+    return {"wall_s": run.wall, "rss": run.rss, "disk_peak": disk.peak, "outputs": out}
+
+
+def kquant_route(ckpt: Path, quants: list[str]) -> dict[str, float]:
+    """convert_hf_to_gguf bf16 (+ q8_0) then llama-quantize per other type, as people do."""
+    import _engines_llama
+
+    exe = str(_engines_llama.llama_bin("llama-quantize"))
+    wall = 0.0
+    rss = 0
+    steps: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp, DiskSampler(Path(tmp)) as disk:
+        bf16 = Path(tmp) / "route-BF16.gguf"
+        st = _oracle._run_reference(ckpt, bf16, outtype="bf16", mmproj=False)
+        steps["convert bf16"] = st["wall_s"]
+        rss = max(rss, int(st["peak_rss_bytes"]))
+        outs = []
+        for q in quants:
+            dst = Path(tmp) / f"route-{q}.gguf"
+            if q == "Q8_0":
+                st = _oracle._run_reference(ckpt, dst, outtype="q8_0", mmproj=False)
+                steps["convert q8_0"], rss = st["wall_s"], max(rss, int(st["peak_rss_bytes"]))
+            else:
+                run = child([exe, str(bf16), str(dst), q, "2"])
+                steps[f"llama-quantize {q}"], rss = run.wall, max(rss, run.rss)
+            outs.append(dst)
+        bf16.unlink()  # the intermediate people delete afterwards
+        out = sum(p.stat().st_size for p in outs)
+    wall = sum(steps.values())
+    return {"wall_s": wall, "rss": rss, "disk_peak": disk.peak, "outputs": out, "steps": steps}
+
+
+def quantize_floor(ckpt: Path, quants: str) -> float:
+    """Seconds ggml's quantizer alone takes over the export's float32 rows, every core."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gemma3_pack._export import plan_export
+    from gemma3_pack._export._tensors import FLOAT_TYPES, Rows
+    from gemma3_pack._ggml import quantize_rows, threads
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = plan_export(ckpt, output_dir=tmp, quants=quants, name="f", progress=False)
+    total = 0.0
+    step = 16384
+    with ThreadPoolExecutor(threads()) as pool:
+        for i, t in enumerate(plan.tensors[plan.outputs[0]]):
+            outs = [plan.tensors[q][i] for q in plan.outputs]
+            todo = [o for o in outs if o.qtype not in FLOAT_TYPES]
+            if not todo:
+                continue
+            for start in range(0, t.rows, step):
+                rows = Rows(plan.ckpt, t, start, min(t.rows, start + step))
+                data = {o.via: rows.through(o.via) if o.via else rows.f32() for o in todo}
+                t0 = time.perf_counter()
+                for o in todo:
+                    quantize_rows(o.qtype, data[o.via].reshape(-1, o.shape[-1]), pool=pool)
+                total += time.perf_counter() - t0
+    return total
+
+
+def kquants(layers: int, quants: str) -> dict:
+    ckpt = _assets_ckpt.hf_checkpoint_4b_shaped(layers=layers)
+    load = os.getloadavg()
+    ours_r = kquant_ours(ckpt, quants)
+    route = kquant_route(ckpt, quants.split(","))
+    floor = quantize_floor(ckpt, quants)
+    return {
+        "checkpoint": f"4B-shaped, {layers} layers",
+        "input_bytes": checkpoint_bytes(ckpt),
+        "quants": quants,
+        "load_before": load,
+        "load_after": os.getloadavg(),
+        "ours": ours_r,
+        "route": route,
+        "floor_s": floor,
+        "time_ratio": ours_r["wall_s"] / route["wall_s"],
+        "rss_ratio": ours_r["rss"] / route["rss"],
+        "disk_peak_over_outputs": ours_r["disk_peak"] / ours_r["outputs"],
+        "route_disk_peak_over_outputs": route["disk_peak"] / route["outputs"],
+        "ours_over_floor": ours_r["wall_s"] / floor,
+    }
+
+
+def print_kquants(k: dict) -> None:
+    mb = 1e6
+    o, r = k["ours"], k["route"]
+    print(
+        f"\n{k['checkpoint']} ({k['input_bytes'] / mb:,.0f} MB), -q {k['quants']}; load "
+        f"{k['load_before'][0]:.1f} before, {k['load_after'][0]:.1f} after (2 cores)\n"
+    )
+    print("| | gemma3-pack (one pass) | convert + llama-quantize | ratio |")
+    print("|---|---|---|---|")
+    print(f"| wall time | {o['wall_s']:.0f} s | {r['wall_s']:.0f} s | **{k['time_ratio']:.2f}x** |")
+    print(
+        f"| peak RSS | {o['rss'] / mb:,.0f} MB | {r['rss'] / mb:,.0f} MB | {k['rss_ratio']:.2f}x |"
+    )
+    print(
+        f"| disk peak / outputs | {o['disk_peak'] / mb:,.0f} / {o['outputs'] / mb:,.0f} MB = "
+        f"**{k['disk_peak_over_outputs']:.2f}x** | {r['disk_peak'] / mb:,.0f} / "
+        f"{r['outputs'] / mb:,.0f} MB = {k['route_disk_peak_over_outputs']:.2f}x | |"
+    )
+    print(
+        f"| floor: ggml's quantizer alone | {k['floor_s']:.0f} s "
+        f"(export = {k['ours_over_floor']:.2f}x the floor) | | |"
+    )
+    for step, secs in r["steps"].items():
+        print(f"| route step: {step} | | {secs:.0f} s | |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--kquants", action="store_true", help="only the K-quant route comparison")
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--quants", default="Q4_K_M,Q5_K_M,Q6_K,Q8_0")
     args = ap.parse_args()
+    if args.kquants:
+        k = kquants(args.layers, args.quants)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        path = RESULTS.with_name("export_kquants.json")
+        path.write_text(json.dumps(k, indent=2) + "\n")
+        print_kquants(k)
+        return
 
     ck270 = _assets_ckpt.hf_checkpoint_270m()
     ck4b = _assets_ckpt.hf_checkpoint_4b_shaped()

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from .._errors import InputNotFound, InsufficientDisk, OutputError, UsageError
+from .._errors import InputNotFound, InsufficientDisk, MissingDependency, OutputError, UsageError
 from .._files import write_text_atomic
 from .._version import __version__
 
@@ -123,6 +123,8 @@ class ExportPlan:
     notes: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)  # file types written, in order
     imatrix_by_tensor: dict[str, Any] | None = None  # GGUF name -> float32 weights
+    evaluate: bool = False
+    eval_reference: str | None = None  # a float type written only as the eval's reference
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -199,6 +201,7 @@ def export(
     ollama_format: OllamaFormat = "auto",
     embedding_type: str | None = None,
     force: bool = False,
+    evaluate: bool = False,
     progress: bool = True,
 ) -> ExportResult:
     """Export a Gemma 3 checkpoint folder, HF repo id or PEFT LoRA adapter to GGUFs.
@@ -211,6 +214,10 @@ def export(
     QAT int4 checkpoints (AWQ or compressed-tensors ``pack-quantized``, 4 bits, group 32,
     symmetric) export to Q4_0 by repacking their integers and scales, bit for bit; their token
     embedding is ``embedding_type`` (F16 by default, like Google's own QAT GGUFs).
+
+    ``evaluate`` measures every quantized output against the float one (KL divergence, top-1
+    agreement, perplexity on a built-in text, via llama.cpp; see ``gemma3_pack._eval``) into
+    ``export.json`` and the model card; without a float output a temporary BF16 is the reference.
     """
     # An output folder this call creates is removed again when the export fails before anything
     # was committed into it (plan_export makes it for the disk check; a LoRA merge may fail later).
@@ -235,6 +242,7 @@ def export(
             ollama_format=ollama_format,
             embedding_type=embedding_type,
             force=force,
+            evaluate=evaluate,
             progress=progress,
         )
         return write_outputs(plan, progress=progress)
@@ -260,6 +268,7 @@ def plan_export(
     ollama_format: OllamaFormat = "auto",
     embedding_type: str | None = None,
     force: bool = False,
+    evaluate: bool = False,
     progress: bool = True,
 ) -> ExportPlan:
     """Decide everything an export will do, before a byte is written: the :class:`ExportPlan`.
@@ -411,6 +420,17 @@ def plan_export(
 
     # Every output's tensors, types chosen as llama.cpp chooses them; the disk preflight is exact.
     outputs = chosen + ([inter] if keep_bf16 and inter not in chosen else [])
+    eval_reference = None
+    if evaluate:
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            raise MissingDependency(
+                "--eval runs the GGUFs with llama.cpp: pip install 'gemma3-pack[quantize]'"
+            ) from None
+        if not any(q in ("F32", "F16", "BF16") for q in outputs):
+            eval_reference = inter
+            outputs.append(inter)
     base_plan = plan_tensors(ckpt, inter, n_layers=hp.num_layers, n_vocab=n_vocab)
     bf16_bytes = sum(nbytes(t) for t in base_plan)
     plans = {}
@@ -479,6 +499,8 @@ def plan_export(
         notes=notes,
         outputs=outputs,
         imatrix_by_tensor=imatrix_by_tensor,
+        evaluate=evaluate,
+        eval_reference=eval_reference,
     )
 
 
@@ -549,9 +571,10 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
     vplan, mmproj_type, ollama_format = plan.vision, plan.mmproj_type, plan.ollama_format
     multimodal = vplan is not None
     llama = set(plan.llama_types)
+    tmp_ref = plan.eval_reference
     outputs = [
         Output(
-            out_dir / f"{name}-{q}.gguf",
+            out_dir / (f".{name}-{q}.eval.gguf" if q == tmp_ref else f"{name}-{q}.gguf"),
             q,
             plans[q],
             plan.imatrix_by_tensor if q in llama else None,
@@ -568,7 +591,15 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
             o.path, o.quant, o.path.stat().st_size, _manifest.sha256(o.path), round(secs, 3)
         )
         for o in outputs
+        if o.quant != tmp_ref
     ]
+    quality = None
+    if plan.evaluate:
+        try:
+            quality = _evaluate(plan, [o.path for o in outputs], progress=progress)
+        finally:
+            if tmp_ref is not None:
+                outputs[-1].path.unlink(missing_ok=True)
 
     mm_file = fused_file = None
     if multimodal:
@@ -651,6 +682,7 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
             "fused": rel(fused_file),
             "modelfile": modelfile.name,
             "int4": int4_entry,
+            "eval": quality[0] if quality else None,
             "gemma3_pack": __version__,
         },
     )
@@ -675,6 +707,7 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
             models=[m for m in model_entries if m],
             mmproj=rel(mm_file),
             int4=int4_entry,
+            quality=quality[1] if quality else None,
         ),
     )
     return ExportResult(
@@ -691,3 +724,35 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
         chosen_quants=chosen,
         notes=notes,
     )
+
+
+def _evaluate(plan: ExportPlan, paths: list[Path], *, progress: bool) -> tuple[dict[str, Any], str]:
+    """``export --eval``: each output against the float one; (export.json entry, card section)."""
+    from .._eval import evaluate, markdown_table, write_chart
+
+    floats = [p for p, q in zip(paths, plan.outputs, strict=True) if q in ("F32", "BF16", "F16")]
+    ref = next((p for p, q in zip(paths, plan.outputs, strict=True) if q == "BF16"), floats[0])
+    _log(progress, f"measuring quality against {ref.name} (KL divergence, top-1, perplexity)")
+    report = evaluate(
+        [ref, *[p for p in paths if p not in floats]], reference=ref, progress=progress
+    )
+    entry = report.to_dict()
+    temporary = plan.eval_reference is not None
+    for r in (entry["reference"], *entry["results"]):
+        r["path"] = None if temporary and r is entry["reference"] else Path(r["path"]).name
+    chart = write_chart(report, plan.out_dir / "quality.png")
+    entry["chart"] = chart.name if chart else None
+    section = (
+        f"## Quality\n\nNext-token distributions on gemma3-pack's built-in text ({report.positions} "
+        f"positions, {report.chunks} windows of {report.n_ctx} tokens, llama.cpp on CPU) against "
+        f"{'a temporary ' + ref_quant(plan) if temporary else '`' + ref.name + '`'}: mean KL "
+        "divergence (lower is closer), how often the most likely token is the same, and "
+        "perplexity. Measured by `gemma3-pack export --eval`.\n\n"
+        + markdown_table(report, names=True)
+        + (f"\n![KLD against size]({chart.name})\n" if chart else "")
+    )
+    return entry, section
+
+
+def ref_quant(plan: ExportPlan) -> str:
+    return str(plan.eval_reference or plan.intermediate_type)

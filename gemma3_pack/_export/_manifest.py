@@ -104,8 +104,11 @@ def render_card(
     models: list[dict[str, Any]],
     mmproj: dict[str, Any] | None,
     int4: dict[str, Any] | None = None,
+    quality: str | None = None,
 ) -> str:
-    """README.md for the export folder: what it is and how to run it on each runtime."""
+    """README.md for the export folder: what it is and how to run it on each runtime (and the
+    quality table of ``export --eval``)."""
+    quality_block = "\n" + quality if quality else ""
     first = models[0]["path"]
     rows = "\n".join(
         f"| `{m['path']}` | {m['quant']} | {m['size'] / 1e6:,.0f} MB |" for m in models
@@ -140,7 +143,7 @@ top_p 0.95, min_p 0.0) and `<end_of_turn>` as end-of-turn token.
 | file | type | size |
 |---|---|---|
 {rows}
-{vision}
+{vision}{quality_block}
 ## Ollama
 
 ```sh

@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Report and lint a Gemma 3 GGUF (template, sampling, tokens, mmproj).",
     ),
     "export": ("export", "export", "Turn a fine-tuned HF checkpoint or LoRA into verified GGUFs."),
+    "eval": ("export", "eval_", "Measure quantized GGUFs against their float one (KLD, top-1)."),
     "chat": ("ollama", "chat", "Chat with a Gemma 3 model on the local Ollama daemon."),
     "pull": ("ollama", "pull", "Pull a Gemma 3 model into Ollama, with a progress bar."),
     "create": ("ollama", "create", "Create an Ollama model from an export folder or a variant."),

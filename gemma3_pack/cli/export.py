@@ -26,8 +26,8 @@ from ._json import dumps
     "quants",
     default=None,
     metavar="QUANT[,QUANT...]",
-    help="Types to write: F32 F16 BF16 Q8_0 (built in), Q4_0 Q4_K_M Q5_K_M Q6_K "
-    "Q4_K_S Q5_K_S Q3_K_M ... (llama.cpp). [default: from the family table]",
+    help="Types to write, all in one pass: F32 F16 BF16 Q8_0, Q4_0 Q4_K_M Q5_K_M Q6_K "
+    "Q4_K_S Q5_K_S Q3_K_M IQ4_XS ... (llama.cpp's mixes). [default: from the family table]",
 )
 @click.option(
     "--name", default=None, help="File-name stem and general.name [default: SOURCE's name]."
@@ -56,7 +56,9 @@ from ._json import dumps
     help="Importance matrix (GGUF from llama-imatrix) for the llama.cpp quant types.",
 )
 @click.option(
-    "--keep-bf16", is_flag=True, help="Keep the BF16 intermediate the K-quants come from."
+    "--keep-bf16",
+    is_flag=True,
+    help="Also write the BF16 GGUF the llama.cpp types are quantized from (no file otherwise).",
 )
 @click.option(
     "--mmproj-type",
@@ -110,6 +112,13 @@ from ._json import dumps
     show_default=True,
     help="litertlm: prompt tokens per prefill step compiled into the model.",
 )
+@click.option(
+    "--eval",
+    "evaluate",
+    is_flag=True,
+    help="Measure each quant against the float output (KL divergence, top-1 agreement, "
+    "perplexity; llama.cpp on CPU) into export.json and the model card.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars and no summary (errors still print).")
 def export(
@@ -130,6 +139,7 @@ def export(
     text_only: bool,
     litert_cache: int,
     litert_prefill: int,
+    evaluate: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -147,6 +157,7 @@ def export(
     Examples:
       gemma3-pack export ./my-gemma-finetune                  # default types for its size
       gemma3-pack export ./checkpoint -q Q4_K_M,Q8_0 -o out/ --name my-gemma
+      gemma3-pack export ./checkpoint -q Q4_K_M,Q5_K_M,Q6_K,Q8_0,BF16 --eval   # one pass
       gemma3-pack export ./lora-adapter --base google/gemma-3-1b-it -q Q8_0
       gemma3-pack export google/gemma-3-270m-it -q BF16 --json | jq '.models[].path'
       gemma3-pack export ./ft --tokenizer-from google/gemma-3-4b-it   # fine-tune lost tokenizer.model
@@ -196,6 +207,7 @@ def export(
         ollama_format=ollama_format,  # type: ignore[arg-type]
         embedding_type=embedding_type,
         force=force,
+        evaluate=evaluate,
         progress=progress,
     )
     lite = write_litertlm(lite_plan, progress=progress) if lite_plan is not None else None
@@ -226,3 +238,63 @@ def export(
     click.echo(
         "next: " + shlex.join(["ollama", "create", result.name, "-f", str(result.modelfile)])
     )
+
+
+@click.command("eval")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--ref",
+    "reference",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The reference GGUF [default: the file with the most bits per weight].",
+)
+@click.option("--ctx", "n_ctx", type=int, default=512, show_default=True, help="Window size.")
+@click.option("--chunks", type=int, default=2, show_default=True, help="Windows to compare.")
+@click.option(
+    "--text",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A UTF-8 text file to use instead of the built-in one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def eval_(
+    files: tuple[Path, ...],
+    reference: Path | None,
+    n_ctx: int,
+    chunks: int,
+    text: Path | None,
+    as_json: bool,
+) -> None:
+    """Measure how much each GGUF loses against a reference (llama-perplexity's KLD protocol).
+
+    Runs a built-in text (prose, code, a chat, JSON, four languages) through llama.cpp on the CPU
+    and compares next-token distributions: mean KL divergence, how often the most likely token is
+    the same, perplexity, size and bits per weight. The numbers match llama.cpp's own
+    `llama-perplexity --kl-divergence` on the same windows.
+
+    \b
+    Examples:
+      gemma3-pack eval my-gemma-gguf/*.gguf
+      gemma3-pack eval --ref g-BF16.gguf g-Q4_K_M.gguf g-Q4_0.gguf --chunks 4
+      gemma3-pack eval g-BF16.gguf g-Q4_K_M.gguf --json | jq '.results[].kld'
+    """
+    from .._eval import evaluate, markdown_table
+
+    progress = not as_json and sys.stderr.isatty()
+    report = evaluate(
+        list(files),
+        reference=reference,
+        n_ctx=n_ctx,
+        chunks=chunks,
+        text=text,
+        progress=progress,
+    )
+    if as_json:
+        click.echo(dumps(report.to_dict(), indent=2))
+        return
+    click.echo(
+        f"{report.positions} positions ({report.chunks} x {report.n_ctx} tokens, "
+        f"{report.text} text) against {report.reference.path.name}:"
+    )
+    click.echo(markdown_table(report), nl=False)
