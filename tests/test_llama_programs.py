@@ -320,7 +320,9 @@ def _sha256(path: Path) -> str:
 def test_llama_quantize_is_byte_identical_to_the_exporters_k_quant(
     exported_270m: Any, tmp_path: Path
 ) -> None:
-    """Same BF16 input, Q4_K_M through the llama-quantize binary and through the library call."""
+    """Same BF16 input, Q4_K_M through the llama-quantize binary and through the exporter's one pass:
+    every tensor has the same name, type, shape and bytes (the metadata differs by design: the
+    exporter writes its own keys, llama-quantize adds its quantize.* and rewrites file_type)."""
     files = {m.quant: m for m in exported_270m.models}
     out = tmp_path / "g3-Q4_K_M.llama-quantize.gguf"
     proc = subprocess.run(
@@ -330,7 +332,17 @@ def test_llama_quantize_is_byte_identical_to_the_exporters_k_quant(
         timeout=600,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    assert _sha256(out) == files["Q4_K_M"].sha256 == _sha256(files["Q4_K_M"].path)
+    assert files["Q4_K_M"].sha256 == _sha256(files["Q4_K_M"].path)
+    import gguf
+
+    theirs, ours = gguf.GGUFReader(out), gguf.GGUFReader(files["Q4_K_M"].path)
+    # the same tensors (llama.cpp finds them by name; the two writers order them differently)
+    by_name = {t.name: t for t in theirs.tensors}
+    assert sorted(by_name) == sorted(t.name for t in ours.tensors)
+    for a in ours.tensors:
+        b = by_name[a.name]
+        assert (a.tensor_type, list(a.shape)) == (b.tensor_type, list(b.shape)), a.name
+        assert a.data.tobytes() == b.data.tobytes(), a.name
 
 
 def test_qat_recipe_matches_llama_quantize_with_q8_0_embeddings(

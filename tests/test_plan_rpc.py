@@ -164,8 +164,13 @@ def _run(*cmd: str) -> None:
 
 @contextlib.contextmanager
 def _namespaces(n: int) -> Iterator[list[RpcTestHost]]:
-    """``n`` network namespaces, each joined to ours by a veth pair (10.217.<i>.1 <-> .2)."""
+    """``n`` network namespaces, each joined to ours by a veth pair (10.<net>.<i>.1 <-> .2).
+
+    ``net`` follows the test process, so two runs at once (two checkouts on one machine) never put
+    the same subnet on two veth pairs, which would route one run's connections into the other's.
+    """
     tag = f"{os.getpid() % 100000}"
+    net = 32 + os.getpid() % 200
     made: list[tuple[str, str]] = []
     try:
         hosts = []
@@ -175,12 +180,12 @@ def _namespaces(n: int) -> Iterator[list[RpcTestHost]]:
             made.append((ns, veth))
             _run("ip", "link", "add", veth + "a", "type", "veth", "peer", "name", veth + "b")
             _run("ip", "link", "set", veth + "b", "netns", ns)
-            _run("ip", "addr", "add", f"10.217.{i}.1/30", "dev", veth + "a")
+            _run("ip", "addr", "add", f"10.{net}.{i}.1/30", "dev", veth + "a")
             _run("ip", "link", "set", veth + "a", "up")
-            _run("ip", "netns", "exec", ns, "ip", "addr", "add", f"10.217.{i}.2/30", "dev", veth + "b")  # fmt: skip
+            _run("ip", "netns", "exec", ns, "ip", "addr", "add", f"10.{net}.{i}.2/30", "dev", veth + "b")  # fmt: skip
             _run("ip", "netns", "exec", ns, "ip", "link", "set", veth + "b", "up")
             _run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-            hosts.append(RpcTestHost(f"10.217.{i}.2", 50052, ns))
+            hosts.append(RpcTestHost(f"10.{net}.{i}.2", 50052, ns))
         yield hosts
     finally:
         for ns, veth in made:

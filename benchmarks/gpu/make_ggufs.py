@@ -19,6 +19,7 @@ Type mix follows src/llama-quant.cpp (llama_tensor_get_type, no imatrix):
 Needs only numpy and the vendored gguf-py (gpu/gguf-py). Usage:
   python3 gpu/make_ggufs.py --out DIR [--models 4b,12b,27b] [--ftypes q4_0,q4_k_m] [--manifest FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,28 +32,92 @@ import types
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.modules.setdefault("yaml", types.ModuleType("yaml"))  # gguf-py imports yaml only for model cards
+sys.modules.setdefault(
+    "yaml", types.ModuleType("yaml")
+)  # gguf-py imports yaml only for model cards
 sys.path.insert(0, os.path.join(HERE, "vendor", "gguf-py"))
 import gguf  # noqa: E402
 from gguf import GGMLQuantizationType as QT  # noqa: E402
 
 # Real text-model shapes (Google's configs). vocab is the GGUF vocab (tokenizer size).
 SHAPES = {
-    "270m": dict(n_layer=18, n_embd=640,  n_ff=2048,  n_head=4,  n_head_kv=1,  head_dim=256, swa=512,  n_ctx_train=32768,  rope_linear=None, size_label="270M"),
-    "1b":   dict(n_layer=26, n_embd=1152, n_ff=6912,  n_head=4,  n_head_kv=1,  head_dim=256, swa=512,  n_ctx_train=32768,  rope_linear=None, size_label="1B"),
-    "4b":   dict(n_layer=34, n_embd=2560, n_ff=10240, n_head=8,  n_head_kv=4,  head_dim=256, swa=1024, n_ctx_train=131072, rope_linear=8.0,  size_label="4B"),
-    "12b":  dict(n_layer=48, n_embd=3840, n_ff=15360, n_head=16, n_head_kv=8,  head_dim=256, swa=1024, n_ctx_train=131072, rope_linear=8.0,  size_label="12B"),
-    "27b":  dict(n_layer=62, n_embd=5376, n_ff=21504, n_head=32, n_head_kv=16, head_dim=128, swa=1024, n_ctx_train=131072, rope_linear=8.0,  size_label="27B"),
+    "270m": dict(
+        n_layer=18,
+        n_embd=640,
+        n_ff=2048,
+        n_head=4,
+        n_head_kv=1,
+        head_dim=256,
+        swa=512,
+        n_ctx_train=32768,
+        rope_linear=None,
+        size_label="270M",
+    ),
+    "1b": dict(
+        n_layer=26,
+        n_embd=1152,
+        n_ff=6912,
+        n_head=4,
+        n_head_kv=1,
+        head_dim=256,
+        swa=512,
+        n_ctx_train=32768,
+        rope_linear=None,
+        size_label="1B",
+    ),
+    "4b": dict(
+        n_layer=34,
+        n_embd=2560,
+        n_ff=10240,
+        n_head=8,
+        n_head_kv=4,
+        head_dim=256,
+        swa=1024,
+        n_ctx_train=131072,
+        rope_linear=8.0,
+        size_label="4B",
+    ),
+    "12b": dict(
+        n_layer=48,
+        n_embd=3840,
+        n_ff=15360,
+        n_head=16,
+        n_head_kv=8,
+        head_dim=256,
+        swa=1024,
+        n_ctx_train=131072,
+        rope_linear=8.0,
+        size_label="12B",
+    ),
+    "27b": dict(
+        n_layer=62,
+        n_embd=5376,
+        n_ff=21504,
+        n_head=32,
+        n_head_kv=16,
+        head_dim=128,
+        swa=1024,
+        n_ctx_train=131072,
+        rope_linear=8.0,
+        size_label="27B",
+    ),
 }
 N_VOCAB = 262144
 RMS_EPS = 1e-6
 ROPE_BASE = 1_000_000.0
 ROPE_BASE_SWA = 10_000.0
-FTYPES = {"q4_0": (2, QT.Q4_0), "q4_k_m": (15, QT.Q4_K), "q8_0": (7, QT.Q8_0), "bf16": (32, QT.BF16)}
+FTYPES = {
+    "q4_0": (2, QT.Q4_0),
+    "q4_k_m": (15, QT.Q4_K),
+    "q8_0": (7, QT.Q8_0),
+    "bf16": (32, QT.BF16),
+}
 ALIGN = 32
 
 
-def use_more_bits(i: int, n: int) -> bool:  # llama-quant.cpp, C integer semantics (i >= n/8 when the % is reached)
+def use_more_bits(
+    i: int, n: int
+) -> bool:  # llama-quant.cpp, C integer semantics (i >= n/8 when the % is reached)
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
 
@@ -79,9 +144,12 @@ def tensor_type(name: str, ne: tuple[int, ...], ftype: str, i_layer: int, n_laye
             t = QT.Q8_0
         elif default != QT.Q8_0:
             t = QT.Q6_K
-    elif ftype == "q4_k_m" and (name.endswith("attn_v.weight") or name.endswith("ffn_down.weight")):
-        if use_more_bits(i_layer, n_layer):
-            t = QT.Q6_K
+    elif (
+        ftype == "q4_k_m"
+        and (name.endswith("attn_v.weight") or name.endswith("ffn_down.weight"))
+        and use_more_bits(i_layer, n_layer)
+    ):
+        t = QT.Q6_K
     return fallback(t, ncols)
 
 
@@ -130,14 +198,25 @@ _orig_pack_val = gguf.GGUFWriter._pack_val
 def _fast_pack_val(self, val, vtype, add_vtype, sub_type=None):
     """GGUFWriter._pack_val, but the three 262144-entry tokenizer arrays are packed once with
     numpy (byte-identical to the per-item path) and reused for every file."""
-    if vtype == gguf.GGUFValueType.ARRAY and isinstance(val, list) and len(val) > 4096 and sub_type is None:
+    if (
+        vtype == gguf.GGUFValueType.ARRAY
+        and isinstance(val, list)
+        and len(val) > 4096
+        and sub_type is None
+    ):
         key = (id(val), add_vtype)
         if key not in _PACK_CACHE:
             ltype = gguf.GGUFValueType.get_type(val[0])
-            head = (np.uint32(vtype).tobytes() if add_vtype else b"") + np.uint32(ltype).tobytes() + np.uint64(len(val)).tobytes()
+            head = (
+                (np.uint32(vtype).tobytes() if add_vtype else b"")
+                + np.uint32(ltype).tobytes()
+                + np.uint64(len(val)).tobytes()
+            )
             if ltype == gguf.GGUFValueType.STRING:
                 lens = np.array([len(x) for x in val], dtype="<u8")
-                body = b"".join(l + x for l, x in zip((v.tobytes() for v in lens), val))
+                body = b"".join(
+                    n + x for n, x in zip((v.tobytes() for v in lens), val, strict=True)
+                )
             elif ltype == gguf.GGUFValueType.FLOAT32:
                 body = np.asarray(val, dtype="<f4").tobytes()
             elif ltype == gguf.GGUFValueType.INT32:
@@ -157,9 +236,14 @@ def load_tokenizer() -> dict:
     if _TOK is None:
         z = np.load(os.path.join(HERE, "vendor", "gemma3_tokenizer.npz"), allow_pickle=False)
         blob, off = z["tok_blob"].tobytes(), z["tok_offsets"]
-        toks = [blob[off[i]:off[i + 1]] for i in range(len(off) - 1)]
+        toks = [blob[off[i] : off[i + 1]] for i in range(len(off) - 1)]
         meta = json.loads(z["meta"].tobytes().decode())
-        _TOK = dict(tokens=toks, scores=[float(x) for x in z["scores"]], types=[int(x) for x in z["token_type"]], meta=meta)
+        _TOK = dict(
+            tokens=toks,
+            scores=[float(x) for x in z["scores"]],
+            types=[int(x) for x in z["token_type"]],
+            meta=meta,
+        )
         assert len(toks) == N_VOCAB, len(toks)
     return _TOK
 
@@ -197,7 +281,9 @@ def write_model(path: str, model: str, ftype: str) -> dict:
     for k, v in sc.items():
         if k in ("tokenizer.ggml.model", "tokenizer.ggml.pre"):
             continue
-        {"UINT32": w.add_uint32, "BOOL": w.add_bool, "STRING": w.add_string, "INT32": w.add_int32}[v["type"]](k, v["value"])
+        {"UINT32": w.add_uint32, "BOOL": w.add_bool, "STRING": w.add_string, "INT32": w.add_int32}[
+            v["type"]
+        ](k, v["value"])
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     w.add_file_type(FTYPES[ftype][0])
 
@@ -224,20 +310,42 @@ def write_model(path: str, model: str, ftype: str) -> dict:
 
     per_type: dict[str, int] = {}
     per_layer = [0] * n_layer
-    for name, ne, t, nb, il in tensors:
+    for _name, _ne, t, nb, il in tensors:
         per_type[t.name] = per_type.get(t.name, 0) + nb
         if il >= 0:
             per_layer[il] += nb
     return {
-        "file": os.path.basename(path), "model": model, "ftype": ftype, "file_type": FTYPES[ftype][0],
-        "shape": {**s, "n_vocab": N_VOCAB}, "file_size": total, "data_offset": data_start,
-        "n_tensors": len(tensors), "tensor_bytes": sum(nb for *_, nb, _ in tensors),
-        "bytes_per_type": per_type, "token_embd": {"type": tensors[1][2].name, "bytes": tensors[1][3]},
-        "output_norm_bytes": tensors[0][3], "layer_bytes": per_layer,
-        "tensor_types": {k: sorted({t.name for n, _, t, _, _ in tensors if (n.split('.', 2)[-1] if n.startswith('blk.') else n) == k})
-                         for k in dict.fromkeys(n.split('.', 2)[-1] if n.startswith('blk.') else n for n, *_ in tensors)},
-        "q6k_layers": {k: [il for n, _, t, _, il in tensors if n.endswith(k) and t == QT.Q6_K]
-                        for k in ("attn_v.weight", "ffn_down.weight")} if ftype == "q4_k_m" else None,
+        "file": os.path.basename(path),
+        "model": model,
+        "ftype": ftype,
+        "file_type": FTYPES[ftype][0],
+        "shape": {**s, "n_vocab": N_VOCAB},
+        "file_size": total,
+        "data_offset": data_start,
+        "n_tensors": len(tensors),
+        "tensor_bytes": sum(nb for *_, nb, _ in tensors),
+        "bytes_per_type": per_type,
+        "token_embd": {"type": tensors[1][2].name, "bytes": tensors[1][3]},
+        "output_norm_bytes": tensors[0][3],
+        "layer_bytes": per_layer,
+        "tensor_types": {
+            k: sorted(
+                {
+                    t.name
+                    for n, _, t, _, _ in tensors
+                    if (n.split(".", 2)[-1] if n.startswith("blk.") else n) == k
+                }
+            )
+            for k in dict.fromkeys(
+                n.split(".", 2)[-1] if n.startswith("blk.") else n for n, *_ in tensors
+            )
+        },
+        "q6k_layers": {
+            k: [il for n, _, t, _, il in tensors if n.endswith(k) and t == QT.Q6_K]
+            for k in ("attn_v.weight", "ffn_down.weight")
+        }
+        if ftype == "q4_k_m"
+        else None,
     }
 
 
@@ -249,7 +357,11 @@ def main() -> None:
     ap.add_argument("--manifest", default=None, help="default: OUT/manifest.json")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    man = {"generator": "gpu/make_ggufs.py", "llama_cpp": "0c1e57098 (llama-cpp-python 0.3.36)", "files": []}
+    man = {
+        "generator": "gpu/make_ggufs.py",
+        "llama_cpp": "0c1e57098 (llama-cpp-python 0.3.36)",
+        "files": [],
+    }
     for m in a.models.split(","):
         for ft in a.ftypes.split(","):
             t0 = time.time()
@@ -258,8 +370,11 @@ def main() -> None:
             st = os.stat(p)
             info["disk_bytes"] = st.st_blocks * 512
             man["files"].append(info)
-            print(f"{p}: {info['file_size']} bytes ({info['file_size'] / 2**30:.3f} GiB logical, "
-                  f"{info['disk_bytes'] / 2**20:.1f} MiB on disk), {info['n_tensors']} tensors, {time.time() - t0:.1f}s", flush=True)
+            print(
+                f"{p}: {info['file_size']} bytes ({info['file_size'] / 2**30:.3f} GiB logical, "
+                f"{info['disk_bytes'] / 2**20:.1f} MiB on disk), {info['n_tensors']} tensors, {time.time() - t0:.1f}s",
+                flush=True,
+            )
     mp = a.manifest or os.path.join(a.out, "manifest.json")
     with open(mp, "w") as f:
         json.dump(man, f, indent=1)

@@ -8,6 +8,7 @@ the 439 tensors (27 blocks x 16 + 7): 2-D weights F16, `mm.input_projection` F16
 is the text model's hidden size, so there is one file per text width (4B 2560, 12B 3840,
 27B 5376). Usage:  python3 make_mmproj.py --out DIR [--widths 2560,3840,5376] [--manifest FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,14 @@ def tensor_list(text_hidden: int) -> list[tuple[str, tuple[int, ...], QT]]:
         for proj in ("attn_k", "attn_v", "attn_q", "attn_out"):
             out += [(b + proj + ".bias", (D,), QT.F32), (b + proj + ".weight", (D, D), QT.F16)]
         out += [
-            (b + "ln1.bias", (D,), QT.F32), (b + "ln1.weight", (D,), QT.F32),
-            (b + "ln2.bias", (D,), QT.F32), (b + "ln2.weight", (D,), QT.F32),
-            (b + "ffn_up.bias", (F,), QT.F32), (b + "ffn_up.weight", (D, F), QT.F16),
-            (b + "ffn_down.bias", (D,), QT.F32), (b + "ffn_down.weight", (F, D), QT.F16),
+            (b + "ln1.bias", (D,), QT.F32),
+            (b + "ln1.weight", (D,), QT.F32),
+            (b + "ln2.bias", (D,), QT.F32),
+            (b + "ln2.weight", (D,), QT.F32),
+            (b + "ffn_up.bias", (F,), QT.F32),
+            (b + "ffn_up.weight", (D, F), QT.F16),
+            (b + "ffn_down.bias", (D,), QT.F32),
+            (b + "ffn_down.weight", (F, D), QT.F16),
         ]
     out += [("v.post_ln.bias", (D,), QT.F32), ("v.post_ln.weight", (D,), QT.F32)]
     return out
@@ -81,7 +86,9 @@ def write(path: str, text_hidden: int) -> dict:
     w.add_bool("clip.use_gelu", True)
     tensors = tensor_list(text_hidden)
     for name, ne, t in tensors:
-        w.add_tensor_info(name, tuple(reversed(ne)), np.dtype(np.float32), nbytes(t, ne), raw_dtype=t)
+        w.add_tensor_info(
+            name, tuple(reversed(ne)), np.dtype(np.float32), nbytes(t, ne), raw_dtype=t
+        )
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
@@ -94,8 +101,11 @@ def write(path: str, text_hidden: int) -> dict:
     w.fout = None
     w.state = gguf.gguf_writer.WriterState.WEIGHTS
     return {
-        "file": os.path.basename(path), "projection_dim": text_hidden, "file_size": total,
-        "data_offset": start, "n_tensors": len(tensors),
+        "file": os.path.basename(path),
+        "projection_dim": text_hidden,
+        "file_size": total,
+        "data_offset": start,
+        "n_tensors": len(tensors),
         "tensor_bytes": sum(nbytes(t, ne) for _, ne, t in tensors),
         "tensors": [[n, list(ne), t.name] for n, ne, t in tensors],
     }
