@@ -57,7 +57,7 @@ def bench_overhead(url: str, calls: int) -> dict[str, float]:
     import ollama
 
     from gemma3_pack import SAMPLING
-    from gemma3_pack._client import Client
+    from gemma3_pack._sdk._client import Client
 
     raw = ollama.Client(url)
     ours = Client(url)
@@ -93,7 +93,7 @@ def bench_overhead(url: str, calls: int) -> dict[str, float]:
 def bench_upload(url: str, sizes_mb: list[int], runs: int) -> list[dict[str, float]]:
     import ollama
 
-    from gemma3_pack._client import Client
+    from gemma3_pack._sdk._client import Client
 
     raw = ollama.Client(url)
     ours = Client(url)

@@ -152,8 +152,8 @@ def quantize_floor(ckpt: Path, quants: str) -> float:
     from concurrent.futures import ThreadPoolExecutor
 
     from gemma3_pack._export import plan_export
+    from gemma3_pack._export._ggml import quantize_rows, threads
     from gemma3_pack._export._tensors import FLOAT_TYPES, Rows
-    from gemma3_pack._ggml import quantize_rows, threads
 
     with tempfile.TemporaryDirectory() as tmp:
         plan = plan_export(ckpt, output_dir=tmp, quants=quants, name="f", progress=False)

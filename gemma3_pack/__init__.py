@@ -39,13 +39,21 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._chat import OFFICIAL_TEMPLATE, OLLAMA_TEMPLATE, render_chat, render_ollama
-    from ._client import AsyncClient, ChatReply, Client, Conversation
-    from ._doctor import DoctorReport, doctor_gguf
     from ._export import ExportResult, export
+    from ._export._eval import EvalReport, evaluate
     from ._export._fused import write_fused
+    from ._export._litertlm import export_litertlm
+    from ._export._manifest import ExportManifest, read_export
     from ._export._mmproj import write_mmproj
     from ._gguf import GGUFReport, PatchResult, inspect_gguf, patch_gguf
+    from ._gguf._inspect import is_mmproj_name
     from ._gguf._layout import fuse_pair, split_fused
+    from ._lint._doctor import DoctorReport, doctor_gguf
+    from ._lint._litertlm_doctor import LiteRTLMReport, doctor_litertlm
+    from ._memory._plan import MemoryPlan, fit_memory, plan_memory
+    from ._memory._plan_gpu import GpuPlan, fit_gpus, plan_gpu
+    from ._memory._plan_rpc import plan_rpc
+    from ._memory._plan_vllm import plan_vllm
     from ._modelfile import (
         ModelfileSpec,
         check_modelfile,
@@ -56,10 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
         spec_for_variant,
         write_modelfile,
     )
-    from ._plan import MemoryPlan, fit_memory, plan_memory
-    from ._plan_gpu import GpuPlan, fit_gpus, plan_gpu
-    from ._plan_rpc import plan_rpc
-    from ._plan_vllm import plan_vllm
+    from ._sdk._client import AsyncClient, ChatReply, Client, Conversation
 
 __all__ = [
     "OFFICIAL_TEMPLATE",
@@ -74,6 +79,8 @@ __all__ = [
     "ContextOverflow",
     "Conversation",
     "DoctorReport",
+    "EvalReport",
+    "ExportManifest",
     "ExportResult",
     "GGUFReport",
     "Gemma3PackError",
@@ -81,6 +88,7 @@ __all__ = [
     "InputError",
     "InputNotFound",
     "InsufficientDisk",
+    "LiteRTLMReport",
     "MemoryPlan",
     "MissingDependency",
     "ModelNotFound",
@@ -107,18 +115,23 @@ __all__ = [
     "check_modelfile",
     "create_kwargs",
     "doctor_gguf",
+    "doctor_litertlm",
+    "evaluate",
     "export",
+    "export_litertlm",
     "fit_gpus",
     "fit_memory",
     "fuse_pair",
     "get_variant",
     "inspect_gguf",
+    "is_mmproj_name",
     "parse_modelfile",
     "patch_gguf",
     "plan_gpu",
     "plan_memory",
     "plan_rpc",
     "plan_vllm",
+    "read_export",
     "render_chat",
     "render_modelfile",
     "render_ollama",
@@ -134,10 +147,10 @@ _LAZY = {
     "OFFICIAL_TEMPLATE": "._chat",
     "OLLAMA_TEMPLATE": "._chat",
     "render_chat": "._chat",
-    "Client": "._client",
-    "AsyncClient": "._client",
-    "ChatReply": "._client",
-    "Conversation": "._client",
+    "Client": "._sdk._client",
+    "AsyncClient": "._sdk._client",
+    "ChatReply": "._sdk._client",
+    "Conversation": "._sdk._client",
     "GGUFReport": "._gguf",
     "PatchResult": "._gguf",
     "inspect_gguf": "._gguf",
@@ -155,18 +168,26 @@ _LAZY = {
     "export": "._export",
     "write_mmproj": "._export._mmproj",
     "write_fused": "._export._fused",
-    "MemoryPlan": "._plan",
-    "DoctorReport": "._doctor",
-    "doctor_gguf": "._doctor",
+    "EvalReport": "._export._eval",
+    "evaluate": "._export._eval",
+    "export_litertlm": "._export._litertlm",
+    "ExportManifest": "._export._manifest",
+    "read_export": "._export._manifest",
+    "is_mmproj_name": "._gguf._inspect",
+    "LiteRTLMReport": "._lint._litertlm_doctor",
+    "doctor_litertlm": "._lint._litertlm_doctor",
+    "MemoryPlan": "._memory._plan",
+    "DoctorReport": "._lint._doctor",
+    "doctor_gguf": "._lint._doctor",
     "fuse_pair": "._gguf._layout",
     "split_fused": "._gguf._layout",
-    "fit_memory": "._plan",
-    "plan_memory": "._plan",
-    "GpuPlan": "._plan_gpu",
-    "fit_gpus": "._plan_gpu",
-    "plan_gpu": "._plan_gpu",
-    "plan_rpc": "._plan_rpc",
-    "plan_vllm": "._plan_vllm",
+    "fit_memory": "._memory._plan",
+    "plan_memory": "._memory._plan",
+    "GpuPlan": "._memory._plan_gpu",
+    "fit_gpus": "._memory._plan_gpu",
+    "plan_gpu": "._memory._plan_gpu",
+    "plan_rpc": "._memory._plan_rpc",
+    "plan_vllm": "._memory._plan_vllm",
 }
 
 

@@ -5,7 +5,7 @@ Two column tables, in the manner of gguf-py's ``GGML_QUANT_SIZES`` / ``LlamaFile
 * :data:`GGML` — tensor types (``ggml_type``): id, elements per block, bytes per block.
 * :data:`QUANTS` — file types, what ``export -q`` names: llama.cpp's ``llama_ftype``, the default
   tensor type, how gemma3-pack writes it (``float``: converted by numpy; ``ggml``: ggml's own
-  quantizer through :mod:`gemma3_pack._ggml`), Ollama's spelling when ``ollama create --quantize``
+  quantizer through :mod:`gemma3_pack._export._ggml`), Ollama's spelling when ``ollama create --quantize``
   makes it, and bits per weight of the default type.
 
 :func:`tensor_types` is ``llama_tensor_get_type`` (``src/llama-quant.cpp``) for Gemma 3: the mix per

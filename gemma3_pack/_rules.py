@@ -180,7 +180,7 @@ RULES: dict[str, Rule] = {
             "mmproj",
             "clip.vision.{image_size,patch_size,block_count,projection_dim,embedding_length} exist",
         ),
-        # --- GGUF: model facts doctor checks against the family table (gemma3_pack/_doctor.py) --
+        # --- GGUF: model facts doctor checks against the family table (gemma3_pack/_lint/_doctor.py) --
         _r(
             "rope-scaling",
             "error",
@@ -291,7 +291,7 @@ RULES: dict[str, Rule] = {
             "both files carry the same general.basename",
             "doctor",
         ),
-        # --- Modelfiles (gemma3_pack/_modelfile.py check_modelfile) -------------------------------
+        # --- Modelfiles (gemma3_pack/_modelfile check_modelfile) -------------------------------
         _r("syntax", "error", "modelfile", "Ollama's parser accepts the file"),
         _r("no-from", "error", "modelfile", "there is a FROM line", "edit"),
         _r("no-template", "warning", "modelfile", "there is a TEMPLATE", "edit"),

@@ -27,8 +27,8 @@ from gemma3_pack import (
     UsageError,
     VisionNotSupported,
 )
-from gemma3_pack._client import Client, merge_options
-from gemma3_pack._images import encode_image, sniff_format
+from gemma3_pack._sdk._client import Client, merge_options
+from gemma3_pack._sdk._images import encode_image, sniff_format
 
 HOST = "http://ollama.test:11434"
 GEMMA = {"temperature": 1.0, "top_k": 64, "top_p": 0.95, "min_p": 0.0, "repeat_penalty": 1.0}

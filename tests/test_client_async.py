@@ -11,13 +11,8 @@ import pytest
 from _loopback import LoopbackOllama
 from test_client import GEMMA, HOST, PNG, PNG_B64, REPLY, _chunk, _ndjson, _show
 
-from gemma3_pack import (
-    ModelNotFound,
-    OllamaNotRunning,
-    OllamaResponseError,
-    VisionNotSupported,
-)
-from gemma3_pack._client import AsyncClient, Client
+from gemma3_pack import ModelNotFound, OllamaNotRunning, OllamaResponseError, VisionNotSupported
+from gemma3_pack._sdk._client import AsyncClient, Client
 
 pytestmark = pytest.mark.anyio
 

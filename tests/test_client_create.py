@@ -17,16 +17,10 @@ import pytest
 from _loopback import LoopbackOllama
 from conftest import assert_one_line_error
 
-from gemma3_pack import (
-    InputError,
-    InputNotFound,
-    ModelNotFound,
-    OllamaResponseError,
-    UsageError,
-)
+from gemma3_pack import InputError, InputNotFound, ModelNotFound, OllamaResponseError, UsageError
 from gemma3_pack._chat import LICENSE_NOTICE, OLLAMA_TEMPLATE
-from gemma3_pack._client import Client
 from gemma3_pack._family import SAMPLING
+from gemma3_pack._sdk._client import Client
 
 PARAMETERS = {**SAMPLING, "stop": ["<end_of_turn>"]}
 
@@ -123,7 +117,7 @@ def test_text_export_goes_head_post_create_with_the_modelfile_spec(
     def no_hashing(*a, **k):  # the manifest's sha256 is used; the file is read once, to upload
         raise AssertionError("sha256 recomputed although export.json has it")
 
-    monkeypatch.setattr("gemma3_pack._client.sha256_file", no_hashing)
+    monkeypatch.setattr("gemma3_pack._sdk._client.sha256_file", no_hashing)
 
     result = client.create_from_export(export, "my-gemma", progress=False)
 
@@ -507,7 +501,9 @@ def test_readme_sdk_quickstart_runs_as_written(server: LoopbackOllama, tmp_path:
 # --------------------------------------------------------------------------- the recipe
 
 
-def test_ship_recipe_self_test_with_the_real_270m_gguf(gguf_270m: Path) -> None:
+def test_ship_recipe_with_the_real_270m_gguf(gguf_270m: Path, tmp_path: Path) -> None:
+    """converters/ship_export_to_ollama.py, run as written, against the loopback daemon: the real
+    270M GGUF is uploaded whole once, and shipping again uploads nothing."""
     import importlib.util
 
     path = Path(__file__).resolve().parent.parent / "converters" / "ship_export_to_ollama.py"
@@ -515,7 +511,31 @@ def test_ship_recipe_self_test_with_the_real_270m_gguf(gguf_270m: Path) -> None:
     assert spec is not None and spec.loader is not None
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
-    checks = recipe.self_test()
+    (tmp_path / gguf_270m.name).symlink_to(gguf_270m)
+    (tmp_path / "export.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "name": "gemma3-270m-selftest",
+                "source": "pypi",
+                "variant": "gemma3-270m-it",
+                "models": [
+                    {"path": gguf_270m.name, "quant": "Q4_K_M", "size": gguf_270m.stat().st_size}
+                ],
+                "mmproj": None,
+                "fused": None,
+                "modelfile": "Modelfile",
+            }
+        )
+    )
+    with LoopbackOllama(version="0.30.1") as server:
+        checks = recipe.ship(tmp_path, "gemma3-270m-selftest", host=server.url, progress=False)
+        uploaded = [r for r in server.requests if r.method == "POST" and "blobs" in r.path]
+        assert len(uploaded) == 1 and uploaded[0].body == gguf_270m.stat().st_size
+        before = len(server.requests)
+        recipe.ship(tmp_path, "gemma3-270m-selftest-2", host=server.url, progress=False)
+        again = [r for r in server.requests[before:] if r.method == "POST" and "blobs" in r.path]
+        assert again == [], "a second ship re-uploaded the blob"
     assert checks == {
         "model": "gemma3-270m-selftest",
         "ollama": "0.30.1",

@@ -24,15 +24,10 @@ from _loopback_openai import LoopbackOpenAI
 from conftest import assert_one_line_error
 from test_client import HOST, REPLY
 
-from gemma3_pack import (
-    InputError,
-    ServerResponseError,
-    ServerTimeout,
-    UsageError,
-)
-from gemma3_pack._client import Client, read_export
-from gemma3_pack._images import encode_image
-from gemma3_pack._transport import MAX_LINE, clean_text
+from gemma3_pack import InputError, ServerResponseError, ServerTimeout, UsageError
+from gemma3_pack._sdk._client import Client, read_export
+from gemma3_pack._sdk._images import encode_image
+from gemma3_pack._sdk._transport import MAX_LINE, clean_text
 
 
 class Silent:

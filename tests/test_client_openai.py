@@ -455,7 +455,7 @@ WEATHER_TOOL = {
 
 @pytest.mark.parametrize("backend", ["ollama", "llama-server", "vllm"])
 def test_tools_and_json_reach_every_backend_the_same_way(connect, backend) -> None:
-    from gemma3_pack._tools import INSTRUCTION
+    from gemma3_pack._chat._tools import INSTRUCTION
 
     reply_text = '{"colour": "blue"}'
     if backend == "ollama":

@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT, assert_one_line_error
 from test_patch import sha256, tiny_mmproj
 
+from gemma3_pack._demo import DEMO_PROMPT, shown
 from gemma3_pack._family import SAMPLING
-from gemma3_pack._gguf._demo import DEMO_PROMPT, shown
 from gemma3_pack._gguf._inspect import inspect_gguf
 from gemma3_pack._modelfile import check_modelfile, parse_modelfile
 

@@ -21,12 +21,12 @@ from gguf.constants import GGUFValueType, TokenType
 
 from gemma3_pack import patch_gguf
 from gemma3_pack._chat import _LAUNCH_TEMPLATE, OFFICIAL_TEMPLATE
-from gemma3_pack._doctor import doctor_gguf
 from gemma3_pack._export._fused import write_fused
 from gemma3_pack._export._mmproj import write_mmproj
 from gemma3_pack._gguf._inspect import inspect_gguf
 from gemma3_pack._gguf._patch import Plan, build_header, encode_kv
 from gemma3_pack._gguf._reader import open_gguf
+from gemma3_pack._lint._doctor import doctor_gguf
 from gemma3_pack._modelfile import check_modelfile
 from gemma3_pack._rules import RULES, Finding, rules_markdown
 

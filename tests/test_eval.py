@@ -18,7 +18,7 @@ import _engines_llama
 import pytest
 
 from gemma3_pack import export
-from gemma3_pack._eval import builtin_text
+from gemma3_pack._export._eval import builtin_text
 
 N_CTX, CHUNKS = 512, 2
 

@@ -1,6 +1,6 @@
 """Every quant type of the streamed export against ``llama-quantize`` run on the BF16 GGUF.
 
-The export writes all types in one pass, quantizing with ggml's kernels (``gemma3_pack._ggml``)
+The export writes all types in one pass, quantizing with ggml's kernels (``gemma3_pack._export._ggml``)
 and llama.cpp's choice of type per tensor (``gemma3_pack._quants.tensor_types``). The reference is
 the classic route: our BF16 file (itself byte-identical to ``convert_hf_to_gguf.py``'s, see
 ``test_export.py``) quantized by llama.cpp's own ``llama-quantize`` program, built from the same
@@ -248,8 +248,8 @@ def test_qat_recipe_equals_llama_quantize(quant: str, tmp_path: Path) -> None:
 def test_ggml_and_gguf_py_give_the_same_blocks(qtype: str) -> None:
     import gguf
 
-    from gemma3_pack._export._source import open_checkpoint
-    from gemma3_pack._ggml import quantize_rows
+    from gemma3_pack._export._ggml import quantize_rows
+    from gemma3_pack._export._readers._source import open_checkpoint
 
     ck = open_checkpoint(_assets_ckpt.hf_checkpoint_270m())
     name = next(n for n in ck.names() if n.endswith("embed_tokens.weight"))

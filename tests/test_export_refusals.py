@@ -26,7 +26,7 @@ from gemma3_pack import (
     UsageError,
     export,
 )
-from gemma3_pack._export import _source
+from gemma3_pack._export._readers import _source
 
 TINY_CONFIG = {
     "architectures": ["Gemma3ForCausalLM"],

@@ -2,7 +2,7 @@
 
 ``tests/go/ollama_functiongemma`` runs Ollama's own ``model/renderers`` and ``model/parsers`` code
 (the release pinned in its go.mod) on the same conversations and replies as
-:mod:`gemma3_pack._functiongemma`: the prompts must be equal byte for byte, the parsed content and
+:mod:`gemma3_pack._chat._functiongemma`: the prompts must be equal byte for byte, the parsed content and
 calls equal. Ollama's parser is also run streamed (1-rune pieces) to show the calls do not depend
 on how the reply arrives.
 """
@@ -22,7 +22,7 @@ import _assets
 import _ollama_render
 import pytest
 
-from gemma3_pack._functiongemma import CONTROL_TOKENS, DEFAULT_SYSTEM, parse, render
+from gemma3_pack._chat._functiongemma import CONTROL_TOKENS, DEFAULT_SYSTEM, parse, render
 
 pytestmark = pytest.mark.slow  # builds Ollama's renderer/parser packages on a cold cache
 

@@ -92,7 +92,7 @@ VALID_GGUF = _valid_gguf_bytes()
 
 def _read_gguf(data: bytes) -> None:
     from gemma3_pack._gguf import inspect_gguf
-    from gemma3_pack._gguf._patch import _check_copyable, gemma3_kind, plan_patch
+    from gemma3_pack._gguf._patch import check_copyable, gemma3_kind, plan_patch
     from gemma3_pack._gguf._reader import open_gguf
 
     with _folder() as d:
@@ -101,7 +101,7 @@ def _read_gguf(data: bytes) -> None:
         _own_errors_only(inspect_gguf, p)
         try:
             with open_gguf(p) as h:
-                _check_copyable(h)
+                check_copyable(h)
                 plan_patch(h, gemma3_kind(h))
         except Gemma3PackError:
             pass
@@ -185,7 +185,7 @@ def test_fuzz_gguf_reader_structured(
 
 
 def _parse_safetensors(raw: bytes) -> None:
-    from gemma3_pack._export._source import _parse_safetensors as parse
+    from gemma3_pack._export._readers._source import _parse_safetensors as parse
 
     with _folder() as d:
         p = d / "model.safetensors"
@@ -253,7 +253,7 @@ _CONFIGS = st.dictionaries(st.sampled_from(_CONFIG_KEYS), JSON, max_size=8).map(
 
 def _config_pipeline(config: dict[str, Any]) -> None:
     from gemma3_pack._export._config import text_hparams
-    from gemma3_pack._export._source import _check_config, _check_shapes
+    from gemma3_pack._export._readers._source import _check_config, _check_shapes
     from gemma3_pack._inputs import check_config
 
     text = check_config(config)
@@ -319,7 +319,7 @@ def test_fuzz_tokenizer_files(files: dict[str, bytes]) -> None:
     | JSON
 )
 def test_fuzz_adapter_config(config: Any) -> None:
-    from gemma3_pack._export._lora import _config, lora_base
+    from gemma3_pack._export._readers._lora import _config, lora_base
 
     with _folder() as d:
         (d / "adapter_config.json").write_text(json.dumps(config))

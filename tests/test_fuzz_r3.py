@@ -131,7 +131,7 @@ _GROUP = (
     )
 )
 def test_fuzz_int4_config(qc: dict[str, Any]) -> None:
-    from gemma3_pack._export._int4 import check_quantization_config
+    from gemma3_pack._export._readers._int4 import check_quantization_config
 
     _own_errors_only(check_quantization_config, qc)
 
@@ -170,8 +170,8 @@ def test_fuzz_imatrix(sums: list[float], counts: list[float], with_counts: bool)
     where=st.sampled_from(["config.json", "adapter_config.json", "export.json"]),
 )
 def test_fuzz_json_that_json_cannot_read(digits: int, depth: int, where: str) -> None:
-    from gemma3_pack._client import read_export
     from gemma3_pack._inputs import read_json
+    from gemma3_pack._sdk._client import read_export
 
     for raw in (b"[" + b"7" * digits + b"]", b"[" * depth + b"]" * depth):
         with _folder() as d:

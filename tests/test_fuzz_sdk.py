@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gemma3_pack import Client, Gemma3PackError
-from gemma3_pack._tools import parse_calls
+from gemma3_pack._chat._tools import parse_calls
 
 pytestmark = pytest.mark.fuzz
 

@@ -31,9 +31,9 @@ from _hostile import run_measured
 from test_client import REPLY
 
 from gemma3_pack import Gemma3PackError, ServerResponseError, ServerTimeout
-from gemma3_pack._backends import HTTPX_ERRORS, _common
-from gemma3_pack._client import AsyncClient, Client
-from gemma3_pack._transport import MAX_LINE
+from gemma3_pack._sdk._backends import HTTPX_ERRORS, _common
+from gemma3_pack._sdk._client import AsyncClient, Client
+from gemma3_pack._sdk._transport import MAX_LINE
 from gemma3_pack.cli import UNEXPECTED
 
 RSS_BOUND_MB = 250

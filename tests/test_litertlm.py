@@ -28,8 +28,8 @@ from conftest import assert_one_line_error, run_cli
 
 from gemma3_pack._chat import OFFICIAL_TEMPLATE
 from gemma3_pack._export._litertlm import RECIPES, split_formats
-from gemma3_pack._litertlm_doctor import LITERTLM_RULES, doctor_litertlm
-from gemma3_pack._litertlm_read import NotLiteRTLM, read_litertlm
+from gemma3_pack._lint._litertlm_doctor import LITERTLM_RULES, doctor_litertlm
+from gemma3_pack._lint._litertlm_read import NotLiteRTLM, read_litertlm
 
 CKPT_ARGS = ("--litert-cache", "256", "--litert-prefill", "32")
 PROMPTS = ["Why is the sky blue?", "Write a haiku about the sea.", "What is 12 times 7?"]

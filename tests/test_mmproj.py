@@ -19,7 +19,7 @@ from conftest import assert_one_line_error
 
 from gemma3_pack._errors import CheckpointError, UsageError
 from gemma3_pack._export._mmproj import MMPROJ_PATTERN, mmproj_filename, write_mmproj
-from gemma3_pack._export._vision_names import canonical, ollama_name
+from gemma3_pack._gguf._vision_names import canonical, ollama_name
 
 N_LAYERS = VISION_CONFIG["num_hidden_layers"]
 N_TENSORS = 16 * N_LAYERS + 7
@@ -328,7 +328,7 @@ def test_vision_lora_merges_into_the_tower(tmp_path: Path, layout: str) -> None:
     """
     from _assets_vision import rename, write_safetensors_bf16
 
-    from gemma3_pack._export._lora import open_lora
+    from gemma3_pack._export._readers._lora import open_lora
 
     base = hf_checkpoint_vision(layout, text=False)
     rng = np.random.default_rng(7)

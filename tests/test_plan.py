@@ -23,7 +23,7 @@ from gemma3_pack import fit_memory, plan_memory
 from gemma3_pack._errors import UsageError
 from gemma3_pack._family import SIZES, VARIANTS
 from gemma3_pack._gguf._reader import open_gguf
-from gemma3_pack._plan import (
+from gemma3_pack._memory._plan import (
     Arch,
     auto_context,
     kv_cache_bytes,

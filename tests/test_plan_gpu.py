@@ -19,7 +19,7 @@ import pytest
 from conftest import assert_one_line_error
 
 from gemma3_pack._errors import UsageError
-from gemma3_pack._plan_gpu import (
+from gemma3_pack._memory._plan_gpu import (
     GPU_ALIASES,
     GPU_RESERVE,
     fit_gpus,
@@ -253,7 +253,7 @@ def test_max_ctx_is_the_largest_that_fits() -> None:
 
 
 def test_fit_gpus_picks_the_best_quant() -> None:
-    from gemma3_pack._plan import COMMON_QUANTS
+    from gemma3_pack._memory._plan import COMMON_QUANTS
 
     fits = {f.variant: f for f in fit_gpus("24GB")}
     big = fits["gemma3-27b-it"]
@@ -364,7 +364,7 @@ def test_fits_on_table_in_docs_is_generated_by_plan() -> None:
 
 
 def test_num_ctx_auto_on_a_gpu_is_the_gpu_plans_largest_context(cli) -> None:
-    from gemma3_pack._plan import auto_context
+    from gemma3_pack._memory._plan import auto_context
 
     n = auto_context("gemma3-12b-it", gpu="rtx4090")
     assert n == fit_gpus("rtx4090", "gemma3-12b-it")[0].max_ctx

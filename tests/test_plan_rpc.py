@@ -38,7 +38,7 @@ import pytest
 from conftest import assert_one_line_error
 
 from gemma3_pack._errors import UsageError
-from gemma3_pack._plan_rpc import RPC_WARNING, RpcHost, layer_devices, parse_rpc, plan_rpc
+from gemma3_pack._memory._plan_rpc import RPC_WARNING, RpcHost, layer_devices, parse_rpc, plan_rpc
 
 MIB = 2**20
 

@@ -1,7 +1,7 @@
 """`plan --engine vllm`: Gemma 3 under vLLM's tensor / pipeline parallelism, computed from vLLM's code.
 
 No vLLM runs here (no GPU, and vLLM is not a dependency). The arithmetic of
-``gemma3_pack._plan_vllm`` is held against vLLM's own worked examples, the numbers its unit tests
+``gemma3_pack._memory._plan_vllm`` is held against vLLM's own worked examples, the numbers its unit tests
 assert, so a drift from vLLM's code shows up as a failing example:
 
 * ``tests/v1/core/test_kv_cache_utils.py``: ``test_get_kv_cache_config_one_worker`` (layer grouping
@@ -22,7 +22,7 @@ from conftest import assert_one_line_error
 
 from gemma3_pack._errors import UsageError
 from gemma3_pack._family import SIZES
-from gemma3_pack._plan_vllm import (
+from gemma3_pack._memory._plan_vllm import (
     GIB,
     group_layers,
     kv_blocks_per_request,
@@ -79,7 +79,7 @@ def test_max_concurrency_matches_vllms_worked_example() -> None:
 @pytest.mark.parametrize(("limit", "want"), [(16385, 16384), (16383, 16383)])
 def test_estimate_max_model_len_matches_vllms_worked_example(limit: int, want: int) -> None:
     # test_estimate_max_model_len: 32 full layers, 32 KV heads of 128, fp16, 8 GiB, 32768 batched
-    from gemma3_pack._plan_vllm import _max_model_len_for
+    from gemma3_pack._memory._plan_vllm import _max_model_len_for
 
     page = page_size_bytes(32, 128, 2)
     assert _max_model_len_for(8 * GIB, [None], 32, page, limit, 32768) == want
@@ -232,11 +232,11 @@ def test_cli_errors(cli) -> None:
 def test_docs_table_is_current() -> None:
     from pathlib import Path
 
-    from gemma3_pack._plan_vllm import markdown_table
+    from gemma3_pack._memory._plan_vllm import markdown_table
 
     text = (Path(__file__).parent.parent / "docs" / "plan.md").read_text()
     block = text.split("<!-- vllm-table -->\n", 1)[1].split("\n<!-- /vllm-table -->", 1)[0]
     assert block == markdown_table(), (
-        "docs/plan.md vLLM table drifted: paste gemma3_pack._plan_vllm.markdown_table() "
+        "docs/plan.md vLLM table drifted: paste gemma3_pack._memory._plan_vllm.markdown_table() "
         "between the vllm-table markers"
     )

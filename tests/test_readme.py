@@ -47,7 +47,7 @@ def test_doctor_rules_table_is_the_rule_table() -> None:
 
 
 def test_plan_table_is_generated_by_the_planner() -> None:
-    from gemma3_pack import _plan
+    from gemma3_pack._memory import _plan
 
     assert _block(DOCS / "plan.md", "plan-table") == _plan.markdown_table(), (
         "docs/plan.md plan table drifted: paste `gemma3-pack plan --markdown` between the plan-table markers"

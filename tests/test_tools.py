@@ -18,7 +18,7 @@ from _loopback_openai import LoopbackOpenAI
 from test_client import HOST, REPLY
 
 from gemma3_pack import Client, ServerResponseError, UsageError
-from gemma3_pack._tools import INSTRUCTION, apply, parse_calls, schemas
+from gemma3_pack._chat._tools import INSTRUCTION, apply, parse_calls, schemas
 
 
 def get_weather(city: str, unit: Literal["C", "F"] = "C", days: int | None = None) -> str:

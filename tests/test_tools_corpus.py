@@ -6,7 +6,7 @@ templates), with prose, code fences, several calls, nested and unicode arguments
 numbers, ``true/false/null``, and malformed calls. The expected result is written down per
 parser:
 
-* ``sdk``: what :func:`gemma3_pack._tools.parse_calls` returns (text, calls);
+* ``sdk``: what :func:`gemma3_pack._chat._tools.parse_calls` returns (text, calls);
 * ``ollama``: the calls a plain client receives from Ollama's ``/api/chat`` when the model was
   created with ``modelfile --tools``: Ollama's own ``tools`` package (the release pinned in
   tests/go/ollama_toolparse/go.mod; ``tools/`` is the same code in 0.24.0 but for one string
@@ -26,7 +26,7 @@ from test_tools_ollama import tool_parser  # noqa: F401  (the fixture that build
 from test_tools_template import BOOK, WEATHER
 
 from gemma3_pack._chat import OLLAMA_TOOLS_TEMPLATE
-from gemma3_pack._tools import parse_calls
+from gemma3_pack._chat._tools import parse_calls
 
 pytestmark = pytest.mark.slow  # builds Ollama's tools package on a cold cache
 

@@ -25,8 +25,8 @@ from transformers.utils.chat_template_utils import render_jinja_template
 
 from gemma3_pack import patch_gguf
 from gemma3_pack._chat import TOOLS_CHAT_TEMPLATE, render_chat, template_kind
+from gemma3_pack._chat._tools import INSTRUCTION_JSON, parse_calls
 from gemma3_pack._gguf import inspect_gguf
-from gemma3_pack._tools import INSTRUCTION_JSON, parse_calls
 
 
 def _render(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:

@@ -25,8 +25,8 @@ from test_go_conformance import CORPUS, _reference
 from test_tools_template import BOOK, TOOL_CORPUS, WEATHER, bot, tool, user
 
 from gemma3_pack._chat import OLLAMA_TEMPLATE, OLLAMA_TOOLS_TEMPLATE, render_chat
-from gemma3_pack._messages import build_messages, normalise
-from gemma3_pack._tools import INSTRUCTION_JSON, apply, go_json, ollama_schema_json, schemas
+from gemma3_pack._chat._tools import INSTRUCTION_JSON, apply, go_json, ollama_schema_json, schemas
+from gemma3_pack._sdk._messages import build_messages, normalise
 
 pytestmark = pytest.mark.slow  # builds Ollama's renderer on a cold cache (shared with others)
 

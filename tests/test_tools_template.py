@@ -19,8 +19,8 @@ from test_go_conformance import CORPUS
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from gemma3_pack._chat import render_chat
-from gemma3_pack._messages import build_messages, normalise
-from gemma3_pack._tools import INSTRUCTION, TOOLS_TEMPLATE, apply, schemas
+from gemma3_pack._chat._tools import INSTRUCTION, TOOLS_TEMPLATE, apply, schemas
+from gemma3_pack._sdk._messages import build_messages, normalise
 
 WEATHER = {
     "type": "function",

@@ -216,7 +216,7 @@ def export(
     embedding is ``embedding_type`` (F16 by default, like Google's own QAT GGUFs).
 
     ``evaluate`` measures every quantized output against the float one (KL divergence, top-1
-    agreement, perplexity on a built-in text, via llama.cpp; see ``gemma3_pack._eval``) into
+    agreement, perplexity on a built-in text, via llama.cpp; see ``gemma3_pack._export._eval``) into
     ``export.json`` and the model card; without a float output a temporary BF16 is the reference.
     """
     # An output folder this call creates is removed again when the export fails before anything
@@ -278,9 +278,9 @@ def plan_export(
     the choices made (default quant types, int4 notes).
     """
     from ._config import match_variant, text_hparams
-    from ._lora import is_lora, lora_base, open_lora
     from ._quantize import check_quants, load_imatrix
-    from ._source import Checkpoint, fetch, open_checkpoint
+    from ._readers._lora import is_lora, lora_base, open_lora
+    from ._readers._source import Checkpoint, fetch, open_checkpoint
     from ._tensors import is_text_tensor, nbytes, plan_tensors
     from ._vocab import load_vocab
     from ._writer import GeneralInfo
@@ -312,7 +312,7 @@ def plan_export(
         if base:
             raise UsageError("--base is for LoRA adapters; this is a full checkpoint")
         ckpt = open_checkpoint(root)
-    from ._int4 import EMBEDDING_TYPES, Int4Checkpoint
+    from ._readers._int4 import EMBEDDING_TYPES, Int4Checkpoint
 
     i4 = ckpt if isinstance(ckpt, Int4Checkpoint) else None
     int4 = i4 is not None
@@ -382,7 +382,7 @@ def plan_export(
             f"{hp.hidden_size} (Gemma 3 270M and 1B): choose F16, Q8_0 or Q4_0"
         )
     if llama_types or retype_embd or (emb_type in ("Q8_0", "Q4_0") and bool(repack)):
-        from .._ggml import library_path
+        from ._ggml import library_path
 
         library_path()  # fail before writing anything when the extra is missing
     imatrix_data = load_imatrix(Path(imatrix)) if imatrix else None
@@ -728,7 +728,7 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
 
 def _evaluate(plan: ExportPlan, paths: list[Path], *, progress: bool) -> tuple[dict[str, Any], str]:
     """``export --eval``: each output against the float one; (export.json entry, card section)."""
-    from .._eval import evaluate, markdown_table, write_chart
+    from ._eval import evaluate, markdown_table, write_chart
 
     floats = [p for p, q in zip(paths, plan.outputs, strict=True) if q in ("F32", "BF16", "F16")]
     ref = next((p for p, q in zip(paths, plan.outputs, strict=True) if q == "BF16"), floats[0])

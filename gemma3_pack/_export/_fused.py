@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from gemma3_pack._errors import CheckpointError, NotGemma3, NotGGUF, OutputError
-from gemma3_pack._export._mmproj import _bar, _open, read_f32, vision_plan
-from gemma3_pack._export._vision_names import ollama_name
-from gemma3_pack._files import atomic_path
-from gemma3_pack._gguf._encode import encode_header, encode_kv, encode_tensor_info, padding
-from gemma3_pack._gguf._patch import _copy_range, _NoBar
+from .._errors import CheckpointError, NotGemma3, NotGGUF, OutputError
+from .._files import atomic_path
+from .._gguf._encode import encode_header, encode_kv, encode_tensor_info, padding
+from .._gguf._patch import NoBar, copy_range
+from .._gguf._vision_names import ollama_name
+from ._mmproj import _bar, _open, read_f32, vision_plan
 
 __all__ = ["ollama_vision_keys", "write_fused"]
 
@@ -92,7 +92,7 @@ def write_fused(
     """
     from gguf import GGMLQuantizationType as Q
 
-    from gemma3_pack._gguf._reader import open_gguf
+    from .._gguf._reader import open_gguf
 
     text_gguf = Path(text_gguf)
     ck = _open(ckpt)
@@ -156,9 +156,7 @@ def write_fused(
             # The text tensors, in-kernel where possible (copy_file_range/sendfile): they
             # never pass through this process, so memory stays flat whatever the model size.
             with open(text_gguf, "rb") as src:
-                _copy_range(
-                    src.fileno(), out.fileno(), h.data_start, len(head), text_data, _NoBar()
-                )
+                copy_range(src.fileno(), out.fileno(), h.data_start, len(head), text_data, NoBar())
             out.seek(len(head) + text_data)
             bar.update(len(h.tensors))
             written = text_data

@@ -6,7 +6,7 @@ The same inputs as the GGUF export (a checkpoint folder, an HF repo id, a PEFT L
 merges them), in a hidden work folder inside the output folder. litert-torch's Hugging Face
 exporter converts that folder in a separate process (:mod:`._litertlm_convert`), so torch,
 transformers and litert-torch are never imported here; its ``.litertlm`` is moved into place
-atomically as ``<name>-<recipe>.litertlm``, read back (:mod:`gemma3_pack._litertlm_read`) and
+atomically as ``<name>-<recipe>.litertlm``, read back (:mod:`gemma3_pack._lint._litertlm_read`) and
 checked (start token ``<bos>``, ``<end_of_turn>`` among the stop tokens, a chat template, the
 tokenizer) before it is listed in ``export.json``, ``SHA256SUMS`` and the model card.
 
@@ -376,7 +376,7 @@ def _measure_drift(
     python: str, files: list[LiteRTLMFile], tokens: list[int], work: Path
 ) -> dict[str, dict[str, float]]:
     """KL and top-1 of every quantized bundle against the float one (:mod:`._litertlm_eval`)."""
-    from .._litertlm_read import TFLITE_MODEL, read_litertlm
+    from .._lint._litertlm_read import TFLITE_MODEL, read_litertlm
 
     models = {}
     for f in files:
@@ -401,7 +401,7 @@ def _measure_drift(
 
 def _check_written(path: Path) -> list[str]:
     """Errors in the written bundle's metadata (empty when LiteRT-LM and the Gallery will load it)."""
-    from .._litertlm_doctor import doctor_litertlm
+    from .._lint._litertlm_doctor import doctor_litertlm
 
     report = doctor_litertlm(path)
     return [f"{f.code}: {f.message}" for f in report.findings if f.level == "error"]
@@ -427,8 +427,8 @@ def plan_litertlm(
     from .._family import SIZES
     from ._config import match_variant, text_hparams
     from ._guard import check_output_folder
-    from ._lora import is_lora, lora_base, open_lora
-    from ._source import fetch, open_checkpoint
+    from ._readers._lora import is_lora, lora_base, open_lora
+    from ._readers._source import fetch, open_checkpoint
     from ._tensors import is_text_tensor
     from ._vocab import load_vocab
 

@@ -25,14 +25,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gemma3_pack._errors import CheckpointError, OutputError, UsageError
-from gemma3_pack._export._vision_names import (
+from .._errors import CheckpointError, OutputError, UsageError
+from .._files import atomic_path
+from .._gguf._vision_names import (
     TENSORS_OUTSIDE_LAYERS,
     TENSORS_PER_LAYER,
     canonical,
     expected_names,
 )
-from gemma3_pack._files import atomic_path
 
 __all__ = ["MMPROJ_PATTERN", "MmprojDtype", "mmproj_filename", "vision_plan", "write_mmproj"]
 
@@ -55,7 +55,7 @@ def _open(ckpt: Any) -> Any:
     """The exporter's checkpoint reader for a folder path, or the caller's open checkpoint."""
     if not isinstance(ckpt, (str, os.PathLike)):
         return ckpt
-    from gemma3_pack._export._source import open_checkpoint
+    from ._readers._source import open_checkpoint
 
     return open_checkpoint(ckpt)
 

@@ -1,7 +1,7 @@
 """Quant names from ``-q``, the imatrix reader, and llama.cpp's whole-file quantizer.
 
 The exporter no longer calls :func:`quantize`: it quantizes while streaming, with ggml's kernels
-(``gemma3_pack._ggml``) and llama.cpp's type per tensor (``gemma3_pack._quants``). :func:`quantize`
+(``gemma3_pack._export._ggml``) and llama.cpp's type per tensor (``gemma3_pack._quants``). :func:`quantize`
 (``llama_cpp.llama_model_quantize`` on a float GGUF, the optional ``[quantize]`` extra) stays as the
 reference route the tests and benchmarks compare with. QAT checkpoints get ggml-org's recipe: Q4_0
 with Q8_0 embedding/output.

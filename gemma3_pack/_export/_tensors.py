@@ -25,7 +25,7 @@ import numpy as np
 
 from .._errors import CheckpointError
 from .._quants import GGML, tensor_bytes
-from ._reader import CheckpointReader
+from ._readers._reader import CheckpointReader
 
 __all__ = [
     "FLOAT_TYPES",
@@ -240,7 +240,7 @@ def encode(
             return rows.stored(t.qtype)
         data = rows.through(t.via)
         return data.astype(np.float16) if t.qtype == "F16" else data
-    from .._ggml import available, quantize_rows
+    from ._ggml import available, quantize_rows
 
     data = rows.through(t.via) if t.via else rows.f32()
     if imatrix is None and t.qtype in _NUMPY_FALLBACK and not available():

@@ -18,7 +18,7 @@ from .._family import EOT_TOKEN_ID, GGUF_SAMPLING
 from .._files import atomic_path
 from .._quants import QUANTS
 from ._config import TextHParams
-from ._reader import CheckpointReader
+from ._readers._reader import CheckpointReader
 from ._tensors import FLOAT_TYPES, ChunkedTensor, PlannedTensor, Sink, nbytes
 from ._vocab import Vocab
 
@@ -130,8 +130,8 @@ def write_text_ggufs(
     import numpy as np
     from tqdm import tqdm
 
-    from .._ggml import threads
     from .._gguf._encode import gguf_writer
+    from ._ggml import threads
 
     first = outputs[0].plan
     for o in outputs[1:]:

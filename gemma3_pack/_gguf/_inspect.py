@@ -22,10 +22,18 @@ from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS, size_for_layers
 from .._rules import RULES, Finding  # one Finding and one rule table (inspect, doctor)
 from ._reader import GGUFHeader, open_gguf
 
-__all__ = ["MMPROJ_NAME", "Finding", "GGUFReport", "inspect_gguf"]
+__all__ = ["MMPROJ_NAME", "Finding", "GGUFReport", "inspect_gguf", "is_mmproj_name"]
 
 # How phone apps (PocketPal, and llama.cpp's own -hf download) recognise a projector file.
 MMPROJ_NAME = re.compile(r"[-_.]*mmproj[-_.].+\.gguf", re.IGNORECASE)
+
+
+def is_mmproj_name(path: str | os.PathLike[str]) -> bool:
+    """Whether a file name says "vision projector" the way Ollama and llama.cpp name one
+    (``mmproj-….gguf``, ``….mmproj-f16.gguf``): the name is all that is read."""
+    return MMPROJ_NAME.search(Path(path).name) is not None
+
+
 Level = Literal["error", "warning", "info"]
 PATCH_HINT = "run `gemma3-pack patch FILE --in-place`"
 SPECIAL_IDS = (
@@ -155,7 +163,7 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFReport:
     ``NotGGUF``/``InputNotFound`` only when the file cannot be read as GGUF at all.
     """
     with open_gguf(path) as h:
-        report = _report(h)
+        report = report_of(h)
     # the fix column comes from the rule table (gemma3_pack/_rules.py)
     report.findings = [
         replace(f, fix=RULES[f.code].fix) if f.code in RULES else f for f in report.findings
@@ -163,7 +171,7 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFReport:
     return report
 
 
-def _report(h: GGUFHeader) -> GGUFReport:
+def report_of(h: GGUFHeader) -> GGUFReport:
     arch = h.architecture
     kind = "other"
     if arch == "gemma3":

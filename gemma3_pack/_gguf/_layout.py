@@ -28,7 +28,7 @@ from .._errors import InputError, NotGemma3, OutputError
 from .._files import atomic_path, refuse_special_output
 from .._inputs import VISION_INT_BOUNDS, printable
 from ._encode import encode_array, encode_header, encode_kv, encode_tensor_info, padding
-from ._patch import _check_copyable, _copy_range, _NoBar
+from ._patch import NoBar, check_copyable, copy_range
 from ._reader import GGUFHeader, TensorInfo, open_gguf
 
 __all__ = ["fuse_pair", "split_fused"]
@@ -61,7 +61,7 @@ def _names(n_layers: int) -> dict[str, str]:
     """Ollama's fused name -> llama.cpp's mmproj name, for every Gemma 3 vision tensor."""
     import gguf
 
-    from .._export._vision_names import expected_names, ollama_name
+    from ._vision_names import expected_names, ollama_name
 
     table = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MMPROJ, n_layers)
     out = {}
@@ -119,9 +119,7 @@ def _write(tmp: Path, src: GGUFHeader, records: list[bytes], tensors: list[_Out]
                     part = np.frombuffer(src.buf, np.float16, n, start + 2 * i)
                     os.pwrite(fd, part.astype(np.float32).tobytes(), len(head) + o + 4 * i)
             else:
-                _copy_range(
-                    fin.fileno(), fd, start, len(head) + o, int(t.src.nbytes or 0), _NoBar()
-                )
+                copy_range(fin.fileno(), fd, start, len(head) + o, int(t.src.nbytes or 0), NoBar())
         out.truncate(len(head) + at)
 
 
@@ -203,7 +201,7 @@ def split_fused(
         if h.architecture != "gemma3":
             raise NotGemma3(f"{src} is not a Gemma 3 model GGUF ({h.architecture!r})")
         _little_endian(h)
-        _check_copyable(h)
+        check_copyable(h)
         vision = [t for t in h.tensors if t.name.startswith(("v.", "mm."))]
         if not vision:
             raise InputError(f"{src} has no vision tensors: it is already a text-only GGUF")
@@ -311,8 +309,8 @@ def fuse_pair(
             raise NotGemma3(f"{mm_p} is not a Gemma 3 projector (clip, projector gemma3)")
         _little_endian(h)
         _little_endian(m)
-        _check_copyable(h)
-        _check_copyable(m)
+        check_copyable(h)
+        check_copyable(m)
         _check_vision_tensors(m, list(m.tensors))
         width, proj = h.get("gemma3.embedding_length"), m.get("clip.vision.projection_dim")
         if width != proj:
@@ -372,6 +370,6 @@ def _write_two(
         for t, src, o in layout:
             fin = fa if src is a else fb
             start, n = src.data_start + t.src.offset, int(t.src.nbytes or 0)
-            _copy_range(fin.fileno(), out.fileno(), start, len(head) + o, n, _NoBar())
+            copy_range(fin.fileno(), out.fileno(), start, len(head) + o, n, NoBar())
         out.truncate(len(head) + at)
     return dst

@@ -26,14 +26,7 @@ from typing import Any
 from gguf.constants import GGUFValueType, Keys, TokenType
 
 from .._chat import OFFICIAL_TEMPLATE, TOOLS_CHAT_TEMPLATE, template_kind
-from .._errors import (
-    InputError,
-    InsufficientDisk,
-    NotGemma3,
-    NotGGUF,
-    OutputError,
-    UsageError,
-)
+from .._errors import InputError, InsufficientDisk, NotGemma3, NotGGUF, OutputError, UsageError
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS
 from .._files import atomic_path
 from .._inputs import printable
@@ -141,7 +134,7 @@ def gemma3_kind(h: GGUFHeader) -> str:
 # --- planning ---------------------------------------------------------------------------------
 
 
-def _same(kv: KV, value: Any, vtype: GGUFValueType) -> bool:
+def same_value(kv: KV, value: Any, vtype: GGUFValueType) -> bool:
     if kv.vtype != vtype:
         return False
     if vtype == GGUFValueType.FLOAT32:  # compare as stored (f32), not as a Python float
@@ -187,7 +180,7 @@ def plan_patch(
 
     def want(key: str, value: Any, vtype: GGUFValueType, *, only_if_missing: bool = False) -> None:
         kv = h.kvs.get(key)
-        if kv is not None and (only_if_missing or _same(kv, value, vtype)):
+        if kv is not None and (only_if_missing or same_value(kv, value, vtype)):
             return
         plan.records[key] = encode_kv(key, value, vtype, e)
         if kv is None:
@@ -299,7 +292,7 @@ _UNSUPPORTED = {
 }
 
 
-def _copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, count: int, bar: Any) -> str:
+def copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, count: int, bar: Any) -> str:
     """Copy ``count`` bytes between offsets; returns the method that finished the copy.
 
     ``copy_file_range`` (in-kernel, Linux) first, then ``sendfile`` (Linux; macOS only sends to
@@ -351,8 +344,8 @@ def _copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, count: int
     return "buffered"
 
 
-class _NoBar:
-    def __enter__(self) -> _NoBar:
+class NoBar:
+    def __enter__(self) -> NoBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -365,7 +358,7 @@ class _NoBar:
 def _progress_bar(total: int, desc: str, show: bool) -> Any:
     """A tqdm byte bar on stderr, or a no-op one (tqdm is not even imported then)."""
     if not show:
-        return _NoBar()
+        return NoBar()
     from tqdm import tqdm
 
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
@@ -377,7 +370,7 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _check_output(src: Path, dst: Path, *, in_place: bool, force: bool, need: int) -> None:
+def check_output(src: Path, dst: Path, *, in_place: bool, force: bool, need: int) -> None:
     folder = dst.parent
     if not folder.is_dir():
         raise OutputError(
@@ -402,7 +395,7 @@ def _check_output(src: Path, dst: Path, *, in_place: bool, force: bool, need: in
         )
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     try:
         return a.samefile(b)
     except OSError:
@@ -412,7 +405,7 @@ def _same_file(a: Path, b: Path) -> bool:
 MAX_ALIGNMENT = 1 << 20  # gguf-py and llama.cpp write 32; the header's padding is built in memory
 
 
-def _check_copyable(h: GGUFHeader) -> None:
+def check_copyable(h: GGUFHeader) -> None:
     """Refuse what would make a broken copy: llama.cpp loader errors, absurd alignment padding."""
     if h.problems:
         more = (
@@ -463,7 +456,7 @@ def patch_gguf(
     """
     t0 = time.perf_counter()
     src_path = Path(src)
-    if in_place and dst is not None and not _same_file(src_path, Path(dst)):
+    if in_place and dst is not None and not same_file(src_path, Path(dst)):
         raise UsageError("--in-place and an output path were both given: use one of them")
     if dst is None:
         dst_path = src_path if in_place else default_output(src_path)
@@ -473,21 +466,21 @@ def patch_gguf(
             not in_place
             and src_path.exists()
             and dst_path.exists()
-            and _same_file(src_path, dst_path)
+            and same_file(src_path, dst_path)
         ):
             raise UsageError(
                 f"the output {dst_path} is the input: pass --in-place to patch it in "
                 "place, or choose another output path"
             )
     with open_gguf(src_path) as h:
-        _check_copyable(h)
+        check_copyable(h)
         kind = gemma3_kind(h)
         plan = plan_patch(h, kind, name=name, description=description, tools=tools)
         result = PatchResult(src_path, dst_path, kind, plan.changes, in_place)
         if in_place and not plan.changes:
             result.seconds = time.perf_counter() - t0
             return result
-        _check_output(
+        check_output(
             src_path,
             dst_path,
             in_place=in_place,
@@ -517,7 +510,7 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
             fd = fout.fileno()
             _write_all(fd, header)
             with open(h.path, "rb") as fin:
-                method = _copy_range(fin.fileno(), fd, h.data_start, len(header), data_len, bar)
+                method = copy_range(fin.fileno(), fd, h.data_start, len(header), data_len, bar)
         _verify(tmp, h, plan, header, data_len, moved)
     return len(header) + data_len, method
 

@@ -1,7 +1,7 @@
 """``plan --gpu``: the per-device report for one machine's GPUs (llama.cpp's CUDA placement).
 
 Kept beside ``plan.py`` so the command stays a dispatcher; the library functions are
-``gemma3_pack._plan_gpu.plan_gpu`` and ``fit_gpus``.
+``gemma3_pack._memory._plan_gpu.plan_gpu`` and ``fit_gpus``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .._plan import format_bytes
+from .._memory._plan import format_bytes
 from ._json import dumps
 
 
@@ -24,7 +24,7 @@ def show_gpu(
     as_json: bool,
     **options: Any,
 ) -> None:
-    from .._plan_gpu import GPU_RESERVE, plan_gpu
+    from .._memory._plan_gpu import GPU_RESERVE, plan_gpu
 
     p = plan_gpu(target, list(gpus), tensor_split=tensor_split, ngl=ngl, **options)
     if as_json:
@@ -80,7 +80,7 @@ def show_gpu_fit(
     gpus: tuple[str, ...], target: str | None, *, quant: str | None, min_ctx: int, as_json: bool,
     **options: Any,
 ) -> None:  # fmt: skip
-    from .._plan_gpu import fit_gpus
+    from .._memory._plan_gpu import fit_gpus
 
     fits = fit_gpus(list(gpus), target, quant=quant, min_ctx=min_ctx, **options)
     if as_json:

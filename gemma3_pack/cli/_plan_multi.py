@@ -1,7 +1,7 @@
 """``plan --rpc`` and ``plan --engine vllm``: the several-machine / several-GPU reports.
 
 Kept beside ``plan.py`` so the command itself stays a thin dispatcher; the library functions are
-``gemma3_pack._plan_rpc.plan_rpc`` and ``gemma3_pack._plan_vllm.plan_vllm``.
+``gemma3_pack._memory._plan_rpc.plan_rpc`` and ``gemma3_pack._memory._plan_vllm.plan_vllm``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from .._errors import UsageError
-from .._plan import format_bytes
+from .._memory._plan import format_bytes
 from ._json import dumps
 
 
@@ -37,7 +37,7 @@ def show_rpc(
     as_json: bool,
     **options: Any,
 ) -> None:
-    from .._plan_rpc import plan_rpc
+    from .._memory._plan_rpc import plan_rpc
 
     p = plan_rpc(target, rpc, tensor_split=_floats(tensor_split), ngl=ngl, rpc_cache=rpc_cache,
                  **options)  # fmt: skip
@@ -96,7 +96,7 @@ def show_vllm(
     vision: bool | None,
     as_json: bool,
 ) -> None:
-    from .._plan_vllm import plan_vllm
+    from .._memory._plan_vllm import plan_vllm
 
     if gpus is None:
         raise UsageError("--engine vllm needs --gpus COUNTxMEMORY, e.g. --gpus 2x24GB")

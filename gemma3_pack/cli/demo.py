@@ -46,7 +46,7 @@ def demo(out_dir: Path, no_chat: bool, no_ollama: bool, prompt: str | None, as_j
       gemma3-pack demo --prompt "The first rule of writing is"
       gemma3-pack demo --json | jq .chat.tokens_per_s
     """
-    from .._gguf._demo import DEMO_PROMPT, run_demo
+    from .._demo import DEMO_PROMPT, run_demo
 
     def say(line: str) -> None:
         click.echo(line, err=as_json)

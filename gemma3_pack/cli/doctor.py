@@ -77,8 +77,8 @@ def doctor(
       gemma3-pack doctor --rules                      # the rule table (markdown)
       gemma3-pack doctor my-gemma-int8.litertlm       # LiteRT-LM / AI Edge Gallery bundle
     """
-    from .._doctor import doctor_gguf
     from .._errors import UsageError
+    from .._lint._doctor import doctor_gguf
     from .._rules import rules_markdown
 
     if rules:
@@ -87,7 +87,7 @@ def doctor(
     if path is None:
         raise UsageError("give a GGUF to check (see gemma3-pack doctor --help)")
     if _is_litertlm(path):
-        from .._litertlm_doctor import doctor_litertlm
+        from .._lint._litertlm_doctor import doctor_litertlm
 
         if mmproj is not None or do_fix or split or fuse or output is not None:
             raise UsageError(

@@ -279,7 +279,7 @@ def eval_(
       gemma3-pack eval --ref g-BF16.gguf g-Q4_K_M.gguf g-Q4_0.gguf --chunks 4
       gemma3-pack eval g-BF16.gguf g-Q4_K_M.gguf --json | jq '.results[].kld'
     """
-    from .._eval import evaluate, markdown_table
+    from .._export._eval import evaluate, markdown_table
 
     progress = not as_json and sys.stderr.isatty()
     report = evaluate(

@@ -38,7 +38,7 @@ def _num_ctx(
             ) from None
     if memory is None and not gpu:
         raise UsageError("--num-ctx auto needs --memory or --gpu (e.g. --memory 16GB, --gpu 24GB)")
-    from .._plan import auto_context
+    from .._memory._plan import auto_context
 
     return auto_context(target, memory, gpu=list(gpu) or None, mmproj=mmproj)
 

@@ -1,4 +1,4 @@
-"""``gemma3-pack chat``, ``pull`` and ``create``: thin shells over :mod:`gemma3_pack._client`."""
+"""``gemma3-pack chat``, ``pull`` and ``create``: thin shells over :mod:`gemma3_pack._sdk._client`."""
 
 from __future__ import annotations
 
@@ -81,8 +81,8 @@ def chat(
       gemma3-pack chat my-gemma "Summarise" -s "Answer in French" --json | jq .message.content
       gemma3-pack chat "Why is the sky blue?" --host http://127.0.0.1:8080/v1 --timeout 60
     """
-    from .._client import Client
-    from .._transport import strip_controls
+    from .._sdk._client import Client
+    from .._sdk._transport import strip_controls
 
     if len(words) > 2:
         raise UsageError(f"expected [MODEL] PROMPT, got {len(words)} arguments: quote the prompt")
@@ -134,7 +134,7 @@ def pull(model: str, host: str | None, quiet: bool, as_json: bool, timeout: floa
       gemma3-pack pull gemma3:12b-it-qat --quiet
       gemma3-pack pull hf.co/ggml-org/gemma-3-1b-it-GGUF:Q4_K_M
     """
-    from .._client import Client
+    from .._sdk._client import Client
 
     client = Client(host, **_timeout(timeout))  # type: ignore[arg-type]
     result = client.pull(model, progress=not quiet and not as_json)
@@ -214,7 +214,7 @@ def create(
       gemma3-pack create pirate --variant gemma3:4b -s "Talk like a pirate" --num-ctx 8192
       ollama run my-gemma
     """
-    from .._client import Client
+    from .._sdk._client import Client
 
     if (export_dir is None) == (variant is None):
         raise UsageError("give exactly one of --from EXPORT_DIR or --variant VARIANT")

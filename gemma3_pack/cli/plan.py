@@ -13,7 +13,7 @@ from ._json import dumps
 
 
 def _gib(n: int) -> str:
-    from .._plan import format_bytes
+    from .._memory._plan import format_bytes
 
     return format_bytes(n)
 
@@ -141,10 +141,10 @@ def plan(
       gemma3-pack plan model.gguf --rpc 10.0.0.2:50052=24GB,10.0.0.3:50052=16GB --ctx 32768
       gemma3-pack plan gemma3-27b-it --engine vllm --gpus 2x24GB -q int4
     """
-    from .. import _plan
+    from .._memory import _plan
 
     if markdown and gpu:  # the "fits on" table for these cards (docs/plan.md's)
-        from .._plan_gpu import gpu_table
+        from .._memory._plan_gpu import gpu_table
 
         if target is not None or memory is not None:
             raise UsageError("--markdown --gpu prints the family's fits-on table; give no TARGET")

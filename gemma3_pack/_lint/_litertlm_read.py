@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import InputError
-from ._inputs import regular_input
+from .._errors import InputError
+from .._inputs import regular_input
 
 __all__ = [
     "HF_TOKENIZER_ZLIB",

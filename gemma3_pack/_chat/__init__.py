@@ -36,7 +36,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from ._errors import MissingDependency, UsageError
+from .._errors import MissingDependency, UsageError
 
 __all__ = [
     "LICENSE_NOTICE",
@@ -65,7 +65,7 @@ def data_text(name: str) -> str:
 OFFICIAL_TEMPLATE: str = data_text("gemma3.jinja")
 OLLAMA_TEMPLATE: str = data_text("gemma3.gotmpl")
 # OLLAMA_TEMPLATE plus tools (.Tools, tool messages), calls as JSON in <tool_call> tags so that
-# Ollama's own parser returns tool_calls: gemma3_pack._tools.apply(..., dialect="ollama",
+# Ollama's own parser returns tool_calls: gemma3_pack._chat._tools.apply(..., dialect="ollama",
 # calls="json"); tests/test_tools_ollama.py.
 OLLAMA_TOOLS_TEMPLATE: str = data_text("gemma3-tools.gotmpl")
 # Google's template plus tools in the same dialect, for a GGUF (patch/export --tools):

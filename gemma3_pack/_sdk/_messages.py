@@ -21,7 +21,7 @@ from typing import Any
 
 import ollama
 
-from ._errors import UsageError
+from .._errors import UsageError
 from ._images import ImageLike, encode_images, sniff_format
 
 __all__ = ["Messages", "build_messages", "has_images", "normalise", "to_openai"]

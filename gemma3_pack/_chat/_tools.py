@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-from ._errors import UsageError
+from .._errors import UsageError
 
 __all__ = [
     "INSTRUCTION",
@@ -60,7 +60,7 @@ ToolLike = Mapping[str, Any] | Callable[..., Any]
 
 
 def _template() -> str:
-    from ._chat import data_text
+    from . import data_text
 
     return data_text("gemma3-tools.jinja")
 

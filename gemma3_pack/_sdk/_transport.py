@@ -28,7 +28,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from ._errors import ServerResponseError, ServerTimeout, UsageError
+from .._errors import ServerResponseError, ServerTimeout, UsageError
 
 __all__ = [
     "CONNECT_TIMEOUT",

@@ -14,7 +14,7 @@ loads a Gemma 3 GGUF with ``-ngl N`` on one machine with CUDA devices:
               128 bytes and pads the last row of a quantized matrix to 512 elements
               (``ggml_backend_cuda_buffer_type_get_alloc_size``)
     KV cache  each layer's cells on its layer's device (``src/llama-kv-cache.cpp``), sized as
-              :func:`gemma3_pack._plan.kv_cache_bytes` computes them
+              :func:`gemma3_pack._memory._plan.kv_cache_bytes` computes them
     compute   the device holding the output layer reserves the logits of one micro-batch plus a
               hidden-state row (``(n_vocab + n_embd) x n_ubatch`` f32); without flash attention a
               global layer's f32 scores (``n_kv x n_ubatch x n_head``) can exceed it. The host keeps
@@ -44,8 +44,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import UsageError
-from ._family import SIZES, VARIANTS, Variant
+from .._errors import UsageError
+from .._family import SIZES, VARIANTS, Variant
+from .._quants import GGML
 from ._plan import (
     CTX_PAD,
     DEFAULT_CTX,
@@ -61,7 +62,6 @@ from ._plan import (
     plan_memory,
     quant_tensor_types,
 )
-from ._quants import GGML
 
 __all__ = [
     "GPU_ALIASES",
@@ -180,8 +180,8 @@ def _tensors(src: _Source) -> list[_Tensor]:
     variant (output_norm, token_embd, then each block)."""
     path = Path(src.name)
     if src.exact and path.is_file():
-        from ._gguf._reader import open_gguf
-        from ._quants import ggml_by_id
+        from .._gguf._reader import open_gguf
+        from .._quants import ggml_by_id
 
         with open_gguf(path) as h:
             out = []
@@ -570,7 +570,7 @@ def _model_arg(src: _Source, target: Any) -> tuple[str, str]:
     """(llama-server's model argument, a Modelfile's FROM)."""
     if src.exact:
         return f"-m {shlex.quote(src.name)}", src.name
-    from ._family import get_variant
+    from .._family import get_variant
 
     v = target if isinstance(target, Variant) else None
     if v is None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Union
 
-from ._errors import InputError, InputNotFound, UsageError
+from .._errors import InputError, InputNotFound, UsageError
 
 __all__ = ["ImageLike", "encode_image", "encode_images", "sniff_format"]
 

@@ -24,8 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ._errors import InputNotFound, MissingDependency, UsageError
-from ._quants import QUANTS
+from .._errors import InputNotFound, MissingDependency, UsageError
+from .._quants import QUANTS
 
 __all__ = ["EvalReport", "EvalResult", "builtin_text", "evaluate", "markdown_table"]
 
@@ -84,7 +84,7 @@ def builtin_text() -> str:
 
 def _file_info(path: Path) -> tuple[str, int]:
     """(quant name from general.file_type, number of weights) from the GGUF header."""
-    from ._gguf._reader import open_gguf
+    from .._gguf._reader import open_gguf
 
     with open_gguf(path) as h:
         ftype = h.get("general.file_type")
@@ -105,7 +105,7 @@ class _Model:
     def __init__(self, path: Path, n_ctx: int, threads: int) -> None:
         import llama_cpp as lc
 
-        from ._export._quantize import native_stderr_captured
+        from ._quantize import native_stderr_captured
 
         self.lc = lc
         mp = lc.llama_model_default_params()
@@ -165,7 +165,7 @@ class _Model:
         return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab))
 
     def close(self) -> None:
-        from ._export._quantize import native_stderr_captured
+        from ._quantize import native_stderr_captured
 
         lc = self.lc
         with native_stderr_captured():
@@ -348,7 +348,7 @@ def write_chart(report: EvalReport, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from ._files import atomic_path
+    from .._files import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [r.size / 1e6 for r in report.results]

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CheckpointError, InputNotFound
-from .._inputs import check_number, read_json_object
+from ..._errors import CheckpointError, InputNotFound
+from ..._inputs import check_number, read_json_object
 from ._source import Checkpoint, TensorInfo, _parse_safetensors
 
 __all__ = ["LoraCheckpoint", "is_lora", "lora_base", "open_lora"]

@@ -30,7 +30,7 @@ import ollama
 import pydantic
 from ollama import ChatResponse, GenerateResponse, ShowResponse
 
-from ._errors import (
+from .._errors import (
     ContextOverflow,
     Gemma3PackError,
     ModelNotFound,
@@ -41,9 +41,9 @@ from ._errors import (
     ServerTimeout,
     UsageError,
 )
-from ._family import SAMPLING, STOP
+from .._family import SAMPLING, STOP
+from .._settings import Target, fields_for
 from ._messages import to_openai
-from ._settings import Target, fields_for
 from ._transport import check_host, clean_text, default_timeout, guarded
 
 __all__ = [
@@ -473,7 +473,7 @@ def _openai() -> ModuleType:
     try:
         import openai
     except ImportError:
-        from ._errors import MissingDependency
+        from .._errors import MissingDependency
 
         raise MissingDependency(
             "OpenAI-compatible servers need the openai package: pip install openai"

@@ -21,23 +21,23 @@ from typing import Any
 
 from gguf.constants import GGUFValueType, Keys, LlamaFileType, TokenType
 
-from ._errors import UsageError
-from ._family import Size, size_for_layers
-from ._gguf._encode import encode_kv
-from ._gguf._inspect import GGUFReport, _report
-from ._gguf._patch import (
+from .._errors import UsageError
+from .._family import Size, size_for_layers
+from .._gguf._encode import encode_kv
+from .._gguf._inspect import GGUFReport, report_of
+from .._gguf._patch import (
     Change,
     Plan,
-    _check_copyable,
-    _check_output,
-    _same,
-    _same_file,
+    check_copyable,
+    check_output,
     gemma3_kind,
     plan_patch,
+    same_file,
+    same_value,
     write_plan,
 )
-from ._gguf._reader import GGUFHeader, open_gguf
-from ._rules import RULES, Finding, finding
+from .._gguf._reader import GGUFHeader, open_gguf
+from .._rules import RULES, Finding, finding
 
 __all__ = ["DoctorReport", "doctor_gguf"]
 
@@ -217,9 +217,9 @@ def _model_findings(h: GGUFHeader, size: Size | None) -> list[Finding]:
     ftype = _FILE_TYPE.get(file_type) if isinstance(file_type, int) else None
     embd = next((t for t in h.tensors if t.name == "token_embd.weight"), None)
     if ftype and embd is not None:
-        from ._plan import _QUANT_DEFAULT, Arch, quant_tensor_types
+        from .._memory._plan import QUANT_DEFAULT, Arch, quant_tensor_types
 
-        if ftype in _QUANT_DEFAULT and size is not None and len(embd.shape) == 2:
+        if ftype in QUANT_DEFAULT and size is not None and len(embd.shape) == 2:
             arch = replace(Arch.from_size(size), hidden=embd.shape[0], vocab=embd.shape[1])
             want_type = quant_tensor_types(replace(arch, layers=0), ftype)[0][2]
             if embd.type_name != want_type:
@@ -308,7 +308,7 @@ def _want(plan: Plan, h: GGUFHeader, key: str, value: Any, vtype: GGUFValueType)
     kv = h.kvs.get(key)
     if kv is not None and kv.vtype in _INTS and vtype in _INTS:
         vtype = kv.vtype  # keep the stored integer width
-    if kv is not None and _same(kv, value, vtype):
+    if kv is not None and same_value(kv, value, vtype):
         return
     plan.records[key] = encode_kv(key, value, vtype, h.endian)
     old = None if kv is None else (kv.value if kv.value is not None else f"<{kv.type_name}>")
@@ -369,7 +369,7 @@ def _fix_plan(h: GGUFHeader, kind: str, size: Size | None, findings: list[Findin
 
 
 def _check(h: GGUFHeader) -> tuple[GGUFReport, Size | None, list[Finding]]:
-    report = _report(h)
+    report = report_of(h)
     kind = report.kind
     size = _size(h) if kind == "model" else None
     findings = list(report.findings)
@@ -399,7 +399,7 @@ def doctor_gguf(
         report, size, findings = _check(h)
         if mmproj is not None and report.kind == "model":
             with open_gguf(mmproj) as p:
-                proj_report = _report(p)
+                proj_report = report_of(p)
                 findings += [
                     replace(f, fix=RULES[f.code].fix) if f.code in RULES else f
                     for f in proj_report.findings
@@ -418,15 +418,15 @@ def doctor_gguf(
         if fix is None:
             return result
         dst = Path(fix)
-        if dst.exists() and _same_file(src, dst):
+        if dst.exists() and same_file(src, dst):
             raise UsageError(f"--fix -o {dst} is the input: choose another output path")
         if report.kind not in ("model", "mmproj"):
             raise UsageError(f"{src} is not a Gemma 3 GGUF: doctor can only fix Gemma 3 files")
-        _check_copyable(h)  # a file llama.cpp cannot load is re-converted, not copied
+        check_copyable(h)  # a file llama.cpp cannot load is re-converted, not copied
         plan = _fix_plan(
             h, report.kind, size, [f for f in findings if f.fix in ("doctor", "patch")]
         )
-        _check_output(src, dst, in_place=False, force=force, need=h.size + (1 << 20))
+        check_output(src, dst, in_place=False, force=force, need=h.size + (1 << 20))
         write_plan(h, plan, dst, progress=progress)
     result.fixed = str(dst)
     result.changes = [c.describe() for c in plan.changes] or ["nothing to change (copied as is)"]

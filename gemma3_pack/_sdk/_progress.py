@@ -13,7 +13,7 @@ from typing import Any
 
 from ollama import ProgressResponse
 
-from ._errors import ServerResponseError
+from .._errors import ServerResponseError
 from ._transport import clean_text
 
 __all__ = ["CHUNK", "ProgressPrinter", "ProgressReader", "afile_chunks", "finish", "upload_bar"]

@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import UsageError
-from ._family import Variant
+from .._errors import UsageError
+from .._family import Variant
 from ._plan import (
     _BY_ID,
     _REPACKED,
@@ -154,7 +154,7 @@ def _tensor_table(src: _Source, target: Any) -> list[tuple[str, int, int | None,
     """(name, bytes, data offset or None, ggml type) of every text tensor (file order for a GGUF)."""
     path = Path(src.name)
     if src.exact and path.is_file():
-        from ._gguf._reader import open_gguf
+        from .._gguf._reader import open_gguf
 
         with open_gguf(path) as h:
             return [
@@ -487,7 +487,7 @@ def _compute(
 def _model_arg(src: _Source, target: Any) -> str:
     if src.exact:
         return f"-m {shlex.quote(src.name)}"
-    from ._family import get_variant
+    from .._family import get_variant
 
     v = target if isinstance(target, Variant) else None
     if v is None:

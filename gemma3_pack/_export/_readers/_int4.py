@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CheckpointError
+from ..._errors import CheckpointError
 from ._source import Checkpoint, TensorInfo, _parse_safetensors
 
 __all__ = ["EMBEDDING_TYPES", "Int4Checkpoint", "check_quantization_config", "open_int4"]
@@ -140,7 +140,7 @@ def check_quantization_config(qc: dict[str, Any]) -> str:
 
 def _shown(value: Any) -> str:
     """A config value in a message: printable, one line, at most 60 characters."""
-    from .._inputs import printable
+    from ..._inputs import printable
 
     text = printable(value if isinstance(value, str) else repr(value))
     return text if len(text) <= 60 else text[:59] + "…"

@@ -18,8 +18,8 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import MissingDependency, QuantizeError
-from ._quants import GGML
+from .._errors import MissingDependency, QuantizeError
+from .._quants import GGML
 
 if TYPE_CHECKING:
     import numpy as np

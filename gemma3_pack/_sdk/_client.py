@@ -2,7 +2,7 @@
 
 The shape follows httpx's ``BaseClient`` + ``Client``/``AsyncClient``, taken one step further: every
 method is written once, as a *plan* (a generator in :class:`_Base` or in a backend of
-:mod:`gemma3_pack._backends`) that yields the I/O it needs and receives the results. The two public
+:mod:`gemma3_pack._sdk._backends`) that yields the I/O it needs and receives the results. The two public
 classes only drive plans: :meth:`Client._drive` calls each step, :meth:`AsyncClient._drive` awaits
 it. So request building, option merging, message normalisation, response mapping, error translation
 and shipping logic exist once, and the two clients cannot drift.
@@ -10,10 +10,10 @@ and shipping logic exist once, and the two clients cannot drift.
 What the SDK adds over the raw clients is what Gemma users keep getting wrong by hand:
 
 * the Gemma team's sampling settings under the caller's options, in each server's spelling;
-* messages normalised so Google's template never raises (:mod:`gemma3_pack._messages`);
+* messages normalised so Google's template never raises (:mod:`gemma3_pack._sdk._messages`);
 * images from paths, bytes, PIL images or ``data:`` URLs, and a vision check *before* the request;
 * one error seam per backend, also inside stream iterators (:mod:`gemma3_pack._errors`);
-* timeouts, a reply-size cap and no cross-origin redirects (:mod:`gemma3_pack._transport`);
+* timeouts, a reply-size cap and no cross-origin redirects (:mod:`gemma3_pack._sdk._transport`);
 * shipping an export folder into Ollama: blobs uploaded once (HEAD first, streamed body, sha256
   from the manifest), then ``create`` from the same spec that writes the Modelfile.
 """
@@ -50,7 +50,26 @@ import ollama
 import pydantic
 from ollama import ChatResponse, GenerateResponse, ProgressResponse, ShowResponse
 
-from . import _quants, _tools
+from .. import _quants
+from .._chat import _tools
+from .._chat._tools import ToolLike
+from .._errors import (
+    Gemma3PackError,
+    InputNotFound,
+    ModelNotFound,
+    ServerResponseError,
+    UsageError,
+    VisionNotSupported,
+)
+from .._export._manifest import (
+    ExportFile,
+    ExportManifest,
+    choose_packaging,
+    pick_model,
+    read_export,
+)
+from .._family import VARIANTS, get_variant
+from .._files import sha256_file
 from ._backends import (
     Backend,
     BackendName,
@@ -65,27 +84,9 @@ from ._backends import (
     make_backend,
     merge_options,
 )
-from ._errors import (
-    Gemma3PackError,
-    InputNotFound,
-    ModelNotFound,
-    ServerResponseError,
-    UsageError,
-    VisionNotSupported,
-)
-from ._export._manifest import (
-    ExportFile,
-    ExportManifest,
-    choose_packaging,
-    pick_model,
-    read_export,
-)
-from ._family import VARIANTS, get_variant
-from ._files import sha256_file
 from ._images import ImageLike, encode_images
 from ._messages import Messages, build_messages, has_images, normalise
 from ._progress import ProgressPrinter, ProgressReader, afile_chunks, finish, upload_bar
-from ._tools import ToolLike
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
@@ -174,7 +175,7 @@ def _vision_suggestion(model: str) -> str:
 
 
 def _modelfile() -> Any:
-    from . import _modelfile  # loaded only when shipping
+    from .. import _modelfile  # loaded only when shipping
 
     return _modelfile
 

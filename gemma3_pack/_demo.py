@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._errors import MissingDependency, OllamaError, OllamaNotRunning
-from .._family import SAMPLING
-from ._inspect import GGUFReport, inspect_gguf
-from ._patch import PatchResult, patch_gguf
+from ._errors import MissingDependency, OllamaError, OllamaNotRunning
+from ._family import SAMPLING
+from ._gguf._inspect import GGUFReport, inspect_gguf
+from ._gguf._patch import PatchResult, patch_gguf
 
 __all__ = ["DEMO_MODEL_NAME", "DEMO_PROMPT", "DemoResult", "run_demo"]
 
@@ -80,7 +80,7 @@ def demo_source() -> Path:
 
 
 def _write_modelfile(gguf: Path, out: Path) -> Path:
-    from .. import _modelfile
+    from . import _modelfile
 
     # FROM ./<file>: the folder can be moved or shared as a unit
     spec = _modelfile.spec_for_gguf(gguf, relative_to=out.parent)
@@ -146,7 +146,7 @@ def _why_greedy(say: Callable[[str], None]) -> None:
 def _ollama_step(
     gguf: Path, modelfile: Path, name: str, progress: bool, prompt: str = DEMO_PROMPT
 ) -> dict[str, Any]:
-    from .._client import Client
+    from ._sdk._client import Client
 
     command = f"ollama create {name} -f {modelfile}"
     probe = Client(timeout=3)

@@ -14,16 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._chat import template_kind
-from ._family import SIZES
-from ._litertlm_read import (
-    HF_TOKENIZER_ZLIB,
-    SP_TOKENIZER,
-    TFLITE_MODEL,
-    LiteRTLM,
-    read_litertlm,
-)
-from ._rules import Finding, Level
+from .._chat import template_kind
+from .._family import SIZES
+from .._rules import Finding, Level
+from ._litertlm_read import HF_TOKENIZER_ZLIB, SP_TOKENIZER, TFLITE_MODEL, LiteRTLM, read_litertlm
 
 __all__ = [
     "LITERTLM_RULES",

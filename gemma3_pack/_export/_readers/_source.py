@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import CheckpointError, InputNotFound, MissingDependency, NotGemma3, UsageError
-from .._family import SIZES
-from .._inputs import check_config, loads_json, read_json_object
+from ..._errors import CheckpointError, InputNotFound, MissingDependency, NotGemma3, UsageError
+from ..._family import SIZES
+from ..._inputs import check_config, loads_json, read_json_object
 
 __all__ = ["Checkpoint", "TensorInfo", "fetch", "open_checkpoint"]
 

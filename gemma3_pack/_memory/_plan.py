@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ._errors import InputError, NotGemma3, UsageError
-from ._family import SIZES, VARIANTS, Size, Variant, get_variant
-from ._quants import GGML
+from .._errors import InputError, NotGemma3, UsageError
+from .._family import SIZES, VARIANTS, Size, Variant, get_variant
+from .._quants import GGML
 
 __all__ = [
     "COMMON_QUANTS",
@@ -56,7 +56,7 @@ _GGML: dict[str, tuple[int, int, int]] = {n: (t.id, t.block, t.size) for n, t in
 _BY_ID = {v[0]: k for k, v in _GGML.items()}
 
 # A file type (what `-q` names) -> the default ggml type of its layer tensors.
-_QUANT_DEFAULT: dict[str, str] = {
+QUANT_DEFAULT: dict[str, str] = {
     "Q4_0": "Q4_0",
     "Q4_K_M": "Q4_K",
     "Q5_K_M": "Q5_K",
@@ -267,11 +267,11 @@ def quant_tensor_types(a: Arch, quant: str) -> list[tuple[str, tuple[int, ...], 
     shape fallback (270M/1B rows are not multiples of 256). 1-D tensors stay F32.
     """
     quant = quant.upper()
-    if quant not in _QUANT_DEFAULT:
+    if quant not in QUANT_DEFAULT:
         raise UsageError(
-            f"unknown quant {quant!r} for planning: choose one of {', '.join(_QUANT_DEFAULT)}"
+            f"unknown quant {quant!r} for planning: choose one of {', '.join(QUANT_DEFAULT)}"
         )
-    default = _QUANT_DEFAULT[quant]
+    default = QUANT_DEFAULT[quant]
     quantized = _GGML[default][1] > 1
     out: list[tuple[str, tuple[int, ...], str]] = []
     i_v = i_down = 0
@@ -321,7 +321,7 @@ def _weights_for_quant(a: Arch, quant: str) -> tuple[int, int]:
 # SigLIP-So400m as llama.cpp's converter writes the projector (`--mmproj`, F16): 2-D weights F16,
 # embeddings and 1-D tensors F32, mm.input_projection forced F16 (see reference/llamacpp.md §2).
 def _mmproj_bytes(text_hidden: int) -> int:
-    from ._family import SIGLIP as v
+    from .._family import SIGLIP as v
 
     d, f, n = v.hidden_size, v.intermediate_size, v.num_layers
     patches = (v.image_size // v.patch_size) ** 2
@@ -341,7 +341,7 @@ def _mmproj_compute_bytes(flash_attn: bool, dims: tuple[int, int, int, int] | No
     """Scratch of one image through the tower (SigLIP at 896 px: 4096 patches): activations, plus
     without flash attention all heads' patch x patch f32 scores. ``dims`` = (patches, width, ffn,
     heads) of a projector file; default Gemma 3's SigLIP."""
-    from ._family import SIGLIP as v
+    from .._family import SIGLIP as v
 
     patches, width, ffn, heads = dims or (
         (v.image_size // v.patch_size) ** 2,
@@ -533,8 +533,8 @@ class _Source:
 
 
 def _gguf_source(path: Path, quant: str | None, mmproj_path: Path | None) -> _Source:
-    from ._family import size_for_layers
-    from ._gguf._reader import open_gguf
+    from .._family import size_for_layers
+    from .._gguf._reader import open_gguf
 
     with open_gguf(path) as h:
         arch_name = h.architecture
@@ -618,7 +618,7 @@ def _resolve(
     path = Path(text)
     if text.lower().endswith(".gguf") or path.exists():
         if not path.is_file():
-            from ._errors import InputNotFound
+            from .._errors import InputNotFound
 
             raise InputNotFound(f"no such GGUF: {path}")
         return _gguf_source(path, quant, Path(mmproj) if mmproj is not None else None)
@@ -834,7 +834,7 @@ def auto_context(
 
     With ``gpu`` (card sizes or names, as ``plan --gpu`` takes them) the budget is those GPUs with
     every layer offloaded, placed as llama.cpp's CUDA backend places them
-    (:func:`gemma3_pack._plan_gpu.fit_gpus`, 1 GiB left free per card)."""
+    (:func:`gemma3_pack._memory._plan_gpu.fit_gpus`, 1 GiB left free per card)."""
     if (memory is None) == (gpu is None):
         raise UsageError("--num-ctx auto needs a budget: --memory SIZE or --gpu SIZE, not both")
     if gpu is not None:

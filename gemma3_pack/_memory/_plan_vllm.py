@@ -41,8 +41,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._errors import UsageError
-from ._family import SIGLIP, SIZES, VARIANTS, Size, Variant, get_variant
+from .._errors import UsageError
+from .._family import SIGLIP, SIZES, VARIANTS, Size, Variant, get_variant
 from ._plan import format_bytes
 from ._plan_gpu import parse_gpu
 

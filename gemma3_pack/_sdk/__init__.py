@@ -1,0 +1,1 @@
+"""The SDK: Client/AsyncClient over Ollama, llama-server and vLLM; requests, replies, transport, progress, images."""
