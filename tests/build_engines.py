@@ -8,16 +8,20 @@ missing fails at once with one line naming this command. This step builds, in or
                      llama-perplexity, ggml-rpc-server) — ``tests/_engines_llama.py``, CMake/Ninja;
 * ``ollama-0.24.0``  Ollama 0.24.0 from its Go module (cgo) — ``tests/_engines.py``;
 * ``ollama-0.34.4``  Ollama 0.34.4 and its llama-server engine — ``tests/_engines_ollama_new.py``;
-* ``ollama-render``  the small Go program that renders prompts as Ollama does — ``tests/_ollama_render.py``
+* ``ollama-render``  the small Go program that renders prompts as Ollama does — ``tests/_ollama_render.py``;
+* ``litert-venv``    the ``[litert]`` extra (litert-torch, Google's LiteRT-LM runtime) in a venv of its
+                     own, ``pip install`` of its exact pins (3.1 GB of wheels, 6.3 GB installed) —
+                     ``tests/_litert_env.py``
 
 into the test cache (``$GEMMA3_PACK_TEST_CACHE``, default ``~/.cache/gemma3-pack-tests``). Built
 engines are found and skipped at once. A build that stops (Ctrl-C, a timeout, a crash) resumes on the
-next run: CMake/Ninja keep their build folder, Go keeps its build cache. A build that fails is reported
-as one line with its log's path, the other engines are still built, and the exit status is 1.
+next run: CMake/Ninja keep their build folder, Go keeps its build cache, pip keeps the packages it
+installed. A build that fails is reported as one line with its log's path, the other engines are still
+built, and the exit status is 1.
 
 Examples::
 
-    .venv/bin/python tests/build_engines.py                  # everything (~60-75 min cold on 2 cores)
+    .venv/bin/python tests/build_engines.py                  # everything (~70-80 min cold on 2 cores)
     .venv/bin/python tests/build_engines.py --check          # what is built; exit 1 if anything is not
     .venv/bin/python tests/build_engines.py --only llama.cpp --only ollama-0.24.0
     .venv/bin/python tests/build_engines.py --timeout-min 240 # a slower machine
@@ -41,6 +45,7 @@ import _assets
 import _engines
 import _engines_llama
 import _engines_ollama_new
+import _litert_env
 import _ollama_render
 
 
@@ -105,6 +110,14 @@ ENGINES = (
         _render_built,
         lambda: _ollama_render.binary(),
         lambda: _assets.CACHE / "ollama-render",
+    ),
+    Engine(
+        "litert-venv",
+        "litert",
+        "~7 min",
+        _litert_env.is_built,
+        lambda: _litert_env.python(build=True),
+        _litert_env.log_path,
     ),
 )
 NAMES = tuple(e.name for e in ENGINES)

@@ -4,7 +4,8 @@ Fast part (no LiteRT): the section reader and every doctor rule on hand-built bu
 ``_litertlm_bundle.py`` is read identically by Google's ``litertlm_peek``, and the real exporter's
 output is read by the same reader below), the CLI's refusals (exit 2, one line, nothing written).
 
-Real part (``litert`` marker; the ``[litert]`` stack from ``tests/_litert_env.py``): ONE export, of a
+Real part (``litert`` marker; the ``[litert]`` venv that ``tests/build_engines.py`` builds, like the
+engines: without it these tests fail at once with one line naming that step): ONE export, of a
 LoRA adapter merged onto the real 270M weights, to an F32 GGUF and float + int8 ``.litertlm`` in one
 command (short KV cache and prefill: two conversions of ~3-5 min on 2 cores, peak ~6.5 GB); then
 Google's LiteRT-LM runtime runs both bundles with the chat template, start and stop tokens from
@@ -207,13 +208,8 @@ def test_vision_checkpoint_refused_without_text_only(tmp_path, fake_litert):
 
 @pytest.fixture(scope="module")
 def litert_py() -> Path:
-    py = _litert_env.python()
-    if py is None:
-        pytest.skip(
-            "the [litert] stack (litert-torch, LiteRT-LM; ~6 GB) is not installed: "
-            "python tests/_litert_env.py builds it"
-        )
-    return py
+    """The ``[litert]`` Python; missing, these tests fail with one line naming tests/build_engines.py."""
+    return _litert_env.python()
 
 
 @pytest.fixture(scope="module")
