@@ -10,9 +10,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import signal
 import stat
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -85,17 +85,23 @@ def atomic_path(dst: Path, *, mode: int | None = None, suffix: str = ".part") ->
 
 
 def stale_parts(dst: Path, suffix: str = ".part") -> list[Path]:
-    """Temp files of ``dst`` left by a gemma3-pack process that no longer runs (``kill -9``, a
-    power cut): ``.NAME.PID.XXXXXXXX.part`` whose PID is gone. A live writer's are never listed,
-    so two runs racing for one output keep their own temp files."""
+    """Temp files left in ``dst``'s folder by a gemma3-pack process that no longer runs (``kill -9``,
+    a power cut): ``.NAME.PID.XXXXXXXX.part`` (our own naming) whose PID is gone, for ``dst`` and
+    for every other output of that folder, so a killed ``-q Q8_0`` run is cleaned up by a later
+    ``-q F16`` one. A live writer's are never listed, so two runs racing for one output keep their
+    own temp files."""
     out = []
+    pattern = re.compile(r"\.(.+)\.(\d+)\.[a-z0-9_]{8}" + re.escape(suffix))
     try:
-        candidates = list(dst.parent.glob(f".{glob_escape(dst.name)}.*{suffix}"))
+        candidates = list(dst.parent.glob(f".*{suffix}"))
     except OSError:
         return []
     for part in candidates:
-        pid = part.name[len(dst.name) + 2 :].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+        m = pattern.fullmatch(part.name)
+        if m is None:
+            continue
+        pid = int(m.group(2))
+        if pid == os.getpid() or _alive(pid):
             continue
         try:
             if stat.S_ISREG(os.lstat(part).st_mode):
@@ -203,21 +209,12 @@ def write_text_atomic(dst: Path, text: str) -> Path:
 
 def sha256_file(path: Path, *, progress: bool = False, bufsize: int = 4 << 20) -> str:
     """sha256 hex digest of a file, read in chunks (constant memory), with an optional bar."""
-    from tqdm import tqdm
+    from ._progress import progress_bar
 
     digest = hashlib.sha256()
     with (
         open(path, "rb") as fh,
-        tqdm(
-            total=path.stat().st_size,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"sha256 {path.name}",
-            file=sys.stderr,
-            disable=None if progress else True,  # None: on only for a TTY
-            leave=False,
-        ) as bar,
+        progress_bar(path.stat().st_size, f"sha256 {path.name}", progress=progress) as bar,
     ):
         while chunk := fh.read(bufsize):
             digest.update(chunk)

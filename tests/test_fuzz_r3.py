@@ -1,6 +1,7 @@
 """Property-based fuzzing of the readers issue 19 found soft: the vision-layout conversions
-(``split_fused`` / ``fuse_pair`` over any key values and tensor shapes), QAT int4 configs of any
-shape, imatrix files with any sums and counts, and JSON that ``json`` itself chokes on.
+(``split_fused`` / ``fuse_pair`` over any key values and tensor shapes), the facts ``plan`` reads
+from a GGUF (every count and shape it loops over or divides by), QAT int4 configs of any shape,
+imatrix files with any sums and counts, and JSON that ``json`` itself chokes on.
 
 Same rules as tests/test_fuzz.py: each target may only raise the project's own one-line errors;
 anything else (ZeroDivisionError, TypeError, OverflowError, MemoryError, ...) is a bug, shrunk to
@@ -14,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _hostile import F32, STR, U32, U64, gemma3_kvs, kv
-from hypothesis import given
+from _hostile import ARR, BOOL, F32, STR, U32, U64, gemma3_kvs, kv, raw_gguf, tensor_info
+from hypothesis import event, given
 from hypothesis import strategies as st
 from test_fuzz import FUZZ, _folder, _own_errors_only
 from test_hostile_r3 import _CLIP, _VISION, _with_tensors
@@ -83,6 +84,77 @@ def test_fuzz_fuse(edits: dict[str, Any]) -> None:
 
         _own_errors_only(run)
         _nothing_written_unless_done(d, {"text.gguf", "mm.gguf"}, bool(done))
+
+
+# a small valid Gemma-3-shaped text header; the fuzzer edits any of these keys
+_PLAN_KEYS = {
+    "gemma3.block_count": (U32, 1),
+    "gemma3.embedding_length": (U32, 8),
+    "gemma3.feed_forward_length": (U32, 16),
+    "gemma3.attention.head_count": (U32, 2),
+    "gemma3.attention.head_count_kv": (U32, 1),
+    "gemma3.attention.key_length": (U32, 4),
+    "gemma3.context_length": (U32, 32768),
+    "gemma3.attention.sliding_window": (U32, 512),
+    "gemma3.attention.sliding_window_pattern": (U32, 6),
+    "general.file_type": (U32, 1),
+    **{k: v for k, v in _VISION.items() if k != "gemma3.vision.block_count"},
+}
+_PLAN_VALUES = st.one_of(
+    _VALUES,
+    st.tuples(st.just(U32), st.sampled_from([0, 1, 2, 6, 2**20, 2**31, 2**32 - 1])),
+    st.tuples(st.just(U64), st.sampled_from([2**31, 2**63, 2**64 - 1])),
+    st.tuples(st.just(BOOL), st.booleans()),
+    st.tuples(st.just(ARR), st.tuples(st.just(U32), st.lists(st.integers(0, 9), max_size=4))),
+)
+
+
+def _sized_gguf(path: Path, records: list[bytes], shapes: dict[str, tuple[int, ...]]) -> Path:
+    """A GGUF whose F32 tensors each get the bytes their shape needs (32-byte aligned)."""
+    infos, offset = [], 0
+    for name, shape in shapes.items():
+        infos.append(tensor_info(name, shape, 0, offset))
+        offset += -(-4 * int(np.prod(shape)) // 32) * 32
+    return raw_gguf(path, records, infos, b"\0" * offset)
+
+
+@FUZZ
+@given(
+    edits=st.dictionaries(st.sampled_from(sorted(_PLAN_KEYS)), _PLAN_VALUES, max_size=3),
+    embd=st.just((8, 16)) | _SHAPES,
+    vision=st.booleans(),
+    ctx=st.sampled_from([1, 4096, 131072, 2**31]),
+    engine=st.sampled_from(["llama.cpp", "ollama"]),
+)
+def test_fuzz_plan(
+    edits: dict[str, Any], embd: tuple[int, ...], vision: bool, ctx: int, engine: str
+) -> None:
+    """``plan_memory`` and ``auto_context`` (``modelfile --num-ctx auto``) on a GGUF whose header
+    says anything: a plan or one line, in bounded time (no loop sized by a claimed count)."""
+    import time
+
+    from gemma3_pack import plan_memory
+    from gemma3_pack._memory._plan import auto_context
+
+    with _folder() as d:
+        keys = {**_PLAN_KEYS, **edits}
+        records = [
+            kv("general.architecture", STR, "gemma3"),
+            *(kv(k, *v) for k, v in keys.items() if v is not None),
+        ]
+        names = ["token_embd.weight", "blk.0.attn_q.weight"]
+        if vision:
+            names.append("v.patch_embd.weight")  # a fused file: the vision keys are read too
+        shapes = {"token_embd.weight": embd, "blk.0.attn_q.weight": (8, 8)}
+        src = _sized_gguf(d / "m.gguf", records, {n: shapes.get(n, (8,)) for n in names})
+        before = src.read_bytes()
+        t0 = time.monotonic()
+        planned: list[object] = []
+        _own_errors_only(lambda: planned.append(plan_memory(src, ctx=ctx, engine=engine)))
+        event("planned" if planned else "refused")  # --hypothesis-show-statistics: both occur
+        _own_errors_only(lambda: auto_context(src, "8GB"))
+        assert time.monotonic() - t0 < 10
+        assert src.read_bytes() == before and {p.name for p in d.iterdir()} == {"m.gguf"}
 
 
 _JSON = st.recursive(

@@ -11,11 +11,13 @@ child's peak RSS and wall time measured (tests/_hostile.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import inspect
 import json
 import os
+import shutil
 import socket
 import struct
 import threading
@@ -841,15 +843,24 @@ def test_stale_part_files_of_dead_writers_are_removed_live_ones_kept(tmp_path: P
     src = raw_gguf(tmp_path / "m.gguf", gemma3_kvs())
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".out.gguf.{dead.pid}.abc123.part"
+    stale = tmp_path / f".out.gguf.{dead.pid}.abc123xy.part"
     stale.write_bytes(b"\0" * 4096)  # what kill -9 during a write leaves
-    live = tmp_path / f".out.gguf.{os.getpid()}.def456.part"  # a writer still running
+    live = tmp_path / f".out.gguf.{os.getpid()}.def456xy.part"  # a writer still running
     live.write_bytes(b"\0" * 10)
-    other = tmp_path / f".other.gguf.{dead.pid}.abc.part"  # another output's: not ours to judge
-    other.write_bytes(b"")
+    # another output's, left by a killed run with other -q types: ours too, its writer is dead
+    other = tmp_path / f".out-Q8_0.gguf.{dead.pid}.k2_9zzzq.part"
+    other.write_bytes(b"\0" * 4096)
+    theirs = [  # not our naming (no PID and 8-character tail): never touched
+        tmp_path / ".notes.txt.part",
+        tmp_path / f".out.gguf.{dead.pid}.abc.part",
+        tmp_path / f".out.gguf.x{dead.pid}.abcdefgh.part",
+    ]
+    for path in theirs:
+        path.write_bytes(b"keep")
     res = run_measured("patch", str(src), "-o", str(tmp_path / "out.gguf"))
     assert res.code == 0, res.stderr
-    assert not stale.exists() and live.exists() and other.exists()
+    assert not stale.exists() and not other.exists() and live.exists()
+    assert all(path.read_bytes() == b"keep" for path in theirs)
 
 
 def test_modelfile_check_on_a_huge_system_is_bounded_by_its_size(tmp_path: Path) -> None:
@@ -862,3 +873,202 @@ def test_modelfile_check_on_a_huge_system_is_bounded_by_its_size(tmp_path: Path)
     assert res.code == 1 and "no-template" in res.stdout and not res.stderr, res  # lint findings
     assert res.max_rss_mb < 150, f"peak RSS {res.max_rss_mb:.0f} MB"  # measured 103 (was 215)
     assert _state(tmp_path) == before
+
+
+# --- a FIFO, device or folder where a file is expected ------------------------------------------
+
+_NOT_A_FILE: dict[str, tuple[str, ...]] = {
+    "fifo": ("is a FIFO (named pipe), not a regular file",),
+    "device": ("/dev/null is a device or special file, not a regular file",),
+    "folder": ("is a folder",),
+}
+
+
+@pytest.mark.parametrize("kind", list(_NOT_A_FILE))
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("plan", "{x}"),
+        ("plan", "{text}", "--mmproj", "{x}"),
+        ("inspect", "{x}"),
+        ("doctor", "{x}"),
+        ("doctor", "--split", "{x}", "-o", "{out}"),
+        ("doctor", "--fuse", "{text}", "{x}", "-o", "{out}"),
+        ("patch", "{x}", "-o", "{out}"),
+        ("modelfile", "{x}"),
+        ("modelfile", "--check", "{x}"),
+        ("modelfile", "{text}", "{x}"),
+        ("eval", "{x}", "{text}"),
+        ("eval", "{text}", "{text}", "--text", "{x}"),
+        ("create", "m", "--from", "{x}"),
+    ],
+    ids=lambda c: " ".join(c) if isinstance(c, tuple) else c,
+)
+def test_a_fifo_device_or_folder_as_input_is_one_line(
+    command: tuple[str, ...], kind: str, tmp_path: Path
+) -> None:
+    """Every command that reads a file names what it got instead, never blocks on a FIFO or
+    reads a device forever, and never says "no such file" about a path that exists."""
+    from test_plan import _hostile_gguf
+
+    text = _hostile_gguf(tmp_path / "text.gguf", block_count=1)  # a valid Gemma 3 text GGUF
+    x = {"fifo": tmp_path / "pipe.gguf", "device": Path("/dev/null"), "folder": tmp_path / "d"}[
+        kind
+    ]
+    if kind == "fifo":
+        os.mkfifo(x)
+    elif kind == "folder":
+        x.mkdir()
+    if command[0] == "create" and kind == "folder":
+        os.mkfifo(x / "export.json")  # the folder is right, its manifest is a FIFO
+    before = _state(tmp_path)
+    fields = {"x": str(x), "text": str(text), "out": str(tmp_path / "out.gguf")}
+    args = [a.format(**fields) for a in command]
+    res = run_measured(*args, timeout=60)
+    needles = _NOT_A_FILE[kind]
+    if command[0] == "create":  # --from takes a folder: its export.json must be a file
+        needles = {
+            "fifo": ("is not a folder",),
+            "device": ("/dev/null", "not a folder"),
+            "folder": ("export.json", *_NOT_A_FILE["fifo"]),
+        }[kind]
+    _assert_refused(res, needles)
+    assert "no such" not in res.stderr.lower() and "not found" not in res.stderr.lower()
+    assert _state(tmp_path) == before  # nothing written, inputs unchanged
+
+
+@pytest.mark.parametrize("name", ["gemma3-4b-it", "google/gemma-3-4b-it"])
+@pytest.mark.parametrize("command", ["plan", "modelfile"])
+def test_a_folder_named_like_a_variant_means_the_variant(
+    command: str, name: str, tmp_path: Path
+) -> None:
+    """An HF checkout (``google/gemma-3-4b-it``) or an export's ``-o`` in the working folder does
+    not turn the variant's name into a path; a folder that names nothing is no GGUF."""
+    (tmp_path / name).mkdir(parents=True)
+    (tmp_path / "mine").mkdir()
+    before = _state(tmp_path)
+    res = run_measured(command, name, cwd=tmp_path)
+    assert res.code == 0 and "gemma3" in res.stdout.lower() and not res.stderr, res
+    _assert_refused(run_measured(command, "mine", cwd=tmp_path), ("mine is a folder", "GGUF"))
+    assert _state(tmp_path) == before
+
+
+# --- a disk that fills up while writing ----------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real filesystem of a few MB: a tmpfs mounted for this test (root only), unmounted after."""
+    import subprocess
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"disk-{size}"
+        where.mkdir()
+        try:
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.SubprocessError) as err:
+            pytest.skip(f"mounting a tmpfs is not permitted for this user ({err})")
+        mounted.append(where)
+        return where
+
+    mounted: list[Path] = []
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False, timeout=30)
+
+
+def test_a_disk_that_fills_during_export_is_one_line_and_leaves_nothing(
+    base_ckpt: Path, small_disk
+) -> None:
+    """The disk check passes, then another writer takes the rest of the disk while the GGUF is
+    being quantized and written: one line saying so, exit 2, no ``.part`` and no folder left."""
+    import subprocess
+    import sys
+
+    disk = small_disk("100m")
+    out = disk / "out"
+    before = _state(base_ckpt)
+    for _attempt in range(3):  # the filler must win the race against a 24 MB write
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "gemma3_pack", "export", str(base_ckpt), "-q", "Q4_K_M"),
+                *("-o", str(out), "--quiet"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        filled = False
+        while proc.poll() is None and not filled:
+            if out.is_dir() and any(p.name.endswith(".part") for p in out.iterdir()):
+                fd = os.open(disk / "filler", os.O_CREAT | os.O_WRONLY)
+                with contextlib.suppress(OSError):  # the writer may take a page meanwhile
+                    os.posix_fallocate(fd, 0, shutil.disk_usage(disk).free)
+                os.close(fd)
+                filled = True
+            time.sleep(0.002)
+        _, err = proc.communicate(timeout=300)
+        (disk / "filler").unlink(missing_ok=True)
+        if filled and proc.returncode != 0:
+            break
+        shutil.rmtree(out, ignore_errors=True)  # the export won the race: try again
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, err
+    assert "No space left on device" in lines[0] and "Traceback" not in err, lines[0]
+    assert "free space or choose another" in lines[0]
+    assert list(disk.iterdir()) == []  # neither the GGUF, its .part nor the -o folder
+    assert _state(base_ckpt) == before
+
+
+def test_llama_cpp_quantizer_on_a_full_disk_says_no_space(
+    base_ckpt: Path, small_disk, tmp_path: Path
+) -> None:
+    """The reference route (llama.cpp's ``llama_model_quantize``) reports ENOSPC as
+    "basic_ios::clear: iostream error"; the error names the full disk instead."""
+    pytest.importorskip("llama_cpp")
+    from gemma3_pack import QuantizeError
+    from gemma3_pack._export._quantize import quantize
+
+    res = run_measured("export", str(base_ckpt), "-q", "BF16", "-o", str(tmp_path / "bf16"))
+    assert res.code == 0, res.stderr
+    (src,) = (tmp_path / "bf16").glob("*.gguf")
+    disk = small_disk("2m")  # the 40 MB BF16 file quantizes to 24 MB
+    with pytest.raises(QuantizeError) as caught:
+        quantize(src, disk / "q.gguf", "Q4_K_M")
+    text = str(caught.value)
+    assert "\n" not in text and "iostream" not in text, text
+    assert text.startswith(f"cannot write {disk / 'q.gguf'} (Q4_K_M") and "No space left" in text
+    assert list(disk.iterdir()) == []
+
+
+def test_a_120_mb_imatrix_is_read_as_arrays_not_lists(base_ckpt: Path, tmp_path: Path) -> None:
+    """``--imatrix`` with 120 MB of sums: float32 arrays (one copy), not Python floats (the red
+    team measured 1.66 GB); the vectors do not fit this model, which is one line, nothing written."""
+    import gguf
+    import numpy as np
+
+    imx = tmp_path / "imatrix.gguf"
+    w = gguf.GGUFWriter(str(imx), arch="imatrix")
+    w.add_string("general.type", "imatrix")
+    for i in range(4):  # 4 x 30 MB
+        w.add_tensor(f"blk.{i}.attn_q.weight.in_sum2", np.ones(7_500_000, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.attn_q.weight.counts", np.ones(1, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    out = tmp_path / "out"
+    res = run_measured(
+        "export", str(base_ckpt), "-q", "Q4_K_M", "--imatrix", str(imx), "-o", str(out)
+    )
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.code == 2 and len(lines) == 1, res.stderr[-2000:]
+    assert "7500000 values for blk.0.attn_q.weight" in lines[0], lines[0]
+    assert "computed for another model" in lines[0]
+    assert res.max_rss_mb < 600, f"peak RSS {res.max_rss_mb:.0f} MB"  # measured 369
+    assert not out.exists()

@@ -24,7 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .._errors import InputNotFound, MissingDependency, UsageError
+from .._errors import InputNotFound, MissingDependency, NotGGUF, UsageError
+from .._inputs import regular_input
 from .._quants import QUANTS
 
 __all__ = ["EvalReport", "EvalResult", "builtin_text", "evaluate", "markdown_table"]
@@ -223,15 +224,17 @@ def evaluate(
     if not paths:
         raise UsageError("no GGUF to evaluate: give the files (the reference among them)")
     for p in paths:
-        if not p.is_file():
+        if not p.exists():
             raise InputNotFound(f"{p} not found: give the path of a GGUF file")
+        regular_input(p, "GGUF", error=NotGGUF)  # a FIFO would block, a device never ends
     info = {p: _file_info(p) for p in paths}
     if reference is None:  # the most bits per weight: the float file
         paths.sort(key=lambda p: -p.stat().st_size / max(1, info[p][1]))
     if text is not None:
         tp = Path(text)
-        if not tp.is_file():
+        if not tp.exists():
             raise InputNotFound(f"{tp} not found: give a UTF-8 text file for --text")
+        regular_input(tp, "--text")
         body = tp.read_text("utf-8", "replace")
     else:
         body = builtin_text()

@@ -196,12 +196,13 @@ def quantize(
         rc = lc.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))  # type: ignore[attr-defined]
         if rc != 0:
             detail = _last_error(log)
-            if "iostream" in detail or _disk_nearly_full(dst.parent):
+            full = _disk_nearly_full(dst.parent)  # checked while the partial file still holds it
+            if full or "iostream" in detail:
                 # llama.cpp's writer reports ENOSPC as "basic_ios::clear: iostream error"
+                why = "No space left on device" if full else "the disk is full or failing"
                 raise QuantizeError(
-                    f"llama.cpp's quantizer could not write {dst.name} -> {quant}: the disk "
-                    f"holding {dst.parent} is full (or failing): free space or choose another "
-                    "output folder" + (f" (llama.cpp: {detail})" if detail else "")
+                    f"cannot write {dst} ({quant}, llama.cpp's quantizer): {why}: free space "
+                    "or choose another output folder"
                 )
             raise QuantizeError(
                 f"llama.cpp's quantizer failed on {src.name} -> {quant} (code {rc})"
