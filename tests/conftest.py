@@ -159,3 +159,54 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     for line in sorted(config.stash.get(_MISSING, set[str]())):
         terminalreporter.write_line(f"engine missing: {line}", red=True)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir() -> Path:
+    """The real tokenizer files of the 270M fixture (tokenizer.model, tokenizer.json, config)."""
+    import _assets_ckpt
+
+    return _assets_ckpt.hf_checkpoint_270m()
+
+
+@pytest.fixture(scope="module")
+def base_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny valid checkpoint (real tokenizer); hostile cases link its big files and edit the rest."""
+    import _assets_ckpt
+    from _tiny_ckpt import make_ckpt
+
+    return make_ckpt(tmp_path_factory.mktemp("base") / "tiny", _assets_ckpt.hf_checkpoint_270m())
+
+
+@pytest.fixture(scope="session")
+def tool_parser(go_binary) -> Path:
+    """``tests/go/ollama_toolparse`` built once (keyed by its source), like the renderer."""
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    import _assets
+    import _ollama_render
+
+    source = Path(__file__).resolve().parent / "go" / "ollama_toolparse"
+
+    files = ("main.go", "go.mod", "go.sum")
+    digest = hashlib.sha256(b"".join((source / f).read_bytes() for f in files)).hexdigest()
+    out = _assets.cache_dir("ollama-toolparse", digest[:16])
+    exe = out / "ollama_toolparse"
+    if not exe.is_file():
+        with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
+            for f in files:
+                shutil.copyfile(source / f, Path(tmp) / f)
+            proc = subprocess.run(
+                [str(go_binary), "build", "-trimpath", "-buildvcs=false", "-o", exe.name, "."],
+                cwd=tmp,
+                env=_ollama_render._go_env(),
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+            assert proc.returncode == 0, proc.stderr[-4000:]
+            os.replace(Path(tmp) / exe.name, exe)
+    return exe

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _tiny_gguf import sha256, tiny_gguf, tiny_mmproj
 from conftest import assert_one_line_error
-from test_patch import sha256, tiny_gguf, tiny_mmproj
 
 
 def _truncated(gguf_270m: Path, folder: Path, size: int) -> Path:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import httpx
 import ollama
 import pytest
+from _fake_ollama import GEMMA, HOST, PNG, PNG_B64, REPLY
+from _fake_ollama import chunk as _chunk
+from _fake_ollama import ndjson as _ndjson
+from _fake_ollama import show as _show
 
 from gemma3_pack import (
     InputError,
@@ -30,49 +32,7 @@ from gemma3_pack import (
 from gemma3_pack._sdk._client import Client, merge_options
 from gemma3_pack._sdk._images import encode_image, sniff_format
 
-HOST = "http://ollama.test:11434"
-GEMMA = {"temperature": 1.0, "top_k": 64, "top_p": 0.95, "min_p": 0.0, "repeat_penalty": 1.0}
-REPLY = {
-    "model": "gemma3:4b",
-    "created_at": "2026-11-23T10:00:00Z",
-    "message": {"role": "assistant", "content": "Rayleigh scattering."},
-    "done": True,
-}
-
-
-def _png(width: int = 2, height: int = 2) -> bytes:
-    """A real, minimal RGB PNG built with the stdlib."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
-PNG = _png()
-PNG_B64 = base64.b64encode(PNG).decode()
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 16
-
-
-def _show(capabilities: list[str]) -> dict:
-    return {
-        "modelfile": "",
-        "template": "",
-        "details": {"family": "gemma3"},
-        "model_info": {},
-        "capabilities": capabilities,
-    }
 
 
 def _bodies(httpx_mock, path: str) -> list[dict]:
@@ -363,19 +323,6 @@ def test_image_formats_by_magic_number(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- streaming
-
-
-def _ndjson(*parts: dict) -> bytes:
-    return b"".join(json.dumps(p).encode() + b"\n" for p in parts)
-
-
-def _chunk(text: str, done: bool = False) -> dict:
-    return {
-        "model": "gemma3:4b",
-        "created_at": "2026-11-23T10:00:00Z",
-        "message": {"role": "assistant", "content": text},
-        "done": done,
-    }
 
 
 def test_streaming_yields_ollama_chunks(httpx_mock, client: Client) -> None:

@@ -8,8 +8,11 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
+from _fake_ollama import GEMMA, HOST, PNG, PNG_B64, REPLY
+from _fake_ollama import chunk as _chunk
+from _fake_ollama import ndjson as _ndjson
+from _fake_ollama import show as _show
 from _loopback import LoopbackOllama
-from test_client import GEMMA, HOST, PNG, PNG_B64, REPLY, _chunk, _ndjson, _show
 
 from gemma3_pack import ModelNotFound, OllamaNotRunning, OllamaResponseError, VisionNotSupported
 from gemma3_pack._sdk._client import AsyncClient, Client

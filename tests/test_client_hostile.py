@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _fake_ollama import HOST, REPLY
 from _loopback import LoopbackOllama
 from _loopback_openai import LoopbackOpenAI
 from conftest import assert_one_line_error
-from test_client import HOST, REPLY
 
 from gemma3_pack import InputError, ServerResponseError, ServerTimeout, UsageError
 from gemma3_pack._sdk._client import Client, read_export

@@ -14,9 +14,9 @@ import json
 
 import ollama
 import pytest
+from _fake_ollama import PNG, PNG_B64
 from _loopback import LoopbackOllama
 from _loopback_openai import LoopbackOpenAI
-from test_client import PNG, PNG_B64
 
 from gemma3_pack import (
     AsyncClient,

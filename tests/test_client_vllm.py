@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from test_client import PNG
-from test_client_real import CONVERSATION, SCHEMA
+from _fake_ollama import PNG
+from _real_chat import CONVERSATION, SCHEMA
 
 from gemma3_pack import Client, ModelNotFound
 

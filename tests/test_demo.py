@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from _tiny_gguf import sha256, tiny_mmproj
 from conftest import ROOT, assert_one_line_error
-from test_patch import sha256, tiny_mmproj
 
 from gemma3_pack._demo import DEMO_PROMPT, shown
 from gemma3_pack._family import SAMPLING

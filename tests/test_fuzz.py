@@ -14,46 +14,18 @@ example database (nothing written into the repo); the whole file runs in well un
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _fuzzing import FUZZ, _folder, _own_errors_only
 from _hostile import ARR, STR, U32, gemma3_kvs, gstr, kv, raw_gguf, safetensors_bytes, tensor_info
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gemma3_pack import Gemma3PackError
 
 pytestmark = pytest.mark.fuzz
-
-# GEMMA3_PACK_FUZZ_EXAMPLES=5000 for a longer local hunt; CI runs the fixed default
-MAX_EXAMPLES = int(os.environ.get("GEMMA3_PACK_FUZZ_EXAMPLES", "300"))
-FUZZ = settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-
-
-@contextmanager
-def _folder() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="gemma3-fuzz-") as tmp:
-        yield Path(tmp)
-
-
-def _own_errors_only(fn: Any, *args: Any) -> None:
-    try:
-        fn(*args)
-    except Gemma3PackError as err:
-        text = str(err)
-        assert text and "\n" not in text, text  # one line
-        assert "Traceback" not in text
 
 
 # any JSON value, nested a little, with the numbers a hostile file holds

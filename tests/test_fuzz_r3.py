@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _fused_keys import _CLIP, _VISION, _with_tensors
+from _fuzzing import FUZZ, _folder, _own_errors_only
 from _hostile import ARR, BOOL, F32, STR, U32, U64, gemma3_kvs, kv, raw_gguf, tensor_info
 from hypothesis import event, given
 from hypothesis import strategies as st
-from test_fuzz import FUZZ, _folder, _own_errors_only
-from test_hostile_r3 import _CLIP, _VISION, _with_tensors
 
 from gemma3_pack._gguf._layout import _names, fuse_pair, split_fused
 

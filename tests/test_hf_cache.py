@@ -18,9 +18,9 @@ import gguf
 import numpy as np
 import pytest
 from _hf_hub import COMMIT, LoopbackHub
+from _tiny_ckpt import make_ckpt, tiny_tensors
 from conftest import run_cli
 from safetensors.numpy import save_file
-from test_export_refusals import make_ckpt, tiny_tensors, tokenizer_dir  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def _shard(folder: Path) -> None:
 @pytest.mark.parametrize("layout", ["sharded", "unsharded"])
 def test_export_repo_id_from_the_real_hf_cache(
     layout: str,
-    tokenizer_dir: Path,  # noqa: F811 - the imported fixture
+    tokenizer_dir: Path,
     tmp_path: Path,
 ) -> None:
     repo = make_ckpt(tmp_path / "repo", tokenizer_dir)

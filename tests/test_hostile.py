@@ -11,7 +11,6 @@ Server replies, timeouts and ``chat --image`` are the SDK's corpus (tests/test_c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -38,24 +37,20 @@ from _hostile import (
     safetensors_bytes,
     tensor_info,
 )
+from _refusals import (
+    RSS_BOUND_MB,
+    SECONDS_BOUND,
+    _assert_refused,
+    _ckpt,
+    _meta_only,
+    _state,
+    _with_tensors,
+)
 from safetensors.numpy import save_file
-from test_export_refusals import TINY_CONFIG, make_ckpt
 
 from gemma3_pack.cli import UNEXPECTED
 
-RSS_BOUND_MB = 250  # measured: 40-120 MB per case, 160 MB for the 100 MB sparse token array
-SECONDS_BOUND = 20  # measured: 0.2-2.3 s per case on the 2-core machine
-
-
 # --- GGUF inputs (patch and inspect) --------------------------------------------------------
-
-
-def _meta_only(d: Path, *extra: bytes, name: str = "m.gguf", **kw) -> Path:
-    return raw_gguf(d / name, [*gemma3_kvs(), *extra], **kw)
-
-
-def _with_tensors(d: Path, tensors: list[bytes], data: bytes, *extra: bytes) -> Path:
-    return raw_gguf(d / "m.gguf", [*gemma3_kvs(), *extra], tensors, data)
 
 
 def _sparse_tokens(d: Path) -> Path:
@@ -145,40 +140,6 @@ GGUF_CASES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
 
 
 # --- checkpoint inputs (export) --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def base_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One tiny valid checkpoint (real tokenizer); cases link its big files and edit the rest."""
-    import _assets_ckpt
-
-    return make_ckpt(tmp_path_factory.mktemp("base") / "tiny", _assets_ckpt.hf_checkpoint_270m())
-
-
-def _ckpt(d: Path, base: Path, **edits: object) -> Path:
-    """A copy of ``base`` in ``d/ckpt``: big files as symlinks, small ones copied, then ``edits``
-    (file name -> bytes, or a dict merged into config.json, or None to delete)."""
-    out = d / "ckpt"
-    out.mkdir()
-    for f in base.iterdir():
-        if f.stat().st_size > 1 << 20:
-            (out / f.name).symlink_to(f)
-        else:
-            shutil.copy(f, out / f.name)
-    for fname, content in edits.items():
-        fname = fname.replace("__", ".")
-        target = out / fname
-        if target.is_symlink():
-            target.unlink()
-        if content is None:
-            target.unlink()
-        elif isinstance(content, bytes):
-            target.write_bytes(content)
-        elif isinstance(content, dict) and fname == "config.json":
-            target.write_text(json.dumps({**TINY_CONFIG, **content}))
-        else:
-            target.write_text(json.dumps(content))
-    return out
 
 
 def _sparse(path: Path, size: int, head: bytes = b"") -> None:
@@ -344,35 +305,6 @@ CKPT_CASES: dict[str, tuple[Callable[[Path, Path], Path], tuple[str, ...]]] = {
 }
 
 
-def _state(folder: Path) -> dict[str, object]:
-    """Every entry under ``folder``: content hash (small files), size+mtime (sparse giants)."""
-    out: dict[str, object] = {}
-    for p in sorted(folder.rglob("*")):
-        rel = str(p.relative_to(folder))
-        if p.is_symlink():
-            out[rel] = ("link", os.readlink(p))
-        elif p.is_fifo() or p.is_dir():
-            out[rel] = "fifo" if p.is_fifo() else "dir"
-        elif p.stat().st_size > 64 << 20:
-            st = p.stat()
-            out[rel] = ("big", st.st_size, st.st_mtime_ns)
-        else:
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
-def _assert_refused(res, needles: tuple[str, ...]) -> None:
-    assert UNEXPECTED not in res.stderr, res.stderr  # no validating layer may be bypassed
-    assert res.code == 2, (res.code, res.stderr[-2000:])
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, res.stderr[-2000:]
-    assert lines[0].startswith("error: ") and "Traceback" not in res.stderr, lines[0]
-    for needle in needles:
-        assert needle.lower() in lines[0].lower(), (needle, lines[0])
-    assert res.max_rss_mb < RSS_BOUND_MB, f"peak RSS {res.max_rss_mb:.0f} MB"
-    assert res.seconds < SECONDS_BOUND, f"{res.seconds:.1f} s"
-
-
 # What inspect makes of the GGUF cases it can read (the rest it refuses like patch): the file is
 # reported, with a finding of this code naming the problem ("" = a valid file, no such finding).
 INSPECT_FINDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -495,7 +427,7 @@ def test_modelfile_output_is_kept_without_force(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["patch", "modelfile"])
 def test_device_outputs_are_refused_even_with_force(command: str, tmp_path: Path) -> None:
-    from test_patch import tiny_gguf
+    from _tiny_gguf import tiny_gguf
 
     src = tiny_gguf(tmp_path / "m.gguf")
     before = os.stat("/dev/null")
@@ -632,7 +564,7 @@ main(["patch", sys.argv[1], "-o", sys.argv[2]])
 def test_input_truncated_while_mapped(guard: str, tmp_path: Path) -> None:
     """Without the CLI's handler the process dies of SIGBUS mid-write; with it, one line, exit 2,
     and the temp file being written is removed."""
-    from test_patch import tiny_gguf
+    from _tiny_gguf import tiny_gguf
 
     src = tiny_gguf(tmp_path / "m.gguf", n_vocab=300_000)
     res = subprocess.run(

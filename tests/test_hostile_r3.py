@@ -29,8 +29,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _fake_ollama import REPLY
 from _hostile import run_measured
-from test_client import REPLY
 
 from gemma3_pack import Gemma3PackError, ServerResponseError, ServerTimeout
 from gemma3_pack._sdk._backends import HTTPX_ERRORS, _common
@@ -447,8 +447,8 @@ def test_cli_chat_stream_cut_short_exits_2_after_the_text() -> None:
 def test_create_from_export_rehashes_a_file_that_changed(tmp_path: Path, change: str) -> None:
     """export.json's sha256 names the blob; a file that changed since (size differs, or
     ``verify=True``) is hashed again, so a daemon holding the old digest is not trusted."""
+    from _fake_export import make_export
     from _loopback import LoopbackOllama
-    from test_client_create import make_export
 
     export = make_export(tmp_path / "out")
     gguf_path = export / "my-gemma-Q4_K_M.gguf"
@@ -470,8 +470,8 @@ def test_create_from_export_rehashes_a_file_that_changed(tmp_path: Path, change:
 
 # =========================================================================== files, through the CLI
 
+from _fused_keys import _CLIP, _VISION, _with_tensors  # noqa: E402
 from _hostile import (  # noqa: E402
-    F32,
     STR,
     U32,
     gemma3_kvs,
@@ -480,41 +480,9 @@ from _hostile import (  # noqa: E402
     safetensors_bytes,
     tensor_info,
 )
-from test_hostile import _assert_refused, _ckpt, _state  # noqa: E402
-from test_hostile import base_ckpt as base_ckpt  # noqa: E402 - the fixture, shared
+from _refusals import _assert_refused, _ckpt, _state  # noqa: E402
 
 from gemma3_pack._gguf._layout import _names  # noqa: E402
-
-_VISION = {  # the fused layout's vision keys, as Ollama's converter writes them (1 layer)
-    "gemma3.vision.block_count": (U32, 1),
-    "gemma3.vision.embedding_length": (U32, 8),
-    "gemma3.vision.feed_forward_length": (U32, 16),
-    "gemma3.vision.image_size": (U32, 896),
-    "gemma3.vision.patch_size": (U32, 14),
-    "gemma3.vision.attention.head_count": (U32, 2),
-    "gemma3.vision.attention.layer_norm_epsilon": (F32, 1e-6),
-    "gemma3.mm.tokens_per_image": (U32, 256),
-}
-_CLIP = {
-    "general.architecture": (STR, "clip"),
-    "clip.projector_type": (STR, "gemma3"),
-    "clip.vision.projection_dim": (U32, 8),
-    "clip.vision.block_count": (U32, 1),
-    "clip.vision.embedding_length": (U32, 8),
-    "clip.vision.feed_forward_length": (U32, 16),
-    "clip.vision.image_size": (U32, 896),
-    "clip.vision.patch_size": (U32, 14),
-    "clip.vision.attention.head_count": (U32, 2),
-    "clip.vision.attention.layer_norm_epsilon": (F32, 1e-6),
-}
-
-
-def _with_tensors(
-    path: Path, records: list[bytes], names: list[str], shapes: dict | None = None
-) -> Path:
-    shapes = shapes or {}
-    infos = [tensor_info(n, shapes.get(n, (8,)), 0, 32 * i) for i, n in enumerate(names)]
-    return raw_gguf(path, records, infos, b"\0" * 32 * len(names))
 
 
 def _fused(d: Path, edits: dict | None = None, shapes: dict | None = None) -> Path:
@@ -909,7 +877,7 @@ def test_a_fifo_device_or_folder_as_input_is_one_line(
 ) -> None:
     """Every command that reads a file names what it got instead, never blocks on a FIFO or
     reads a device forever, and never says "no such file" about a path that exists."""
-    from test_plan import _hostile_gguf
+    from _plan_gguf import _hostile_gguf
 
     text = _hostile_gguf(tmp_path / "text.gguf", block_count=1)  # a valid Gemma 3 text GGUF
     x = {"fifo": tmp_path / "pipe.gguf", "device": Path("/dev/null"), "folder": tmp_path / "d"}[

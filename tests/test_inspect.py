@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_patch import make_bad_export, tiny_gguf, tiny_mmproj
+from _tiny_gguf import make_bad_export, tiny_gguf, tiny_mmproj
 
 from gemma3_pack._chat import OFFICIAL_TEMPLATE
 from gemma3_pack._gguf import inspect_gguf, patch_gguf

@@ -34,8 +34,8 @@ import _engines_llama
 import numpy as np
 import pytest
 from _assets_vision import hf_checkpoint_vision
+from _conversations import CORPUS
 from _engines_llama import LlamaServer, llama_bin, llama_server
-from test_go_conformance import CORPUS
 
 from gemma3_pack import export, patch_gguf
 from gemma3_pack._chat import render_chat

@@ -14,7 +14,8 @@ from typing import Any
 
 import _ollama_render
 import pytest
-from test_go_conformance import CORPUS, _reference, bot, sys_, user
+from _conversations import CORPUS, bot, sys_, user
+from _conversations import reference as _reference
 
 from gemma3_pack._chat import OLLAMA_TEMPLATE
 from gemma3_pack._modelfile import parse_modelfile, render_modelfile, spec_for_variant

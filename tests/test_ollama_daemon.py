@@ -40,8 +40,9 @@ import _engines
 import _engines_ollama_new
 import httpx
 import pytest
+from _conversations import CORPUS
+from _conversations import reference as _reference
 from conftest import run_cli
-from test_go_conformance import CORPUS, _reference
 
 from gemma3_pack import (
     OLLAMA_TEMPLATE,

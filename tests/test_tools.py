@@ -14,8 +14,8 @@ from typing import Literal
 import ollama
 import pydantic
 import pytest
+from _fake_ollama import HOST, REPLY
 from _loopback_openai import LoopbackOpenAI
-from test_client import HOST, REPLY
 
 from gemma3_pack import Client, ServerResponseError, UsageError
 from gemma3_pack._chat._tools import INSTRUCTION, apply, parse_calls, schemas

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_go_conformance import CORPUS
-from test_tools_corpus import CORPUS as REPLIES
-from test_tools_corpus import NAMES, SAME
-from test_tools_template import BOOK, TOOL_CORPUS, WEATHER, user
+from _conversations import CORPUS
+from _tool_conversations import BOOK, TOOL_CORPUS, WEATHER, user
+from _tool_replies import CORPUS as REPLIES
+from _tool_replies import NAMES, SAME
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from gemma3_pack import patch_gguf
