@@ -39,7 +39,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._chat import OFFICIAL_TEMPLATE, OLLAMA_TEMPLATE, render_chat, render_ollama
-    from ._export import ExportResult, export
+    from ._export import ExportOptions, ExportResult, export
     from ._export._eval import EvalReport, evaluate
     from ._export._fused import write_fused
     from ._export._litertlm import export_litertlm
@@ -81,6 +81,7 @@ __all__ = [
     "DoctorReport",
     "EvalReport",
     "ExportManifest",
+    "ExportOptions",
     "ExportResult",
     "GGUFReport",
     "Gemma3PackError",
@@ -164,6 +165,7 @@ _LAZY = {
     "spec_for_gguf": "._modelfile",
     "spec_for_variant": "._modelfile",
     "write_modelfile": "._modelfile",
+    "ExportOptions": "._export",
     "ExportResult": "._export",
     "export": "._export",
     "write_mmproj": "._export._mmproj",

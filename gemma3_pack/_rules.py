@@ -1,7 +1,8 @@
-"""One table of every check gemma3-pack makes on a GGUF, a projector pair or a Modelfile.
+"""One table of every check gemma3-pack makes on a GGUF, a projector pair, a Modelfile or a .litertlm.
 
 ``inspect`` (GGUF header lint), ``doctor`` (inspect's rules plus the model-fact, pair and layout
-rules) and ``modelfile --check`` (the Modelfile linter) all report :class:`Finding`\\ s whose
+rules; ``doctor model.litertlm`` for phone bundles) and ``modelfile --check`` (the Modelfile
+linter) all report :class:`Finding`\\ s whose
 ``code`` is a row of :data:`RULES`; the README's rule list is :func:`rules_markdown`. A row says
 what is checked, how bad it is, and what fixes it:
 
@@ -14,17 +15,36 @@ what is checked, how bad it is, and what fixes it:
 
 Levels: ``error`` — llama.cpp/Ollama refuse the file or Gemma 3 misbehaves; ``warning`` — works,
 but not as the Gemma team intends (or some apps fail); ``info`` — worth knowing, nothing breaks.
+
+A row's level and fix are written here once; its check and message live beside the input they
+read, registered under the row's code with a :class:`Checks` of that linter (``@CHECKS("code")``:
+a function that yields one message per problem). :meth:`Checks.run` runs a linter's checks in the
+table's order and builds every finding the one way, with :func:`finding`. Each code has exactly one
+check (tests/test_doctor.py holds the table and the registered checks against each other).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
-__all__ = ["RULES", "Finding", "Level", "Rule", "finding", "rules_markdown"]
+__all__ = [
+    "RULES",
+    "Check",
+    "Checks",
+    "Finding",
+    "Hit",
+    "Level",
+    "Rule",
+    "checked_codes",
+    "finding",
+    "passes",
+    "rules_markdown",
+]
 
 Level = Literal["error", "warning", "info"]
-Scope = Literal["gguf", "mmproj", "pair", "modelfile"]
+Scope = Literal["gguf", "mmproj", "pair", "modelfile", "litertlm"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,10 @@ class Finding:
     message: str
     line: int | None = None  # Modelfile line, when there is one
     fix: str | None = None  # how it is fixed (see the module docstring), from the rule
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return f"{self.level}: {where}{self.message} [{self.code}]"
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,14 @@ RULES: dict[str, Rule] = {
             "error",
             "gguf",
             "<start_of_turn>/<end_of_turn> are typed CONTROL",
+            "patch",
+        ),
+        _r(
+            "functiongemma-token-not-control",
+            "error",
+            "gguf",
+            "FunctionGemma's control tokens (ids 46-52: <start_function_declaration> ... <escape>) "
+            "are typed CONTROL",
             "patch",
         ),
         _r(
@@ -359,17 +391,137 @@ RULES: dict[str, Rule] = {
             "a projector is a second FROM, not an ADAPTER",
             "edit",
         ),
+        # --- .litertlm bundles (gemma3_pack/_lint/_litertlm_doctor.py): fixed by re-exporting --
+        _r(
+            "litertlm-no-model",
+            "error",
+            "litertlm",
+            "a TFLiteModel section holds the prefill/decode model",
+        ),
+        _r(
+            "litertlm-no-tokenizer",
+            "error",
+            "litertlm",
+            "a SentencePiece or HF tokenizer section is present and readable",
+        ),
+        _r(
+            "litertlm-vocab",
+            "error",
+            "litertlm",
+            "the tokenizer has Gemma 3's 262144 pieces with <bos>=2, <eos>=1, <start_of_turn>=105, "
+            "<end_of_turn>=106",
+        ),
+        _r("litertlm-no-metadata", "error", "litertlm", "an LlmMetadata section is present"),
+        _r("litertlm-start-token", "error", "litertlm", "the start token is <bos> (2)"),
+        _r(
+            "litertlm-stop-end-of-turn",
+            "error",
+            "litertlm",
+            "<end_of_turn> (106) is a stop token: without it a chat turn never ends",
+        ),
+        _r("litertlm-stop-eos", "warning", "litertlm", "<eos> (1) is a stop token too"),
+        _r(
+            "litertlm-template-missing",
+            "error",
+            "litertlm",
+            "a chat template (Jinja, or prompt affixes) is in the metadata",
+        ),
+        _r(
+            "litertlm-template-not-official",
+            "warning",
+            "litertlm",
+            "the Jinja template is Google's Gemma 3 template",
+        ),
+        _r(
+            "litertlm-model-type",
+            "warning",
+            "litertlm",
+            "the LLM model type is gemma3 or generic (LiteRT-LM applies per-model settings by it)",
+        ),
+        _r(
+            "litertlm-context",
+            "info",
+            "litertlm",
+            "max_num_tokens (the KV cache the runtime allocates) and the family's trained context",
+        ),
     )
 }
 
 
+def passes(findings: Iterable[Finding]) -> bool:
+    """No error or warning among ``findings`` (info findings are fine): a report's ``ok``."""
+    return not any(f.level in ("error", "warning") for f in findings)
+
+
 def finding(code: str, message: str, *, line: int | None = None) -> Finding:
-    """A :class:`Finding` of rule ``code``, with the rule's level and fix."""
+    """A :class:`Finding` of rule ``code``, with the rule's level and fix (the one way to make one)."""
     rule = RULES[code]
     return Finding(code, rule.level, message, line, rule.fix)
 
 
-def rules_markdown(scopes: tuple[Scope, ...] = ("gguf", "mmproj", "pair", "modelfile")) -> str:
+Hit = str | tuple[str, int | None]
+"""What a check yields per problem: the message, or (message, Modelfile line)."""
+C = TypeVar("C")
+Check = Callable[[C], Iterable[Hit]]
+_CHECKED: dict[str, str] = {}  # code -> the check registered for it (module.function)
+_ORDER = {code: i for i, code in enumerate(RULES)}
+
+
+class Checks(Generic[C]):
+    """The checks of one linter over one kind of input ``C``, keyed by rule code.
+
+    ``@checks("code")`` registers a function ``C -> Iterable[Hit]`` as the check of that row (a
+    row's scope must be one of ``scopes``; a code gets one check in the whole package).
+    ``@checks("code", alone=True)``: when it finds something, it is the only finding (the input
+    is too broken for the other checks, e.g. a Modelfile that does not parse).
+    """
+
+    def __init__(self, *scopes: Scope) -> None:
+        self.scopes = scopes
+        self._checks: dict[str, tuple[Check[C], bool]] = {}
+
+    def __call__(self, code: str, *, alone: bool = False) -> Callable[[Check[C]], Check[C]]:
+        rule = RULES[code]
+        if rule.scope not in self.scopes:
+            raise ValueError(f"rule {code} is a {rule.scope} rule, not one of {self.scopes}")
+
+        def register(check: Check[C]) -> Check[C]:
+            where = f"{check.__module__}.{check.__qualname__}"
+            if code in _CHECKED:
+                raise ValueError(f"rule {code} has two checks: {_CHECKED[code]} and {where}")
+            _CHECKED[code] = where
+            self._checks[code] = (check, alone)
+            self._checks = dict(sorted(self._checks.items(), key=lambda kv: _ORDER[kv[0]]))
+            return check
+
+        return register
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(self._checks)
+
+    def run(self, subject: C) -> list[Finding]:
+        """Every finding of this linter on ``subject``, in the rule table's order."""
+        out: list[Finding] = []
+        for code, (check, alone) in self._checks.items():
+            found = [
+                finding(code, hit) if isinstance(hit, str) else finding(code, hit[0], line=hit[1])
+                for hit in check(subject)
+            ]
+            if found and alone:
+                return found
+            out += found
+        return out
+
+
+def checked_codes() -> dict[str, str]:
+    """Each rule code with the check registered for it so far (the linters register on import)."""
+    return dict(_CHECKED)
+
+
+def rules_markdown(
+    scopes: tuple[Scope, ...] = ("gguf", "mmproj", "pair", "modelfile", "litertlm"),
+) -> str:
     """The README's rule list: one row per rule, in table order."""
     lines = ["| code | level | applies to | checks | fix |", "|---|---|---|---|---|"]
     for r in RULES.values():
@@ -380,6 +532,6 @@ def rules_markdown(scopes: tuple[Scope, ...] = ("gguf", "mmproj", "pair", "model
                 "split": "`doctor --split`",
                 "rename": "rename",
                 "edit": "edit the Modelfile",
-            }.get(r.fix or "", "re-convert")
+            }.get(r.fix or "", "re-export" if r.scope == "litertlm" else "re-convert")
             lines.append(f"| `{r.code}` | {r.level} | {r.scope} | {r.checks} | {fix} |")
     return "\n".join(lines)

@@ -7,13 +7,13 @@ gguf-py's writer (a Gemma 3 text GGUF and a ``clip`` projector), as `gemma3-pack
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tracemalloc
 from pathlib import Path
 
 import pytest
+from _fake_export import _entry, _sha, make_export
 from _loopback import LoopbackOllama
 from conftest import assert_one_line_error
 
@@ -23,69 +23,6 @@ from gemma3_pack._family import SAMPLING
 from gemma3_pack._sdk._client import Client
 
 PARAMETERS = {**SAMPLING, "stop": ["<end_of_turn>"]}
-
-
-def _gguf(path: Path, arch: str, payload: int) -> Path:
-    """A small but valid GGUF: one architecture key and one F32 tensor of ``payload`` floats."""
-    import gguf
-    import numpy as np
-
-    writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_name(path.stem)
-    writer.add_tensor(
-        "blk.0.weight" if arch != "clip" else "v.patch_embd.weight",
-        np.arange(payload, dtype=np.float32),
-    )
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _entry(folder: Path, rel: str, quant: str | None = None, sha: str | None = None) -> dict:
-    path = folder / rel
-    entry = {"path": rel, "size": path.stat().st_size, "sha256": sha or _sha(path)}
-    if quant:
-        entry["quant"] = quant
-    return entry
-
-
-def make_export(
-    folder: Path,
-    *,
-    vision: bool = False,
-    fused: bool = False,
-    quants: tuple[str, ...] = ("Q4_K_M",),
-) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    models = []
-    for i, quant in enumerate(quants):
-        rel = f"my-gemma-{quant}.gguf"
-        _gguf(folder / rel, "gemma3", 4096 + i)
-        models.append(_entry(folder, rel, quant))
-    manifest = {
-        "format": 1,
-        "name": "my-gemma",
-        "source": "ckpt",
-        "variant": "gemma3-4b-it",
-        "models": models,
-        "mmproj": None,
-        "fused": None,
-        "modelfile": "Modelfile",
-    }
-    if vision:
-        _gguf(folder / "mmproj-my-gemma-f16.gguf", "clip", 2048)
-        manifest["mmproj"] = _entry(folder, "mmproj-my-gemma-f16.gguf")
-    if fused:
-        _gguf(folder / "my-gemma-fused.gguf", "gemma3", 6144)
-        manifest["fused"] = _entry(folder, "my-gemma-fused.gguf")
-    (folder / "export.json").write_text(json.dumps(manifest, indent=2))
-    return folder
 
 
 @pytest.fixture
@@ -405,6 +342,46 @@ def test_create_from_variant_uses_from_and_pulls_the_base_first(
     assert [r.path for r in server.requests] == ["/api/show", "/api/create"]
 
 
+def test_create_from_variant_num_ctx_auto_and_tools(server: LoopbackOllama, client: Client) -> None:
+    """``num_ctx="auto"`` + ``gpu=`` and ``tools=True``: what ``modelfile --num-ctx auto --gpu
+    --tools`` writes, sent as create arguments; a refused budget sends nothing."""
+    from gemma3_pack._chat import OLLAMA_TOOLS_TEMPLATE
+    from gemma3_pack._memory._plan import auto_context
+
+    client.create_from_variant(
+        "gemma3-12b-it", "tools12", num_ctx="auto", gpu="rtx4090", tools=True, progress=False
+    )
+    body = server.requests[-1].body
+    assert body["template"] == OLLAMA_TOOLS_TEMPLATE
+    assert body["parameters"] == {
+        **PARAMETERS,
+        "num_ctx": auto_context("gemma3-12b-it", gpu="rtx4090"),
+    }
+    server.requests.clear()
+    with pytest.raises(UsageError, match="only go with --num-ctx auto"):
+        client.create_from_variant("gemma3-12b-it", "x", num_ctx=4096, memory="16GB")
+    with pytest.raises(UsageError, match="does not fit"):
+        client.create_from_variant("gemma3-27b-it", "x", num_ctx="auto", memory="4GB")
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(("exported", "asked", "template"), [
+    (True, None, "tools"), (False, None, "plain"), (True, False, "plain"), (False, True, "tools"),
+])  # fmt: skip
+def test_create_from_export_follows_export_tools(
+    tmp_path: Path, server: LoopbackOllama, client: Client, exported, asked, template
+) -> None:
+    """An ``export --tools`` folder ships with the tool-calling TEMPLATE unless told otherwise."""
+    from gemma3_pack._chat import OLLAMA_TOOLS_TEMPLATE
+
+    folder = make_export(tmp_path / "out")
+    manifest = json.loads((folder / "export.json").read_text())
+    (folder / "export.json").write_text(json.dumps({**manifest, "tools": exported}))
+    client.create_from_export(folder, "g", tools=asked, progress=False)
+    want = OLLAMA_TOOLS_TEMPLATE if template == "tools" else OLLAMA_TEMPLATE
+    assert server.requests[-1].body["template"] == want
+
+
 def test_create_from_gguf_on_a_missing_file(tmp_path: Path, client: Client) -> None:
     with pytest.raises(InputNotFound, match=r"nope\.gguf"):
         client.create_from_gguf(tmp_path / "nope.gguf", "x", progress=False)
@@ -469,7 +446,7 @@ def test_readme_sdk_quickstart_runs_as_written(server: LoopbackOllama, tmp_path:
     )
     assert block is not None, "README.md lost its <!-- sdk-quickstart --> block"
     assert block.group(1) == QUICKSTART, "README SDK quickstart drifted from this test"
-    from test_client import PNG
+    from _fake_ollama import PNG
 
     (tmp_path / "cat.png").write_bytes(PNG)
     env = {**os.environ, "OLLAMA_HOST": server.url}
@@ -643,6 +620,20 @@ def test_cli_create(server: LoopbackOllama, cli, tmp_path: Path) -> None:
     assert_one_line_error(
         cli("create", "x", "--from", str(tmp_path), "--host", server.url), "export.json"
     )
+
+
+def test_cli_create_num_ctx_auto_and_tools(server: LoopbackOllama, cli) -> None:
+    """``create --variant … --num-ctx auto --gpu … --tools`` sends what the library call sends."""
+    from gemma3_pack._chat import OLLAMA_TOOLS_TEMPLATE
+    from gemma3_pack._memory._plan import auto_context
+
+    args = ("create", "t", "--variant", "gemma3-12b-it", "--host", server.url)
+    result = cli(*args, "--num-ctx", "auto", "--gpu", "rtx4090", "--tools")
+    assert result.code == 0, result.stderr
+    body = server.calls("POST", "/api/create")[-1].body
+    assert body["template"] == OLLAMA_TOOLS_TEMPLATE
+    assert body["parameters"]["num_ctx"] == auto_context("gemma3-12b-it", gpu="rtx4090")
+    assert_one_line_error(cli(*args, "--memory", "16GB"), "only go with --num-ctx auto")
 
 
 def test_cli_help_has_examples(cli) -> None:

@@ -17,24 +17,12 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
+from _real_chat import CONVERSATION, SCHEMA
 
 from gemma3_pack import Client, VisionNotSupported, patch_gguf
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-CONVERSATION = [
-    {"role": "system", "content": "You are a terse assistant."},
-    {"role": "user", "content": "Hello."},
-    {"role": "user", "content": "What colour is the clear daytime sky?"},
-    {"role": "assistant", "content": "Blue."},
-    {"role": "system", "content": "Answer with one word."},
-    {"role": "user", "content": "And grass?"},
-]
-SCHEMA = {
-    "type": "object",
-    "properties": {"colour": {"type": "string", "enum": ["blue", "green", "red"]}},
-    "required": ["colour"],
-}
 OPTIONS = {"num_predict": 24, "seed": 1, "temperature": 0.0}
 SHORT = {**OPTIONS, "num_predict": 6}
 

@@ -313,6 +313,19 @@ def test_rule_table_is_the_one_table(tmp_path: Path) -> None:
         assert f.fix == RULES[f.code].fix
 
 
+def test_every_rule_has_exactly_one_check() -> None:
+    # a lint rule is its row in RULES plus the one check registered under its code (inspect,
+    # doctor and the Modelfile linter register theirs on import)
+    import gemma3_pack._lint._litertlm_doctor  # noqa: F401  (registers the .litertlm checks)
+    from gemma3_pack._rules import Checks, checked_codes
+
+    assert set(checked_codes()) == set(RULES)
+    with pytest.raises(ValueError, match="two checks"):
+        Checks("gguf")("template-missing")(lambda subject: iter(()))
+    with pytest.raises(ValueError, match="not one of"):
+        Checks("modelfile")("template-missing")
+
+
 def test_inspect_findings_carry_the_rule_fix(gguf_270m: Path) -> None:
     r = inspect_gguf(gguf_270m)
     assert {f.code: f.fix for f in r.findings} == {
@@ -407,7 +420,9 @@ def test_split_fused_gives_the_llama_cpp_pair(
 @pytest.mark.llama
 @pytest.mark.slow
 def test_split_pair_runs_in_mtmd(fused_270m: Path, tmp_path: Path) -> None:
-    from test_vision_mtmd import _assert_matches_reference, _clip_embedding, _image
+    from _vision_ref import assert_matches_reference as _assert_matches_reference
+    from _vision_ref import clip_embedding as _clip_embedding
+    from _vision_ref import image as _image
 
     from gemma3_pack._gguf._layout import split_fused
 

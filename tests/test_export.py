@@ -10,12 +10,14 @@ name) and the keys we add on purpose.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 
 import _assets_ckpt
 import _oracle
+import click
 import numpy as np
 import pytest
 
@@ -203,3 +205,113 @@ def test_inputs_untouched_and_rerun_replaces_outputs(ckpt270: Path, tmp_path: Pa
         "export.json",
         "g3-Q8_0.gguf",
     ]
+
+
+@pytest.mark.slow
+def test_export_tools_writes_what_patch_tools_writes(cli, ckpt270: Path, tmp_path: Path) -> None:
+    """``export --tools``: every GGUF is the plain export patched with ``patch --tools`` (byte for
+    byte), doctor accepts it, and the Modelfile and export.json carry the tool-calling template."""
+    from gemma3_pack import ExportOptions, doctor_gguf, patch_gguf
+    from gemma3_pack._chat import OLLAMA_TOOLS_TEMPLATE, TOOLS_CHAT_TEMPLATE
+    from gemma3_pack._modelfile import check_modelfile, parse_modelfile
+
+    opts = ExportOptions(quants="Q8_0", name="g3t")
+    plain = export(ckpt270, opts, output_dir=tmp_path / "plain", progress=False)
+    r = cli("export", str(ckpt270), "-q", "Q8_0", "--name", "g3t", "--tools", "-o",
+            str(tmp_path / "tools"), "--json")  # fmt: skip
+    assert r.code == 0, r.stderr
+    tools_gguf = tmp_path / "tools" / "g3t-Q8_0.gguf"
+    assert json.loads(r.stdout)["models"][0]["path"] == str(tools_gguf)
+
+    patched = patch_gguf(plain.models[0].path, tmp_path / "patched.gguf", tools=True)
+    assert patched.changed
+    assert tools_gguf.read_bytes() == patched.dst.read_bytes()
+    with open_gguf(tools_gguf) as h:
+        assert h.get("tokenizer.chat_template") == TOOLS_CHAT_TEMPLATE
+    report = doctor_gguf(tools_gguf)
+    assert report.ok and report.findings == [], report.to_text()
+    assert not patch_gguf(tools_gguf, tmp_path / "again.gguf").changed  # doctor/patch keep it
+
+    manifest = json.loads((tmp_path / "tools" / "export.json").read_text())
+    assert manifest["tools"] is True
+    assert json.loads((tmp_path / "plain" / "export.json").read_text())["tools"] is False
+    modelfile = tmp_path / "tools" / "Modelfile"
+    assert parse_modelfile(modelfile.read_text()).template == OLLAMA_TOOLS_TEMPLATE
+    assert [f for f in check_modelfile(modelfile) if f.level == "error"] == []
+    card = (tmp_path / "tools" / "README.md").read_text()
+    assert "tool calling" in card
+    assert "## Fits on" in card and "\n| `g3t-Q8_0.gguf` | 32K | 32K |" in card
+
+
+def test_every_export_option_is_a_cli_flag() -> None:
+    """The click options of ``gemma3-pack export`` are generated from :class:`ExportOptions`:
+    each field is one flag with the field's default and help; the other flags are the CLI's own."""
+    from gemma3_pack import ExportOptions
+    from gemma3_pack.cli.export import export as command
+
+    params = {p.name: p for p in command.params}
+    fields = dataclasses.fields(ExportOptions)
+    for f in fields:
+        param = params[f.name]
+        assert isinstance(param, click.Option)
+        assert (param.default, param.help) == (f.default, f.metadata["help"]), f.name
+        assert param.is_flag == (f.type in ("bool", "bool | None")), f.name  # --x or --x/--no-x
+    assert set(params) - {f.name for f in fields} == {
+        "source", "formats", "text_only", "litert_cache", "litert_prefill", "as_json", "quiet",
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_export_options_as_object_and_keywords(ckpt270: Path, tmp_path: Path) -> None:
+    from gemma3_pack import ExportOptions
+    from gemma3_pack._export import plan_export
+
+    opts = ExportOptions(quants="Q8_0", name="a", output_dir=tmp_path / "a")
+    plan = plan_export(ckpt270, opts, name="b", progress=False)  # keywords win over the object
+    assert (plan.name, plan.chosen, plan.out_dir, plan.tools) == (
+        "b",
+        ["Q8_0"],
+        tmp_path / "a",
+        False,
+    )
+    assert opts.name == "a"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.name = "c"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="'quant'"):
+        export(ckpt270, quant="Q8_0", output_dir=tmp_path / "never")
+    with pytest.raises(TypeError, match="ExportOptions"):
+        export(ckpt270, {"quants": "Q8_0"}, output_dir=tmp_path / "never")  # type: ignore[arg-type]
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.slow
+def test_card_fits_on_table_is_the_gpu_planners(
+    gguf_270m: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The model card's "Fits on" cells are ``fit_gpus`` on each card, text only / with the
+    projector; cards too small for 4K show "-" and cards past the full context are not re-planned."""
+    import _assets_vision
+
+    from gemma3_pack import fit_gpus, write_mmproj
+    from gemma3_pack._export._manifest import fits_on_section
+    from gemma3_pack._memory import _plan_gpu
+
+    cards = ("1GB", "1.8GB", "24GB")  # nothing, some of the context, all of it
+    monkeypatch.setattr(_plan_gpu, "TABLE_CARDS", cards)
+    tower = _assets_vision.hf_checkpoint_vision("release", text=False)
+    mmproj = write_mmproj(tower, tmp_path / "mmproj-t-F16.gguf", progress=False)
+    section = fits_on_section([gguf_270m], mmproj, context_length=32768)
+
+    def k(n: int) -> str:
+        return f"{n // 1024}K" if n else "-"
+
+    cells = [
+        " / ".join(
+            k(fit_gpus(c, gguf_270m, mmproj=mmproj if v else None, vision=v)[0].max_ctx)
+            for v in (False, True)
+        )
+        for c in cards
+    ]
+    assert cells[0] == "- / -" and cells[-1] == "32K / 32K" and len(set(cells)) >= 3, cells
+    assert "| file | 1 GB | 1.8 GB | 24 GB |\n" in section
+    assert f"\n| `{gguf_270m.name}` | " + " | ".join(cells) + " |\n" in section

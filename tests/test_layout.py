@@ -35,6 +35,7 @@ FOUNDATION = {
     "_family",
     "_settings",
     "_quants",
+    "_progress",
     "_rules",
     "_version",
 }

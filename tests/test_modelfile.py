@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -216,12 +217,73 @@ def test_spec_for_gguf_real_270m(gguf_270m: Path) -> None:
 def test_spec_for_gguf_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(InputNotFound, match="does not exist"):
         spec_for_gguf(tmp_path / "nope.gguf")
-    with pytest.raises(InputNotFound, match="not a file"):
+    with pytest.raises(NotGGUF, match="is a folder, not a GGUF"):  # as open_gguf says it
         spec_for_gguf(tmp_path)
     text = tmp_path / "notes.gguf"
     text.write_text("hello")
     with pytest.raises(NotGGUF, match="not a GGUF"):
         spec_for_gguf(text)
+
+
+# ------------------------------------------------------------------------------ num_ctx="auto"
+
+
+@pytest.mark.parametrize(
+    "budget",
+    [dict(memory="16GB"), dict(gpu="rtx4090"), dict(gpu=["12GB", "12GB"])],
+    ids=["memory", "gpu", "two-gpus"],
+)
+def test_num_ctx_auto_in_the_library_is_the_planners(cli, budget: dict) -> None:
+    """``num_ctx="auto"`` is the planner's largest context, and the CLI is this same call."""
+    from gemma3_pack._memory._plan import auto_context
+
+    spec = spec_for_variant("gemma3-12b-it", num_ctx="auto", tools=True, **budget)
+    n = auto_context("gemma3-12b-it", budget.get("memory"), gpu=budget.get("gpu"))
+    assert spec.parameters["num_ctx"] == n
+    assert 256 <= n <= 131072 and n % 256 == 0
+    gpus = budget.get("gpu", [])
+    flags = (
+        ["--memory", budget["memory"]]
+        if "memory" in budget
+        else [a for g in ([gpus] if isinstance(gpus, str) else gpus) for a in ("--gpu", g)]
+    )
+    r = cli("modelfile", "gemma3-12b-it", "--num-ctx", "auto", *flags, "--tools", "--json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["spec"] == spec.to_dict()
+
+
+def test_num_ctx_auto_for_a_gguf_plans_that_file(gguf_270m: Path) -> None:
+    from gemma3_pack._memory._plan import auto_context
+
+    spec = spec_for_gguf(gguf_270m, num_ctx="auto", memory="1GB")
+    assert spec.parameters["num_ctx"] == auto_context(str(gguf_270m), "1GB")
+    assert spec.from_ == [str(gguf_270m.resolve())]
+
+
+AUTO_REFUSALS = [
+    (dict(num_ctx="auto"), ["--num-ctx", "auto"], "needs --memory or --gpu"),
+    (dict(num_ctx=4096, memory="16GB"), ["--num-ctx", "4096", "--memory", "16GB"], "only go"),
+    (dict(gpu="24GB"), ["--gpu", "24GB"], "only go with --num-ctx auto"),
+    (dict(num_ctx="lots"), ["--num-ctx", "lots"], "a number of tokens or `auto`"),
+    (
+        dict(num_ctx="auto", memory="16GB", gpu="24GB"),
+        ["--num-ctx", "auto", "--memory", "16GB", "--gpu", "24GB"],
+        "not both",
+    ),
+    (dict(num_ctx="auto", gpu="4GB"), ["--num-ctx", "auto", "--gpu", "4GB"], "does not fit"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flags", "needle"), AUTO_REFUSALS, ids=[n for _, _, n in AUTO_REFUSALS]
+)
+def test_num_ctx_auto_refusals_are_the_clis(cli, kwargs: dict, flags: list, needle: str) -> None:
+    """The library refuses what the CLI refuses, with the very same one-line message."""
+    with pytest.raises(UsageError, match=re.escape(needle)) as err:
+        spec_for_variant("gemma3-27b-it", **kwargs)
+    r = cli("modelfile", "gemma3-27b-it", *flags)
+    assert_one_line_error(r, needle)
+    assert r.stderr.strip() == f"error: {err.value}"
 
 
 # ------------------------------------------------------------------------------ create kwargs
@@ -500,7 +562,7 @@ def test_lint_reports_line_numbers() -> None:
     findings = check_modelfile(
         "FROM gemma3:1b\nPARAMETER stop <end_of_turn>\nPARAMETER temperature 0.2\nFOO bar\n"
     )
-    assert findings == [Finding("error", "syntax", findings[0].message, 4)]
+    assert findings == [Finding("syntax", "error", findings[0].message, 4)]
     assert findings[0].message.startswith("(line 4): command must be one of")
     off = check_modelfile("FROM gemma3:1b\nPARAMETER stop <end_of_turn>\n\nPARAMETER top_p 0.5")
     codes = [(f.code, f.line) for f in off]

@@ -39,11 +39,14 @@ from typing import Any, Literal
 from .._errors import MissingDependency, UsageError
 
 __all__ = [
+    "LIBRARY_TEMPLATE_4B19",
+    "LIBRARY_TEMPLATE_E0A4",
     "LICENSE_NOTICE",
     "OFFICIAL_TEMPLATE",
     "OLLAMA_TEMPLATE",
     "OLLAMA_TOOLS_TEMPLATE",
     "TOOLS_CHAT_TEMPLATE",
+    "TemplateKind",
     "data_text",
     "is_official_template",
     "ollama_data",
@@ -73,8 +76,56 @@ OLLAMA_TOOLS_TEMPLATE: str = data_text("gemma3-tools.gotmpl")
 TOOLS_CHAT_TEMPLATE: str = data_text("gemma3-tools-json.jinja")
 LICENSE_NOTICE: str = data_text("LICENSE").strip()
 
+# ollama.com's Gemma 3 templates (library blobs, verified by digest): e0a42594d802 (gemma3:1b,
+# gemma3:4b) makes a system message its own user turn; 4b19ac7dd2fb (gemma3:270m) folds it into
+# the first user turn like Google's Jinja.
+LIBRARY_TEMPLATE_E0A4 = (
+    "{{- range $i, $_ := .Messages }}\n"
+    "{{- $last := eq (len (slice $.Messages $i)) 1 }}\n"
+    '{{- if or (eq .Role "user") (eq .Role "system") }}<start_of_turn>user\n'
+    "{{ .Content }}<end_of_turn>\n"
+    "{{ if $last }}<start_of_turn>model\n"
+    "{{ end }}\n"
+    '{{- else if eq .Role "assistant" }}<start_of_turn>model\n'
+    "{{ .Content }}{{ if not $last }}<end_of_turn>\n"
+    "{{ end }}\n"
+    "{{- end }}\n"
+    "{{- end }}"
+)
+LIBRARY_TEMPLATE_4B19 = (
+    "{{- $systemPromptAdded := false }}\n"
+    "{{- range $i, $_ := .Messages }}\n"
+    "{{- $last := eq (len (slice $.Messages $i)) 1 }}\n"
+    '{{- if eq .Role "user" }}<start_of_turn>user\n'
+    "{{- if (and (not $systemPromptAdded) $.System) }}\n"
+    "{{- $systemPromptAdded = true }}\n"
+    "{{ $.System }}\n"
+    "{{ end }}\n"
+    "{{ .Content }}<end_of_turn>\n"
+    "{{ if $last }}<start_of_turn>model\n"
+    "{{ end }}\n"
+    '{{- else if eq .Role "assistant" }}<start_of_turn>model\n'
+    "{{ .Content }}{{ if not $last }}<end_of_turn>\n"
+    "{{ end }}\n"
+    "{{- end }}\n"
+    "{{- end }}"
+)
+
 Message = Mapping[str, Any]
-TemplateKind = Literal["official", "official-no-bos", "ollama-launch", "tools", "other"]
+TemplateKind = Literal[
+    # Jinja (a GGUF's tokenizer.chat_template, a .litertlm's prompt template)
+    "official",
+    "official-no-bos",
+    "ollama-launch",
+    "tools",
+    "other",
+    # Ollama Go (a Modelfile's TEMPLATE)
+    "go-known",  # ours (OLLAMA_TEMPLATE, OLLAMA_TOOLS_TEMPLATE) or ollama.com's 4b19ac7dd2fb
+    "go-system-turn",  # ollama.com's e0a42594d802: a system prompt becomes its own user turn
+    "go-not-gemma",  # no <start_of_turn>/<end_of_turn> turns
+    "go-legacy",  # the .Prompt/.Response form, not .Messages
+    "go-custom",  # Gemma-style, but not a known-good one
+]
 
 
 # --------------------------------------------------------------------------- Jinja (official)
@@ -152,7 +203,7 @@ def _normalize(text: str) -> str:
 
 def is_official_template(text: str | None) -> bool:
     """True when ``text`` is Google's Gemma 3 template (line endings and edge whitespace aside)."""
-    return text is not None and _normalize(text) == _normalize(OFFICIAL_TEMPLATE)
+    return template_kind(text) == "official"
 
 
 # The launch-era (March 2025) tokenizer_config template: same as today's but without the
@@ -170,16 +221,28 @@ _LAUNCH_TEMPLATE = OFFICIAL_TEMPLATE.replace(
 )
 
 
-def template_kind(text: str | None) -> TemplateKind | None:
+def template_kind(
+    text: str | None, *, dialect: Literal["jinja", "go"] = "jinja"
+) -> TemplateKind | None:
     """Which known Gemma 3 chat template ``text`` is; ``None`` when there is no template.
 
-    ``official``: Google's current template. ``official-no-bos``: the same without the leading
+    The one classifier of templates: the GGUF lint, doctor, patch, the .litertlm doctor and the
+    Modelfile lint all ask it and map its answer to their rules (gemma3_pack/_rules.py).
+
+    ``dialect="go"`` (an Ollama TEMPLATE, every text is classified, the empty one too):
+    ``go-known``: ours or ollama.com's 4b19ac7dd2fb; ``go-system-turn``: ollama.com's
+    e0a42594d802; ``go-not-gemma``: no Gemma turn tokens; ``go-legacy``: ``.Prompt`` instead of
+    ``.Messages``; ``go-custom``: any other Gemma-style template.
+
+    ``dialect="jinja"``: ``official``: Google's current template. ``official-no-bos``: the same without the leading
     ``{{ bos_token }}`` (re-uploads that strip it to avoid a double BOS; harmless in llama.cpp,
     but the text no longer matches what Hugging Face's Ollama mapper keys on).
     ``ollama-launch``: the launch-era template without the ``is string`` branch for the system
     message. ``tools``: gemma3-pack's template with tool calling (``patch --tools``), which
     renders Google's text when a conversation has no tools. ``other``: anything else.
     """
+    if dialect == "go":
+        return None if text is None else _go_kind(text)
     if text is None or not text.strip():
         return None
     norm = _normalize(text)
@@ -202,6 +265,18 @@ def template_kind(text: str | None) -> TemplateKind | None:
     ):
         return "ollama-launch"  # a re-formatted copy of the launch-era template
     return "other"
+
+
+def _go_kind(text: str) -> TemplateKind:
+    if text in (OLLAMA_TEMPLATE, OLLAMA_TOOLS_TEMPLATE, LIBRARY_TEMPLATE_4B19):
+        return "go-known"
+    if text == LIBRARY_TEMPLATE_E0A4:
+        return "go-system-turn"
+    if "<start_of_turn>" not in text or "<end_of_turn>" not in text:
+        return "go-not-gemma"
+    if ".Messages" not in text:
+        return "go-legacy"
+    return "go-custom"
 
 
 # --------------------------------------------------------------------------- Ollama (Go)

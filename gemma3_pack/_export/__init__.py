@@ -12,6 +12,7 @@ The pipeline, one concern per module:
     (../_quants: one row per quant type and llama.cpp's type per tensor; ../_ggml: ggml's kernels)
     _mmproj    the vision projector (second output, for Gemma3ForConditionalGeneration)
     _manifest  export.json, SHA256SUMS, Modelfile, README.md model card
+    _options   ExportOptions: every export option once (the CLI builds its flags from it)
 """
 
 from __future__ import annotations
@@ -23,15 +24,23 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .._errors import InputNotFound, InsufficientDisk, MissingDependency, OutputError, UsageError
 from .._files import write_text_atomic
 from .._version import __version__
+from ._options import ExportOptions, OllamaFormat
 
-__all__ = ["ExportPlan", "ExportResult", "ExportedFile", "export", "plan_export", "write_outputs"]
-
-OllamaFormat = Literal["auto", "pair", "fused"]
+__all__ = [
+    "ExportOptions",
+    "ExportPlan",
+    "ExportResult",
+    "ExportedFile",
+    "OllamaFormat",
+    "export",
+    "plan_export",
+    "write_outputs",
+]
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,7 @@ class ExportPlan:
     imatrix_by_tensor: dict[str, Any] | None = None  # GGUF name -> float32 weights
     evaluate: bool = False
     eval_reference: str | None = None  # a float type written only as the eval's reference
+    tools: bool = False  # the tool-calling chat template in the GGUFs and the Modelfile
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -188,24 +198,15 @@ def _available_ram() -> int | None:
 
 def export(
     source: str | os.PathLike[str],
+    options: ExportOptions | None = None,
     *,
-    output_dir: str | os.PathLike[str] | None = None,
-    quants: list[str] | tuple[str, ...] | str | None = None,
-    name: str | None = None,
-    base: str | None = None,
-    qat: bool | None = None,
-    tokenizer_from: str | None = None,
-    imatrix: str | os.PathLike[str] | None = None,
-    keep_bf16: bool = False,
-    mmproj_type: str = "f16",
-    ollama_format: OllamaFormat = "auto",
-    embedding_type: str | None = None,
-    force: bool = False,
-    evaluate: bool = False,
     progress: bool = True,
+    **overrides: Any,
 ) -> ExportResult:
     """Export a Gemma 3 checkpoint folder, HF repo id or PEFT LoRA adapter to GGUFs.
 
+    The options are an :class:`ExportOptions` and/or its fields as keywords, which win
+    (``export(src, quants="Q4_K_M,Q8_0", name="g")`` or ``export(src, opts, force=True)``).
     Writes ``<name>-<QUANT>.gguf`` per type, the vision projector for multimodal checkpoints, a
     Modelfile, ``export.json``, ``SHA256SUMS`` and ``README.md`` into ``output_dir`` (default
     ``./<name>-gguf``). Every input check happens before anything is written:
@@ -219,33 +220,17 @@ def export(
     agreement, perplexity on a built-in text, via llama.cpp; see ``gemma3_pack._export._eval``) into
     ``export.json`` and the model card; without a float output a temporary BF16 is the reference.
     """
+    opts = ExportOptions.build(options, overrides)
     # An output folder this call creates is removed again when the export fails before anything
     # was committed into it (plan_export makes it for the disk check; a LoRA merge may fail later).
     target = (
-        Path(output_dir)
-        if output_dir is not None
-        else Path.cwd() / f"{name or _default_name(str(source))}-gguf"
+        Path(opts.output_dir)
+        if opts.output_dir is not None
+        else Path.cwd() / f"{opts.name or _default_name(str(source))}-gguf"
     )
     existed = os.path.lexists(target)
     try:
-        plan = plan_export(
-            source,
-            output_dir=output_dir,
-            quants=quants,
-            name=name,
-            base=base,
-            qat=qat,
-            tokenizer_from=tokenizer_from,
-            imatrix=imatrix,
-            keep_bf16=keep_bf16,
-            mmproj_type=mmproj_type,
-            ollama_format=ollama_format,
-            embedding_type=embedding_type,
-            force=force,
-            evaluate=evaluate,
-            progress=progress,
-        )
-        return write_outputs(plan, progress=progress)
+        return write_outputs(plan_export(source, opts, progress=progress), progress=progress)
     except BaseException:
         if not existed:
             with contextlib.suppress(OSError):
@@ -255,28 +240,20 @@ def export(
 
 def plan_export(
     source: str | os.PathLike[str],
+    options: ExportOptions | None = None,
     *,
-    output_dir: str | os.PathLike[str] | None = None,
-    quants: list[str] | tuple[str, ...] | str | None = None,
-    name: str | None = None,
-    base: str | None = None,
-    qat: bool | None = None,
-    tokenizer_from: str | None = None,
-    imatrix: str | os.PathLike[str] | None = None,
-    keep_bf16: bool = False,
-    mmproj_type: str = "f16",
-    ollama_format: OllamaFormat = "auto",
-    embedding_type: str | None = None,
-    force: bool = False,
-    evaluate: bool = False,
     progress: bool = True,
+    **overrides: Any,
 ) -> ExportPlan:
     """Decide everything an export will do, before a byte is written: the :class:`ExportPlan`.
 
     Every refusal (input, options, vision tower, output folder, disk space) is raised here; the
     only side effect is creating an empty output folder for the disk check. ``progress`` prints
-    the choices made (default quant types, int4 notes).
+    the choices made (default quant types, int4 notes). Options as for :func:`export`.
     """
+    opts = ExportOptions.build(options, overrides)
+    quants, embedding_type = opts.quants, opts.embedding_type
+    from .._chat import TOOLS_CHAT_TEMPLATE
     from ._config import match_variant, text_hparams
     from ._quantize import check_quants, load_imatrix
     from ._readers._lora import is_lora, lora_base, open_lora
@@ -285,8 +262,10 @@ def plan_export(
     from ._vocab import load_vocab
     from ._writer import GeneralInfo
 
-    if ollama_format not in ("auto", "pair", "fused"):
-        raise UsageError(f"unknown Ollama format {ollama_format!r}: choose auto, pair or fused")
+    if opts.ollama_format not in ("auto", "pair", "fused"):
+        raise UsageError(
+            f"unknown Ollama format {opts.ollama_format!r}: choose auto, pair or fused"
+        )
     chosen_early = (
         check_quants(quants.split(",") if isinstance(quants, str) else list(quants))
         if quants is not None
@@ -295,7 +274,7 @@ def plan_export(
     src = str(source)
     root = fetch(src, what="checkpoint")
     if is_lora(root):
-        base_ref = lora_base(root, base)
+        base_ref = lora_base(root, opts.base)
         try:
             base_dir = fetch(base_ref, what="LoRA base model")
         except InputNotFound:
@@ -309,7 +288,7 @@ def plan_export(
         )
         ckpt: Checkpoint = lora
     else:
-        if base:
+        if opts.base:
             raise UsageError("--base is for LoRA adapters; this is a full checkpoint")
         ckpt = open_checkpoint(root)
     from ._readers._int4 import EMBEDDING_TYPES, Int4Checkpoint
@@ -329,7 +308,7 @@ def plan_export(
             )
     tok_dir = (
         fetch(
-            tokenizer_from,
+            opts.tokenizer_from,
             what="tokenizer",
             allow_patterns=[
                 "tokenizer*",
@@ -338,7 +317,7 @@ def plan_export(
                 "added_tokens.json",
             ],
         )
-        if tokenizer_from
+        if opts.tokenizer_from
         else ckpt.root
     )
     text = ckpt.text_config
@@ -349,9 +328,9 @@ def plan_export(
     n_vocab = len(vocab.tokens)
     hp = text_hparams(text, n_vocab)
     low = (src + " " + str(ckpt.config.get("_name_or_path", ""))).lower()
-    is_qat = int4 or (bool(qat) if qat is not None else "qat" in low)
+    is_qat = int4 or (bool(opts.qat) if opts.qat is not None else "qat" in low)
     variant = match_variant(hp, qat=is_qat, instruct=_is_instruct(src, tok_dir))
-    name = name or _default_name(src)
+    name = opts.name or _default_name(src)
     _check_name(name)
     if quants is None and int4:
         chosen = ["Q4_0"]
@@ -385,7 +364,7 @@ def plan_export(
         from ._ggml import library_path
 
         library_path()  # fail before writing anything when the extra is missing
-    imatrix_data = load_imatrix(Path(imatrix)) if imatrix else None
+    imatrix_data = load_imatrix(Path(opts.imatrix)) if opts.imatrix else None
     inter = "F16" if int4 else "BF16"
     notes: list[str] = []
     if i4 is not None:
@@ -403,25 +382,25 @@ def plan_export(
             )
         for note in notes:
             _log(progress, "note: " + note)
-    out_dir = Path(output_dir) if output_dir is not None else Path.cwd() / f"{name}-gguf"
+    out_dir = Path(opts.output_dir) if opts.output_dir is not None else Path.cwd() / f"{name}-gguf"
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir} exists and is not a folder: choose another -o")
     from ._guard import check_output_folder
 
     for src_dir in {root, Path(ckpt.root)}:  # the adapter and, for a LoRA, its base
-        check_output_folder(out_dir, name=name, source=src_dir, force=force)
+        check_output_folder(out_dir, name=name, source=src_dir, force=opts.force)
     multimodal = any(not is_text_tensor(n) for n in ckpt.names())
     vplan = None
     if multimodal:  # vision refusals (missing tensors, projector width, mmproj type) come first too
         from ._mmproj import mmproj_filename, vision_plan
 
         vplan = vision_plan(ckpt)  # computed once; the mmproj and fused writers take it
-        mmproj_filename(name, mmproj_type)  # type: ignore[arg-type]
+        mmproj_filename(name, opts.mmproj_type)  # type: ignore[arg-type]
 
     # Every output's tensors, types chosen as llama.cpp chooses them; the disk preflight is exact.
-    outputs = chosen + ([inter] if keep_bf16 and inter not in chosen else [])
+    outputs = chosen + ([inter] if opts.keep_bf16 and inter not in chosen else [])
     eval_reference = None
-    if evaluate:
+    if opts.evaluate:
         try:
             import llama_cpp  # noqa: F401
         except ImportError:
@@ -466,11 +445,12 @@ def plan_export(
         size_label=size_label,
         finetune=name if variant is None or name != variant.name else None,
         base_repo=variant.hf_repo if variant else None,
+        chat_template=TOOLS_CHAT_TEMPLATE if opts.tools else None,
     )
     return ExportPlan(
         source=src,
         root=root,
-        base=base,
+        base=opts.base,
         ckpt=ckpt,
         int4=i4,
         vocab=vocab,
@@ -489,18 +469,19 @@ def plan_export(
         needed_bytes=needed,
         is_qat=is_qat,
         imatrix=imatrix_data,
-        keep_intermediate=keep_bf16,
+        keep_intermediate=opts.keep_bf16,
         out_dir=out_dir,
         vision=vplan,
-        mmproj_type=mmproj_type,
-        ollama_format=ollama_format,
+        mmproj_type=opts.mmproj_type,
+        ollama_format=opts.ollama_format,
         tensors=plans,
         info=info,
         notes=notes,
         outputs=outputs,
         imatrix_by_tensor=imatrix_by_tensor,
-        evaluate=evaluate,
+        evaluate=opts.evaluate,
         eval_reference=eval_reference,
+        tools=opts.tools,
     )
 
 
@@ -642,10 +623,10 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
             )
 
     if fused_file is not None:
-        modelfile = _manifest.write_modelfile_for(out_dir, fused_file.path)
+        modelfile = _manifest.write_modelfile_for(out_dir, fused_file.path, tools=plan.tools)
     else:
         modelfile = _manifest.write_modelfile_for(
-            out_dir, models[0].path, mm_file.path if mm_file else None
+            out_dir, models[0].path, mm_file.path if mm_file else None, tools=plan.tools
         )
 
     def rel(x: ExportedFile | None) -> dict[str, Any] | None:
@@ -681,6 +662,7 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
             "mmproj": rel(mm_file),
             "fused": rel(fused_file),
             "modelfile": modelfile.name,
+            "tools": plan.tools,
             "int4": int4_entry,
             "eval": quality[0] if quality else None,
             "gemma3_pack": __version__,
@@ -708,6 +690,12 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
             mmproj=rel(mm_file),
             int4=int4_entry,
             quality=quality[1] if quality else None,
+            tools=plan.tools,
+            fits_on=_manifest.fits_on_section(
+                [m.path for m in models],
+                mm_file.path if mm_file else None,
+                context_length=plan.hp.context_length,
+            ),
         ),
     )
     return ExportResult(

@@ -30,9 +30,10 @@ import numpy as np
 from .._errors import CheckpointError, NotGemma3, NotGGUF, OutputError
 from .._files import atomic_path
 from .._gguf._encode import encode_header, encode_kv, encode_tensor_info, padding
-from .._gguf._patch import NoBar, copy_range
+from .._gguf._patch import copy_range
 from .._gguf._vision_names import ollama_name
-from ._mmproj import _bar, _open, read_f32, vision_plan
+from .._progress import NoBar, progress_bar
+from ._mmproj import _open, read_f32, vision_plan
 
 __all__ = ["ollama_vision_keys", "write_fused"]
 
@@ -149,7 +150,9 @@ def write_fused(
         with (
             atomic_path(out_path) as tmp,
             open(tmp, "wb") as out,
-            _bar(len(h.tensors) + len(entries), "fused", progress) as bar,
+            progress_bar(
+                len(h.tensors) + len(entries), "fused", progress=progress, unit="tensor"
+            ) as bar,
         ):
             out.write(head)
             out.flush()

@@ -17,10 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from .._chat import OLLAMA_TEMPLATE
 from .._errors import InputError, InputNotFound, UsageError
-from .._family import SAMPLING, STOP
 from .._files import sha256_file, write_text_atomic
+from .._inputs import regular_input
+from .._modelfile import spec_for_gguf, write_modelfile
 
 __all__ = [
     "EXPORT_JSON",
@@ -28,6 +28,7 @@ __all__ = [
     "ExportFile",
     "ExportManifest",
     "choose_packaging",
+    "fits_on_section",
     "parse_version",
     "pick_model",
     "read_export",
@@ -69,29 +70,12 @@ def write_sums(out_dir: Path, entries: list[tuple[str, str]]) -> Path:
     return path
 
 
-def _fallback_modelfile(gguf_rel: str, mmproj_rel: str | None) -> str:
-    """Our own rendering, used only if the shared Modelfile module is unavailable."""
-    lines = [f"FROM ./{gguf_rel}"]
-    if mmproj_rel:
-        lines.append(f"FROM ./{mmproj_rel}")
-    lines.append(f'TEMPLATE """{OLLAMA_TEMPLATE}"""')
-    for key, value in SAMPLING.items():
-        lines.append(f"PARAMETER {key} {value}")
-    lines.append(f'PARAMETER stop "{STOP}"')
-    return "\n".join(lines) + "\n"
-
-
-def write_modelfile_for(out_dir: Path, gguf_path: Path, mmproj: Path | None = None) -> Path:
-    """The Modelfile for the first/default GGUF (shared spec if available, else our rendering)."""
+def write_modelfile_for(
+    out_dir: Path, gguf_path: Path, mmproj: Path | None = None, *, tools: bool = False
+) -> Path:
+    """The Modelfile for the first/default GGUF: the one spec of :mod:`gemma3_pack._modelfile`."""
     path = out_dir / "Modelfile"
-    try:
-        from .._modelfile import spec_for_gguf, write_modelfile  # engineer A's module
-    except ImportError:
-        write_text_atomic(
-            path, _fallback_modelfile(gguf_path.name, mmproj.name if mmproj else None)
-        )
-        return path
-    spec = spec_for_gguf(gguf_path, mmproj, relative_to=out_dir)
+    spec = spec_for_gguf(gguf_path, mmproj, relative_to=out_dir, tools=tools)
     write_modelfile(spec, path)
     return path
 
@@ -105,10 +89,18 @@ def render_card(
     mmproj: dict[str, Any] | None,
     int4: dict[str, Any] | None = None,
     quality: str | None = None,
+    tools: bool = False,
+    fits_on: str | None = None,
 ) -> str:
     """README.md for the export folder: what it is and how to run it on each runtime (and the
     quality table of ``export --eval``)."""
-    quality_block = "\n" + quality if quality else ""
+    quality_block = ("\n" + fits_on if fits_on else "") + ("\n" + quality if quality else "")
+    template = (
+        "gemma3-pack's chat template with tool calling (Google's text when a request has no "
+        "tools; `llama-server --jinja` and Ollama return the calls as `tool_calls`)"
+        if tools
+        else "Google's chat template"
+    )
     first = models[0]["path"]
     rows = "\n".join(
         f"| `{m['path']}` | {m['quant']} | {m['size'] / 1e6:,.0f} MB |" for m in models
@@ -137,8 +129,8 @@ def render_card(
     return f"""# {name} (GGUF)
 
 Gemma 3 {variant or ""} exported from `{source}` with [gemma3-pack](https://example.invalid/gemma3-pack).
-Each file carries Google's chat template, the Gemma sampling settings (temperature 1.0, top_k 64,
-top_p 0.95, min_p 0.0) and `<end_of_turn>` as end-of-turn token.
+Each file carries {template}, the Gemma sampling settings (temperature 1.0,
+top_k 64, top_p 0.95, min_p 0.0) and `<end_of_turn>` as end-of-turn token.
 
 | file | type | size |
 |---|---|---|
@@ -169,6 +161,43 @@ Gemma is provided under and subject to the Gemma Terms of Use: https://ai.google
 """
 
 
+def fits_on_section(models: list[Path], mmproj: Path | None, *, context_length: int) -> str:
+    """The model card's "Fits on" section: for each GGUF, the largest context on common GPUs with
+    every layer offloaded, as ``gemma3-pack plan FILE --gpu SIZE`` plans it (text only / with the
+    vision projector on the GPU when there is one)."""
+    from .._errors import Gemma3PackError
+    from .._memory._plan_gpu import TABLE_CARDS, fit_gpus
+
+    def largest(path: Path, card: str, vision: bool) -> int:
+        fit = fit_gpus(card, path, mmproj=mmproj if vision else None, vision=vision)[0]
+        return fit.max_ctx if fit.quant is not None else 0
+
+    kinds = [False, True] if mmproj is not None else [False]
+    rows = []
+    try:
+        for path in models:
+            cells, full = [], dict.fromkeys(kinds, False)
+            for card in TABLE_CARDS:  # smallest first: once the whole context fits, more memory
+                parts = []  # cannot give more, so the larger cards are not planned again
+                for vision in kinds:
+                    n = context_length if full[vision] else largest(path, card, vision)
+                    full[vision] = n >= context_length
+                    parts.append(f"{n // 1024}K" if n else "-")
+                cells.append(" / ".join(parts))
+            rows.append(f"| `{path.name}` | " + " | ".join(cells) + " |")
+    except Gemma3PackError as err:
+        return f"## Fits on\n\nNot planned: {err}\n"
+    what = ", text only / with the vision projector on the GPU" if mmproj is not None else ""
+    return (
+        "## Fits on\n\n"
+        f"The largest context each file runs at on one GPU with every layer offloaded{what}: "
+        "llama.cpp's CUDA backend with flash attention and an f16 KV cache, 1 GiB of each card "
+        'left free, as `gemma3-pack plan FILE --gpu SIZE` plans it ("-": not even 4K fits).\n\n'
+        "| file | " + " | ".join(c.replace("GB", " GB") for c in TABLE_CARDS) + " |\n"
+        "|---|" + "---|" * len(TABLE_CARDS) + "\n" + "\n".join(rows) + "\n"
+    )
+
+
 # --------------------------------------------------------------------------- reading it back
 
 
@@ -189,6 +218,7 @@ class ExportManifest:
     models: tuple[ExportFile, ...]
     mmproj: ExportFile | None
     fused: ExportFile | None
+    tools: bool = False  # exported with --tools: the tool-calling chat template
 
 
 def _export_file(folder: Path, entry: Any, what: str) -> ExportFile:
@@ -221,8 +251,12 @@ def read_export(export_dir: str | os.PathLike[str]) -> ExportManifest:
     """Read and check an export folder's ``export.json`` (format 1)."""
     folder = Path(export_dir).expanduser()
     manifest_path = folder / EXPORT_JSON
-    if not folder.is_dir():
+    if not folder.exists():
         raise InputNotFound(f"export folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise InputError(f"{str(folder)!r} is not a folder: point --from at an export folder")
+    if manifest_path.exists() and not manifest_path.is_file():
+        regular_input(manifest_path, EXPORT_JSON)  # a FIFO or device: one line, never opened
     if not manifest_path.is_file():
         raise InputNotFound(
             f"{manifest_path} not found: point --from at a folder written by `gemma3-pack export`"
@@ -255,6 +289,7 @@ def read_export(export_dir: str | os.PathLike[str]) -> ExportManifest:
         models=tuple(_export_file(folder, m, "model") for m in models),
         mmproj=_export_file(folder, data["mmproj"], "mmproj") if data.get("mmproj") else None,
         fused=_export_file(folder, data["fused"], "fused") if data.get("fused") else None,
+        tools=data.get("tools") is True,
     )
 
 

@@ -33,6 +33,8 @@ from .._gguf._vision_names import (
     canonical,
     expected_names,
 )
+from .._progress import progress_bar
+from .._quants import QUANTS
 
 __all__ = ["MMPROJ_PATTERN", "MmprojDtype", "mmproj_filename", "vision_plan", "write_mmproj"]
 
@@ -304,21 +306,6 @@ def write_gguf_atomic(out_path: Path, fill: Callable[[Any], Iterator[None]], arc
     return out_path
 
 
-def _bar(total: int, desc: str, progress: bool) -> Any:
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit="tensor",
-        file=sys.stderr,
-        disable=not (progress and sys.stderr.isatty()),
-        leave=False,
-    )
-
-
 def write_mmproj(
     ckpt: Any,
     out_path: str | os.PathLike[str],
@@ -353,12 +340,7 @@ def write_mmproj(
     unnamed = [e.tensor.canonical for e in entries if not e.name]
     if unnamed:  # cannot happen with a complete plan; guards against a gguf-py table change
         raise CheckpointError(f"gguf has no MMPROJ name for {unnamed[0]}; upgrade gguf")
-    ftype = {
-        "f16": gguf.LlamaFileType.MOSTLY_F16,
-        "bf16": gguf.LlamaFileType.MOSTLY_BF16,
-        "f32": gguf.LlamaFileType.ALL_F32,
-        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-    }[dtype]
+    ftype = QUANTS[_DTYPE_LABEL[dtype]].ftype  # general.file_type, from the one quant table
     v = plan.vision
 
     def fill(w: Any) -> Iterator[None]:
@@ -394,7 +376,7 @@ def write_mmproj(
             shape, np_dtype, nbytes = _info_args(e.tensor.shape, e.qtype)
             w.add_tensor_info(e.name, shape, np_dtype, nbytes, raw_dtype=e.qtype)
         yield
-        with _bar(len(entries), "mmproj", progress) as bar:
+        with progress_bar(len(entries), "mmproj", progress=progress, unit="tensor") as bar:
             for e in entries:
                 w.write_tensor_data(_encode(read_vision_tensor(ck, e.tensor), e.qtype))
                 bar.update(1)

@@ -39,7 +39,8 @@ __all__ = [
     "text_name",
 ]
 
-FLOAT_TYPES = ("F32", "F16", "BF16")  # converted by numpy; every other type by ggml
+# converted by numpy (F32, F16, BF16); every other type by ggml
+FLOAT_TYPES = tuple(n for n, t in GGML.items() if not t.quantized)
 # gguf-py's numpy ports of ggml's reference quantizers, used only without llama-cpp-python (Q8_0
 # exports and int4 embeddings need no extra); the tests check they give ggml's bytes.
 _NUMPY_FALLBACK = ("Q8_0", "Q4_0")

@@ -16,6 +16,7 @@ from typing import Any
 from .._chat import OFFICIAL_TEMPLATE
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING
 from .._files import atomic_path
+from .._progress import progress_bar
 from .._quants import QUANTS
 from ._config import TextHParams
 from ._readers._reader import CheckpointReader
@@ -35,6 +36,7 @@ class GeneralInfo:
     finetune: str | None = None
     base_repo: str | None = None  # e.g. google/gemma-3-270m-it
     license: str = "gemma"
+    chat_template: str | None = None  # instead of the tokenizer's (export --tools)
 
 
 def _add_metadata(w: Any, hp: TextHParams, vocab: Vocab, info: GeneralInfo, outtype: str) -> None:
@@ -93,7 +95,7 @@ def _add_metadata(w: Any, hp: TextHParams, vocab: Vocab, info: GeneralInfo, outt
         finally:
             special.chat_template = template
     w.add_add_space_prefix(False)
-    w.add_chat_template(template if template else OFFICIAL_TEMPLATE)
+    w.add_chat_template(info.chat_template or template or OFFICIAL_TEMPLATE)
     w.add_eot_token_id(EOT_TOKEN_ID)
 
 
@@ -128,7 +130,6 @@ def write_text_ggufs(
 
     import gguf
     import numpy as np
-    from tqdm import tqdm
 
     from .._gguf._encode import gguf_writer
     from ._ggml import threads
@@ -164,16 +165,8 @@ def write_text_ggufs(
             else None
         )
         names = " ".join(o.quant for o in outputs)
-        bar = stack.enter_context(
-            tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                desc=names if len(outputs) > 1 else outputs[0].path.name,
-                disable=not progress,
-                leave=False,
-            )
-        )
+        desc = names if len(outputs) > 1 else outputs[0].path.name
+        bar = stack.enter_context(progress_bar(total, desc, progress=progress))
         for i, t in enumerate(first):
             sinks = [
                 Sink(

@@ -11,18 +11,30 @@ from __future__ import annotations
 import os
 import re
 import struct
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, NamedTuple
 
 from gguf.constants import Keys, LlamaFileType, TokenType
 
 from .._chat import template_kind
-from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS, size_for_layers
-from .._rules import RULES, Finding  # one Finding and one rule table (inspect, doctor)
+from .._family import EOT_TOKEN_ID, FUNCTIONGEMMA_TOKENS, GGUF_SAMPLING, TOKENS, size_for_layers
+from .._rules import Checks, Finding, passes  # one Finding and one rule table (inspect, doctor)
 from ._reader import GGUFHeader, open_gguf
 
-__all__ = ["MMPROJ_NAME", "Finding", "GGUFReport", "inspect_gguf", "is_mmproj_name"]
+__all__ = [
+    "ANY_GGUF",
+    "MMPROJ",
+    "MMPROJ_NAME",
+    "MODEL",
+    "Finding",
+    "GGUFReport",
+    "Subject",
+    "inspect_gguf",
+    "is_mmproj_name",
+    "report_of",
+]
 
 # How phone apps (PocketPal, and llama.cpp's own -hf download) recognise a projector file.
 MMPROJ_NAME = re.compile(r"[-_.]*mmproj[-_.].+\.gguf", re.IGNORECASE)
@@ -34,7 +46,6 @@ def is_mmproj_name(path: str | os.PathLike[str]) -> bool:
     return MMPROJ_NAME.search(Path(path).name) is not None
 
 
-Level = Literal["error", "warning", "info"]
 PATCH_HINT = "run `gemma3-pack patch FILE --in-place`"
 SPECIAL_IDS = (
     "<pad>",
@@ -82,7 +93,7 @@ class GGUFReport:
     @property
     def ok(self) -> bool:
         """No errors or warnings (info findings are fine)."""
-        return not any(f.level in ("error", "warning") for f in self.findings)
+        return passes(self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -163,12 +174,7 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFReport:
     ``NotGGUF``/``InputNotFound`` only when the file cannot be read as GGUF at all.
     """
     with open_gguf(path) as h:
-        report = report_of(h)
-    # the fix column comes from the rule table (gemma3_pack/_rules.py)
-    report.findings = [
-        replace(f, fix=RULES[f.code].fix) if f.code in RULES else f for f in report.findings
-    ]
-    return report
+        return report_of(h)
 
 
 def report_of(h: GGUFHeader) -> GGUFReport:
@@ -202,22 +208,10 @@ def report_of(h: GGUFHeader) -> GGUFReport:
         slot["count"] += 1
         slot["bytes"] += t.nbytes or 0
     r.tensor_types = dict(sorted(mix.items(), key=lambda kv: -kv[1]["bytes"]))
-    add = r.findings.append
-    for problem in h.problems:  # what llama.cpp's loader would refuse (the reader collected it)
-        add(Finding("llama-cpp-rejects", "error", f"{problem}: re-convert the model"))
-
-    if kind == "other":
-        add(
-            Finding(
-                "not-gemma3",
-                "error",
-                f"architecture is {arch!r} (projector {h.get('clip.projector_type')!r})"
-                if arch == "clip"
-                else f"architecture is {arch!r}, not gemma3: gemma3-pack's settings do not apply",
-            )
-        )
+    r.findings = ANY_GGUF.run(Subject(h, r))
     if kind == "mmproj":
         _projector(h, r)
+        r.findings += MMPROJ.run(Subject(h, r))
         return r
 
     r.context_length = h.get(f"{arch}.context_length")
@@ -255,184 +249,17 @@ def report_of(h: GGUFHeader) -> GGUFReport:
             r.special_tokens.append(
                 {"name": name, "id": tid, "text": texts.get(tid), "type": ttype}
             )
-    _lint_model(h, r)
+        # FunctionGemma: its seven control tokens, listed only when all are at their ids.
+        fg = h.strings(Keys.Tokenizer.LIST, FUNCTIONGEMMA_TOKENS.values())
+        if all(fg.get(tid) == name for name, tid in FUNCTIONGEMMA_TOKENS.items()):
+            for name, tid in FUNCTIONGEMMA_TOKENS.items():
+                ttype = None
+                if types_kv is not None and tid < types_kv.count:
+                    raw = int(h.array_item(Keys.Tokenizer.TOKEN_TYPE, tid))
+                    ttype = TokenType(raw).name if raw in TokenType._value2member_map_ else str(raw)
+                r.special_tokens.append({"name": name, "id": tid, "text": name, "type": ttype})
+    r.findings += MODEL.run(Subject(h, r))
     return r
-
-
-def _lint_model(h: GGUFHeader, r: GGUFReport) -> None:
-    add = r.findings.append
-    # chat template
-    if not r.template_present:
-        add(
-            Finding(
-                "template-missing",
-                "error",
-                "no tokenizer.chat_template: llama-cpp-python "
-                "falls back to llama-2 and llama.cpp to ChatML, so chat is garbled; " + PATCH_HINT,
-            )
-        )
-    elif r.template_kind == "official-no-bos":
-        add(
-            Finding(
-                "template-no-bos",
-                "info",
-                "Google's template without its leading "
-                "{{ bos_token }}: llama.cpp adds BOS itself, but tools that recognise the "
-                f"official text (Hugging Face's Ollama mapper) will not; {PATCH_HINT}",
-            )
-        )
-    elif r.template_kind == "ollama-launch":
-        add(
-            Finding(
-                "template-launch-era",
-                "warning",
-                "the launch-era Gemma 3 template: it "
-                f"breaks on list-content system prompts; {PATCH_HINT} to update it",
-            )
-        )
-    elif r.template_kind not in ("official", "tools"):  # tools: patch --tools
-        add(
-            Finding(
-                "template-not-official",
-                "warning",
-                f"the chat template is not Google's "
-                f"official one (kind: {r.template_kind}); {PATCH_HINT} to replace it",
-            )
-        )
-    # turn tokens
-    for tok in r.special_tokens:
-        if tok["name"] in ("<start_of_turn>", "<end_of_turn>"):
-            if tok["text"] != tok["name"]:
-                add(
-                    Finding(
-                        "vocab-mismatch",
-                        "error",
-                        f"token {tok['id']} is {tok['text']!r}, "
-                        f"not {tok['name']}: not a Gemma 3 vocabulary; re-convert the model",
-                    )
-                )
-            elif tok["type"] != "CONTROL":
-                add(
-                    Finding(
-                        "turn-token-not-control",
-                        "error",
-                        f"{tok['name']} ({tok['id']}) is "
-                        f"typed {tok['type']}, not CONTROL: it will be printed and may not "
-                        f"end turns; {PATCH_HINT}",
-                    )
-                )
-    # sampling
-    missing = [k for k in GGUF_SAMPLING if k not in r.sampling]
-    if missing:
-        add(
-            Finding(
-                "sampling-missing",
-                "warning",
-                "no "
-                + ", ".join(k.removeprefix("general.sampling.") for k in missing)
-                + " in general.sampling.*: "
-                "llama.cpp will use its own defaults instead of Gemma's; " + PATCH_HINT,
-            )
-        )
-    for key, value in r.sampling.items():
-        want = GGUF_SAMPLING[key][0]
-        if _float32(float(value)) != _float32(float(want)):
-            add(
-                Finding(
-                    "sampling-off-spec",
-                    "warning",
-                    f"{key} is {value:g}, the Gemma team "
-                    f"recommends {want:g}; {PATCH_HINT} to reset it",
-                )
-            )
-    # end of turn / BOS
-    if r.eot_token_id is None:
-        add(
-            Finding(
-                "eot-missing",
-                "info",
-                "no tokenizer.ggml.eot_token_id: llama.cpp finds "
-                "<end_of_turn> by its text; " + PATCH_HINT + " to make it explicit",
-            )
-        )
-    elif r.eot_token_id != EOT_TOKEN_ID:
-        add(
-            Finding(
-                "eot-unusual",
-                "warning",
-                f"tokenizer.ggml.eot_token_id is {r.eot_token_id}, "
-                f"not {EOT_TOKEN_ID} (<end_of_turn>): turns may not end",
-            )
-        )
-    template = h.get(Keys.Tokenizer.CHAT_TEMPLATE) or ""
-    renders_bos = "bos_token" in template or "<bos>" in template
-    if r.add_bos_token is False and r.template_present and not renders_bos:
-        add(
-            Finding(
-                "bos-missing",
-                "warning",
-                "add_bos_token is false and the template does not "
-                "render <bos>: prompts start without BOS and Gemma degrades",
-            )
-        )
-    if r.add_bos_token and "<bos>" in template and "bos_token" not in template:
-        add(
-            Finding(
-                "double-bos",
-                "warning",
-                "the template writes a literal <bos> and "
-                "add_bos_token is true: runtimes that do not strip it see two BOS tokens; "
-                + PATCH_HINT,
-            )
-        )
-    # architecture sanity
-    if r.sliding_window is None:
-        add(
-            Finding(
-                "sliding-window-missing",
-                "warning",
-                "no gemma3.attention.sliding_window: "
-                "llama.cpp uses full attention on every layer, unlike Gemma 3; re-convert",
-            )
-        )
-    if r.block_count is not None and size_for_layers(r.block_count) is None:
-        add(
-            Finding(
-                "unusual-depth",
-                "info",
-                f"{r.block_count} layers is not a released Gemma 3 "
-                "size: llama.cpp picks attention scale by layer count (27B = 62)",
-            )
-        )
-    embd = next((t for t in h.tensors if t.name == "token_embd.weight"), None)
-    rows = embd.shape[-1] if embd is not None and embd.shape else 0  # a 0-D tensor has no rows
-    if embd is not None and r.vocab_size is not None and rows != r.vocab_size:
-        add(
-            Finding(
-                "vocab-size-mismatch",
-                "error",
-                f"token_embd has {rows} rows but "
-                f"the vocabulary has {r.vocab_size} tokens: re-convert the model",
-            )
-        )
-    if (r.vocab_size or 0) <= TOKENS["<end_of_turn>"]:  # empty: no turn tokens at all
-        add(
-            Finding(
-                "vocab-mismatch",
-                "error",
-                f"the vocabulary has {r.vocab_size or 0} tokens, too few to hold Gemma 3's turn "
-                "tokens (its vocabulary has 262,144): re-convert the model",
-            )
-        )
-    if MMPROJ_NAME.search(Path(r.path).name):
-        add(
-            Finding(
-                "model-named-like-mmproj",
-                "warning",
-                "this text model's file name matches "
-                "the mmproj pattern apps use for projectors: rename it without 'mmproj'",
-            )
-        )
 
 
 def _projector(h: GGUFHeader, r: GGUFReport) -> None:
@@ -447,25 +274,252 @@ def _projector(h: GGUFHeader, r: GGUFReport) -> None:
         "use_gelu": h.get("clip.use_gelu"),
         "name_matches_apps": bool(MMPROJ_NAME.search(name)),
     }
-    add = r.findings.append
-    if not r.projector["name_matches_apps"]:
-        add(
-            Finding(
-                "mmproj-name",
-                "warning",
-                f"phone apps find projectors by a name matching "
-                f"{MMPROJ_NAME.pattern!r}; rename {name!r} to e.g. 'mmproj-{name}'",
-            )
+
+
+# --- the checks of the rule table's GGUF rows (gemma3_pack/_rules.py), in the table's order ------
+
+
+class Subject(NamedTuple):
+    """What a GGUF check reads: the header and the report built from it."""
+
+    h: GGUFHeader
+    r: GGUFReport
+
+
+ANY_GGUF: Checks[Subject] = Checks("gguf")  # every GGUF, Gemma 3 or not
+MODEL: Checks[Subject] = Checks("gguf")  # a Gemma 3 text model
+MMPROJ: Checks[Subject] = Checks("mmproj")  # a Gemma 3 projector
+
+
+@ANY_GGUF("llama-cpp-rejects")
+def _llama_cpp_rejects(s: Subject) -> Iterator[str]:
+    for problem in s.h.problems:  # what llama.cpp's loader would refuse (the reader collected it)
+        yield f"{problem}: re-convert the model"
+
+
+@ANY_GGUF("not-gemma3")
+def _not_gemma3(s: Subject) -> Iterator[str]:
+    if s.r.kind == "other":
+        arch = s.r.architecture
+        yield (
+            f"architecture is {arch!r} (projector {s.h.get('clip.projector_type')!r})"
+            if arch == "clip"
+            else f"architecture is {arch!r}, not gemma3: gemma3-pack's settings do not apply"
         )
-    if r.projector["use_gelu"] is not True:
-        add(
-            Finding(
-                "mmproj-gelu",
-                "error",
-                "clip.use_gelu is not true: clip.cpp falls back to "
-                "gelu_quick and image features are wrong; re-export the mmproj",
-            )
+
+
+@MODEL("template-missing")
+def _template_missing(s: Subject) -> Iterator[str]:
+    if not s.r.template_present:
+        yield (
+            "no tokenizer.chat_template: llama-cpp-python falls back to llama-2 and llama.cpp to "
+            "ChatML, so chat is garbled; " + PATCH_HINT
         )
+
+
+def _functiongemma(r: GGUFReport) -> list[dict[str, Any]]:
+    return [t for t in r.special_tokens if t["name"] in FUNCTIONGEMMA_TOKENS]
+
+
+@MODEL("template-not-official")
+def _template_not_official(s: Subject) -> Iterator[str]:
+    if _functiongemma(s.r):  # FunctionGemma has its own format (patch keeps its template)
+        return
+    if s.r.template_present and s.r.template_kind not in (
+        "official",
+        "tools",  # patch --tools
+        "official-no-bos",
+        "ollama-launch",
+    ):
+        yield (
+            f"the chat template is not Google's official one (kind: {s.r.template_kind}); "
+            f"{PATCH_HINT} to replace it"
+        )
+
+
+@MODEL("template-launch-era")
+def _template_launch_era(s: Subject) -> Iterator[str]:
+    if s.r.template_kind == "ollama-launch":
+        yield (
+            "the launch-era Gemma 3 template: it breaks on list-content system prompts; "
+            f"{PATCH_HINT} to update it"
+        )
+
+
+@MODEL("template-no-bos")
+def _template_no_bos(s: Subject) -> Iterator[str]:
+    if s.r.template_kind == "official-no-bos":
+        yield (
+            "Google's template without its leading {{ bos_token }}: llama.cpp adds BOS itself, "
+            "but tools that recognise the official text (Hugging Face's Ollama mapper) will not; "
+            + PATCH_HINT
+        )
+
+
+def _turn_tokens(r: GGUFReport) -> Iterator[dict[str, Any]]:
+    return (t for t in r.special_tokens if t["name"] in ("<start_of_turn>", "<end_of_turn>"))
+
+
+@MODEL("vocab-mismatch")
+def _vocab_mismatch(s: Subject) -> Iterator[str]:
+    for tok in _turn_tokens(s.r):
+        if tok["text"] != tok["name"]:
+            yield (
+                f"token {tok['id']} is {tok['text']!r}, not {tok['name']}: not a Gemma 3 "
+                "vocabulary; re-convert the model"
+            )
+    if (s.r.vocab_size or 0) <= TOKENS["<end_of_turn>"]:  # empty: no turn tokens at all
+        yield (
+            f"the vocabulary has {s.r.vocab_size or 0} tokens, too few to hold Gemma 3's turn "
+            "tokens (its vocabulary has 262,144): re-convert the model"
+        )
+
+
+@MODEL("turn-token-not-control")
+def _turn_token_not_control(s: Subject) -> Iterator[str]:
+    for tok in _turn_tokens(s.r):
+        if tok["text"] == tok["name"] and tok["type"] != "CONTROL":
+            yield (
+                f"{tok['name']} ({tok['id']}) is typed {tok['type']}, not CONTROL: it will be "
+                f"printed and may not end turns; {PATCH_HINT}"
+            )
+
+
+@MODEL("functiongemma-token-not-control")
+def _functiongemma_token_not_control(s: Subject) -> Iterator[str]:
+    for tok in _functiongemma(s.r):
+        if tok["type"] != "CONTROL":
+            yield (
+                f"FunctionGemma's {tok['name']} ({tok['id']}) is typed {tok['type']}, not "
+                f"CONTROL: llama.cpp may split it into plain-text pieces in prompts; {PATCH_HINT}"
+            )
+
+
+@MODEL("sampling-missing")
+def _sampling_missing(s: Subject) -> Iterator[str]:
+    missing = [k for k in GGUF_SAMPLING if k not in s.r.sampling]
+    if missing:
+        yield (
+            "no "
+            + ", ".join(k.removeprefix("general.sampling.") for k in missing)
+            + " in general.sampling.*: llama.cpp will use its own defaults instead of Gemma's; "
+            + PATCH_HINT
+        )
+
+
+@MODEL("sampling-off-spec")
+def _sampling_off_spec(s: Subject) -> Iterator[str]:
+    for key, value in s.r.sampling.items():
+        want = GGUF_SAMPLING[key][0]
+        if _float32(float(value)) != _float32(float(want)):
+            yield f"{key} is {value:g}, the Gemma team recommends {want:g}; {PATCH_HINT} to reset it"
+
+
+@MODEL("eot-missing")
+def _eot_missing(s: Subject) -> Iterator[str]:
+    if s.r.eot_token_id is None:
+        yield (
+            "no tokenizer.ggml.eot_token_id: llama.cpp finds <end_of_turn> by its text; "
+            + PATCH_HINT
+            + " to make it explicit"
+        )
+
+
+@MODEL("eot-unusual")
+def _eot_unusual(s: Subject) -> Iterator[str]:
+    if s.r.eot_token_id is not None and s.r.eot_token_id != EOT_TOKEN_ID:
+        yield (
+            f"tokenizer.ggml.eot_token_id is {s.r.eot_token_id}, not {EOT_TOKEN_ID} "
+            "(<end_of_turn>): turns may not end"
+        )
+
+
+def _template_text(h: GGUFHeader) -> str:
+    return h.get(Keys.Tokenizer.CHAT_TEMPLATE) or ""
+
+
+@MODEL("bos-missing")
+def _bos_missing(s: Subject) -> Iterator[str]:
+    template = _template_text(s.h)
+    renders_bos = "bos_token" in template or "<bos>" in template
+    if s.r.add_bos_token is False and s.r.template_present and not renders_bos:
+        yield (
+            "add_bos_token is false and the template does not render <bos>: prompts start "
+            "without BOS and Gemma degrades"
+        )
+
+
+@MODEL("double-bos")
+def _double_bos(s: Subject) -> Iterator[str]:
+    template = _template_text(s.h)
+    if s.r.add_bos_token and "<bos>" in template and "bos_token" not in template:
+        yield (
+            "the template writes a literal <bos> and add_bos_token is true: runtimes that do "
+            "not strip it see two BOS tokens; " + PATCH_HINT
+        )
+
+
+@MODEL("sliding-window-missing")
+def _sliding_window_missing(s: Subject) -> Iterator[str]:
+    if s.r.sliding_window is None:
+        yield (
+            "no gemma3.attention.sliding_window: llama.cpp uses full attention on every layer, "
+            "unlike Gemma 3; re-convert"
+        )
+
+
+@MODEL("unusual-depth")
+def _unusual_depth(s: Subject) -> Iterator[str]:
+    if s.r.block_count is not None and size_for_layers(s.r.block_count) is None:
+        yield (
+            f"{s.r.block_count} layers is not a released Gemma 3 size: llama.cpp picks "
+            "attention scale by layer count (27B = 62)"
+        )
+
+
+@MODEL("vocab-size-mismatch")
+def _vocab_size_mismatch(s: Subject) -> Iterator[str]:
+    embd = next((t for t in s.h.tensors if t.name == "token_embd.weight"), None)
+    rows = embd.shape[-1] if embd is not None and embd.shape else 0  # a 0-D tensor has no rows
+    if embd is not None and s.r.vocab_size is not None and rows != s.r.vocab_size:
+        yield (
+            f"token_embd has {rows} rows but the vocabulary has {s.r.vocab_size} tokens: "
+            "re-convert the model"
+        )
+
+
+@MODEL("model-named-like-mmproj")
+def _model_named_like_mmproj(s: Subject) -> Iterator[str]:
+    if MMPROJ_NAME.search(Path(s.r.path).name):
+        yield (
+            "this text model's file name matches the mmproj pattern apps use for projectors: "
+            "rename it without 'mmproj'"
+        )
+
+
+@MMPROJ("mmproj-name")
+def _mmproj_name(s: Subject) -> Iterator[str]:
+    assert s.r.projector is not None
+    if not s.r.projector["name_matches_apps"]:
+        name = Path(s.h.path).name
+        yield (
+            f"phone apps find projectors by a name matching {MMPROJ_NAME.pattern!r}; "
+            f"rename {name!r} to e.g. 'mmproj-{name}'"
+        )
+
+
+@MMPROJ("mmproj-gelu")
+def _mmproj_gelu(s: Subject) -> Iterator[str]:
+    assert s.r.projector is not None
+    if s.r.projector["use_gelu"] is not True:
+        yield (
+            "clip.use_gelu is not true: clip.cpp falls back to gelu_quick and image features "
+            "are wrong; re-export the mmproj"
+        )
+
+
+@MMPROJ("mmproj-key-missing")
+def _mmproj_key_missing(s: Subject) -> Iterator[str]:
     for key in (
         "clip.vision.image_size",
         "clip.vision.patch_size",
@@ -473,12 +527,7 @@ def _projector(h: GGUFHeader, r: GGUFReport) -> None:
         "clip.vision.projection_dim",
         "clip.vision.embedding_length",
     ):
-        if h.get(key) is None:
-            add(
-                Finding(
-                    "mmproj-key-missing",
-                    "error",
-                    f"{key} is missing: llama.cpp's clip "
-                    "loader refuses the file; re-export the mmproj",
-                )
+        if s.h.get(key) is None:
+            yield (
+                f"{key} is missing: llama.cpp's clip loader refuses the file; re-export the mmproj"
             )

@@ -27,8 +27,9 @@ from gguf.constants import GGMLQuantizationType, GGUFValueType
 from .._errors import InputError, NotGemma3, OutputError
 from .._files import atomic_path, refuse_special_output
 from .._inputs import VISION_INT_BOUNDS, printable
+from .._progress import NoBar
 from ._encode import encode_array, encode_header, encode_kv, encode_tensor_info, padding
-from ._patch import NoBar, check_copyable, copy_range
+from ._patch import check_copyable, copy_range
 from ._reader import GGUFHeader, TensorInfo, open_gguf
 
 __all__ = ["fuse_pair", "split_fused"]

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gguf.constants import GGUFValueType, Keys, LlamaFileType, TokenType
 
 from .._errors import UsageError
-from .._family import Size, size_for_layers
+from .._family import EOT_TOKEN_ID, SLIDING_WINDOW_PATTERN, TOKENS, Size, size_for_layers
 from .._gguf._encode import encode_kv
 from .._gguf._inspect import GGUFReport, report_of
 from .._gguf._patch import (
@@ -37,14 +38,13 @@ from .._gguf._patch import (
     write_plan,
 )
 from .._gguf._reader import GGUFHeader, open_gguf
-from .._rules import RULES, Finding, finding
+from .._rules import Checks, Finding, passes
 
-__all__ = ["DoctorReport", "doctor_gguf"]
+__all__ = ["FACTS", "PAIR", "DoctorReport", "Model", "Pair", "doctor_gguf"]
 
-VOCAB_TEXT = 262144  # 270M, 1B
-VOCAB_VISION = 262208  # 4B+: + <image_soft_token> and padding
-EOS_IDS = (1, 106)
-IMAGE_TOKENS = {255999: "<start_of_image>", 256000: "<end_of_image>"}
+EOS_ID = TOKENS["<eos>"]
+EOS_IDS = (EOS_ID, EOT_TOKEN_ID)
+IMAGE_TOKENS = {TOKENS[t]: t for t in ("<start_of_image>", "<end_of_image>")}
 _INTS = (
     GGUFValueType.UINT32,
     GGUFValueType.INT32,
@@ -71,7 +71,7 @@ class DoctorReport:
 
     @property
     def ok(self) -> bool:
-        return not any(f.level in ("error", "warning") for f in self.findings)
+        return passes(self.findings)
 
     @property
     def fixable(self) -> list[Finding]:
@@ -126,130 +126,178 @@ def _quant_in_name(name: str, file_type: str) -> bool:
     return re.sub(r"[^a-z0-9]", "", file_type.lower()) in norm
 
 
-def _model_findings(h: GGUFHeader, size: Size | None) -> list[Finding]:
-    out: list[Finding] = []
-    add = out.append
-    if size is not None:
-        want = size.rope_scaling_factor or 1.0
-        got = rope_factor(h)
-        if abs(got - want) > 1e-6:
-            add(
-                finding(
-                    "rope-scaling",
-                    f"the global layers' rope scaling is x{got:g}, Gemma 3 {size.params} was "
-                    f"trained with {'linear x' + format(want, 'g') if want != 1 else 'none'}: "
-                    + ("long prompts degrade" if want != 1 else "every prompt is mis-positioned"),
-                )
-            )
-        window = h.get("gemma3.attention.sliding_window")
-        if isinstance(window, int) and window != size.sliding_window:
-            add(
-                finding(
-                    "sliding-window-wrong",
-                    f"gemma3.attention.sliding_window is {window}, Gemma 3 {size.params} "
-                    f"attends over {size.sliding_window} tokens on its local layers",
-                )
-            )
-        context = h.get("gemma3.context_length")
-        if isinstance(context, int) and context != size.context_length:
-            add(
-                finding(
-                    "context-length",
-                    f"gemma3.context_length is {context}, Gemma 3 {size.params} was trained "
-                    f"for {size.context_length}: Ollama and apps cap num_ctx by it",
-                )
-            )
-        tokens = h.kvs.get(Keys.Tokenizer.LIST)
-        expected = VOCAB_VISION if size.multimodal else VOCAB_TEXT
-        if tokens is not None and tokens.count != expected:
-            add(
-                finding(
-                    "vocab-size-unusual",
-                    f"the vocabulary has {tokens.count} tokens, Google's Gemma 3 "
-                    f"{size.params} has {expected}: a tokenizer from another size or added tokens",
-                )
-            )
-        if size.multimodal:
-            types_kv = h.kvs.get(Keys.Tokenizer.TOKEN_TYPE)
-            if types_kv is not None:
-                for tid, text in IMAGE_TOKENS.items():
-                    if tid < types_kv.count:
-                        raw = int(h.array_item(Keys.Tokenizer.TOKEN_TYPE, tid))
-                        if raw != TokenType.CONTROL:
-                            add(
-                                finding(
-                                    "image-token-not-control",
-                                    f"{text} ({tid}) is typed {_type_name(raw)}, not CONTROL: "
-                                    "it can show up in decoded text",
-                                )
-                            )
-    pattern = h.get("gemma3.attention.sliding_window_pattern")
-    if isinstance(pattern, int) and pattern != 6:
-        add(
-            finding(
-                "sliding-window-pattern",
-                f"gemma3.attention.sliding_window_pattern is {pattern}: Gemma 3 has one global "
-                "layer in every 6 (llama.cpp's default when the key is absent)",
-            )
-        )
-    if h.get(Keys.General.NAME) is None:
-        add(finding("name-missing", "no general.name: Ollama, LM Studio and apps show no name"))
-    if h.get(Keys.General.BASENAME) is None:
-        add(finding("basename-missing", "no general.basename: projectors are paired by it"))
-    eos = h.get(Keys.Tokenizer.EOS_ID)
-    if isinstance(eos, int) and eos not in EOS_IDS:
-        add(
-            finding(
-                "eos-unusual",
-                f"tokenizer.ggml.eos_token_id is {eos}, not 1 (<eos>) or 106 (<end_of_turn>): "
-                "generation may not stop",
-            )
-        )
-    if h.get(Keys.Tokenizer.ADD_BOS) is False:
-        add(
-            finding(
-                "add-bos-false",
-                "tokenizer.ggml.add_bos_token is false: llama.cpp will not prepend <bos> and "
-                "Gemma 3 degrades without it",
-            )
-        )
-    file_type = h.get(Keys.General.FILE_TYPE)
-    ftype = _FILE_TYPE.get(file_type) if isinstance(file_type, int) else None
-    embd = next((t for t in h.tensors if t.name == "token_embd.weight"), None)
-    if ftype and embd is not None:
-        from .._memory._plan import QUANT_DEFAULT, Arch, quant_tensor_types
+# --- the checks of the model-fact and pair rows (gemma3_pack/_rules.py), in the table's order ---
 
-        if ftype in QUANT_DEFAULT and size is not None and len(embd.shape) == 2:
-            arch = replace(Arch.from_size(size), hidden=embd.shape[0], vocab=embd.shape[1])
-            want_type = quant_tensor_types(replace(arch, layers=0), ftype)[0][2]
-            if embd.type_name != want_type:
-                add(
-                    finding(
-                        "embedding-type-unusual",
-                        f"token_embd is {embd.type_name}; llama.cpp's quantizer stores it as "
-                        f"{want_type} in a {ftype} file (a custom recipe or a mislabelled file "
-                        "type)",
-                    )
-                )
-    if ftype and not _quant_in_name(Path(h.path).name, ftype):
-        stem = Path(h.path).stem
-        add(
-            finding(
-                "filename-quant",
-                f"the file name does not say {ftype}: phone apps and `-hf` repos read the quant "
-                f"from it; name it e.g. {stem}-{ftype}.gguf",
-            )
+
+class Model(NamedTuple):
+    """What a model-fact check reads: the header and the size its layer count names."""
+
+    h: GGUFHeader
+    size: Size | None
+
+
+class Pair(NamedTuple):
+    """What a pair check reads: the text model, its size and the projector beside it."""
+
+    text: GGUFHeader
+    size: Size | None
+    proj: GGUFHeader
+
+
+FACTS: Checks[Model] = Checks("gguf")
+PAIR: Checks[Pair] = Checks("pair")
+
+
+def _image_tokens_typed(h: GGUFHeader) -> Iterator[tuple[int, str, int]]:
+    """(id, text, stored type) of the image tokens the vocabulary holds."""
+    types_kv = h.kvs.get(Keys.Tokenizer.TOKEN_TYPE)
+    if types_kv is None:
+        return
+    for tid, text in IMAGE_TOKENS.items():
+        if tid < types_kv.count:
+            yield tid, text, int(h.array_item(Keys.Tokenizer.TOKEN_TYPE, tid))
+
+
+@FACTS("rope-scaling")
+def _rope_scaling(m: Model) -> Iterator[str]:
+    if m.size is None:
+        return
+    want = m.size.rope_scaling_factor or 1.0
+    got = rope_factor(m.h)
+    if abs(got - want) > 1e-6:
+        yield (
+            f"the global layers' rope scaling is x{got:g}, Gemma 3 {m.size.params} was "
+            f"trained with {'linear x' + format(want, 'g') if want != 1 else 'none'}: "
+            + ("long prompts degrade" if want != 1 else "every prompt is mis-positioned")
         )
-    fused = sum(t.name.startswith(("v.", "mm.")) for t in h.tensors)
+
+
+@FACTS("sliding-window-wrong")
+def _sliding_window_wrong(m: Model) -> Iterator[str]:
+    window = m.h.get("gemma3.attention.sliding_window")
+    if m.size is not None and isinstance(window, int) and window != m.size.sliding_window:
+        yield (
+            f"gemma3.attention.sliding_window is {window}, Gemma 3 {m.size.params} "
+            f"attends over {m.size.sliding_window} tokens on its local layers"
+        )
+
+
+@FACTS("sliding-window-pattern")
+def _sliding_window_pattern(m: Model) -> Iterator[str]:
+    pattern = m.h.get("gemma3.attention.sliding_window_pattern")
+    if isinstance(pattern, int) and pattern != SLIDING_WINDOW_PATTERN:
+        yield (
+            f"gemma3.attention.sliding_window_pattern is {pattern}: Gemma 3 has one global "
+            f"layer in every {SLIDING_WINDOW_PATTERN} (llama.cpp's default when the key is absent)"
+        )
+
+
+@FACTS("context-length")
+def _context_length(m: Model) -> Iterator[str]:
+    context = m.h.get("gemma3.context_length")
+    if m.size is not None and isinstance(context, int) and context != m.size.context_length:
+        yield (
+            f"gemma3.context_length is {context}, Gemma 3 {m.size.params} was trained "
+            f"for {m.size.context_length}: Ollama and apps cap num_ctx by it"
+        )
+
+
+@FACTS("vocab-size-unusual")
+def _vocab_size_unusual(m: Model) -> Iterator[str]:
+    tokens = m.h.kvs.get(Keys.Tokenizer.LIST)
+    if m.size is not None and tokens is not None and tokens.count != m.size.vocab_size:
+        yield (
+            f"the vocabulary has {tokens.count} tokens, Google's Gemma 3 {m.size.params} has "
+            f"{m.size.vocab_size}: a tokenizer from another size or added tokens"
+        )
+
+
+@FACTS("name-missing")
+def _name_missing(m: Model) -> Iterator[str]:
+    if m.h.get(Keys.General.NAME) is None:
+        yield "no general.name: Ollama, LM Studio and apps show no name"
+
+
+@FACTS("basename-missing")
+def _basename_missing(m: Model) -> Iterator[str]:
+    if m.h.get(Keys.General.BASENAME) is None:
+        yield "no general.basename: projectors are paired by it"
+
+
+@FACTS("eos-unusual")
+def _eos_unusual(m: Model) -> Iterator[str]:
+    eos = m.h.get(Keys.Tokenizer.EOS_ID)
+    if isinstance(eos, int) and eos not in EOS_IDS:
+        yield (
+            f"tokenizer.ggml.eos_token_id is {eos}, not {EOS_ID} (<eos>) or {EOT_TOKEN_ID} "
+            "(<end_of_turn>): generation may not stop"
+        )
+
+
+@FACTS("add-bos-false")
+def _add_bos_false(m: Model) -> Iterator[str]:
+    if m.h.get(Keys.Tokenizer.ADD_BOS) is False:
+        yield (
+            "tokenizer.ggml.add_bos_token is false: llama.cpp will not prepend <bos> and "
+            "Gemma 3 degrades without it"
+        )
+
+
+@FACTS("image-token-not-control")
+def _image_token_not_control(m: Model) -> Iterator[str]:
+    if m.size is None or not m.size.multimodal:
+        return
+    for tid, text, raw in _image_tokens_typed(m.h):
+        if raw != TokenType.CONTROL:
+            yield (
+                f"{text} ({tid}) is typed {_type_name(raw)}, not CONTROL: it can show up in "
+                "decoded text"
+            )
+
+
+def _file_type(h: GGUFHeader) -> str | None:
+    file_type = h.get(Keys.General.FILE_TYPE)
+    return _FILE_TYPE.get(file_type) if isinstance(file_type, int) else None
+
+
+@FACTS("embedding-type-unusual")
+def _embedding_type_unusual(m: Model) -> Iterator[str]:
+    ftype = _file_type(m.h)
+    embd = next((t for t in m.h.tensors if t.name == "token_embd.weight"), None)
+    if not ftype or embd is None or m.size is None or len(embd.shape) != 2:
+        return
+    from .._memory._plan import QUANT_DEFAULT, Arch, quant_tensor_types
+
+    if ftype not in QUANT_DEFAULT:
+        return
+    arch = replace(Arch.from_size(m.size), hidden=embd.shape[0], vocab=embd.shape[1])
+    want_type = quant_tensor_types(replace(arch, layers=0), ftype)[0][2]
+    if embd.type_name != want_type:
+        yield (
+            f"token_embd is {embd.type_name}; llama.cpp's quantizer stores it as {want_type} in "
+            f"a {ftype} file (a custom recipe or a mislabelled file type)"
+        )
+
+
+@FACTS("filename-quant")
+def _filename_quant(m: Model) -> Iterator[str]:
+    ftype = _file_type(m.h)
+    if ftype and not _quant_in_name(Path(m.h.path).name, ftype):
+        stem = Path(m.h.path).stem
+        yield (
+            f"the file name does not say {ftype}: phone apps and `-hf` repos read the quant "
+            f"from it; name it e.g. {stem}-{ftype}.gguf"
+        )
+
+
+@FACTS("fused-vision")
+def _fused_vision(m: Model) -> Iterator[str]:
+    fused = sum(t.name.startswith(("v.", "mm.")) for t in m.h.tensors)
     if fused:
-        add(
-            finding(
-                "fused-vision",
-                f"{fused} vision tensors are fused into this GGUF (Ollama's layout): llama.cpp "
-                "and phone apps load only a separate mmproj; split it into text + mmproj",
-            )
+        yield (
+            f"{fused} vision tensors are fused into this GGUF (Ollama's layout): llama.cpp "
+            "and phone apps load only a separate mmproj; split it into text + mmproj"
         )
-    return out
 
 
 def _type_name(raw: int) -> str:
@@ -259,46 +307,43 @@ def _type_name(raw: int) -> str:
         return str(raw)
 
 
-def _pair_findings(text: GGUFHeader, size: Size | None, proj: GGUFHeader) -> list[Finding]:
-    out: list[Finding] = []
-    if gemma3_kind(proj) != "mmproj":
-        return [
-            finding(
-                "pair-not-mmproj",
-                f"{proj.path} is not a Gemma 3 projector (architecture "
-                f"{proj.architecture!r}, projector {proj.get('clip.projector_type')!r})",
-            )
-        ]
-    if size is not None and not size.multimodal:
-        out.append(
-            finding(
-                "pair-text-only-size",
-                f"Gemma 3 {size.params} is text-only: a projector cannot be used with it",
-            )
+@PAIR("pair-not-mmproj", alone=True)
+def _pair_not_mmproj(p: Pair) -> Iterator[str]:
+    if gemma3_kind(p.proj) != "mmproj":
+        yield (
+            f"{p.proj.path} is not a Gemma 3 projector (architecture "
+            f"{p.proj.architecture!r}, projector {p.proj.get('clip.projector_type')!r})"
         )
-    width = text.get("gemma3.embedding_length")
-    proj_w = proj.get("clip.vision.projection_dim")
-    inp = next((t for t in proj.tensors if t.name == "mm.input_projection.weight"), None)
+
+
+@PAIR("pair-width")
+def _pair_width(p: Pair) -> Iterator[str]:
+    width = p.text.get("gemma3.embedding_length")
+    proj_w = p.proj.get("clip.vision.projection_dim")
+    inp = next((t for t in p.proj.tensors if t.name == "mm.input_projection.weight"), None)
     if inp is not None:
         proj_w = inp.shape[0]
     if isinstance(width, int) and isinstance(proj_w, int) and width != proj_w:
-        out.append(
-            finding(
-                "pair-width",
-                f"the projector outputs {proj_w}-wide embeddings, the text model is {width} "
-                "wide: it belongs to another size (mtmd refuses the pair)",
-            )
+        yield (
+            f"the projector outputs {proj_w}-wide embeddings, the text model is {width} "
+            "wide: it belongs to another size (mtmd refuses the pair)"
         )
-    a, b = text.get(Keys.General.BASENAME), proj.get(Keys.General.BASENAME)
+
+
+@PAIR("pair-text-only-size")
+def _pair_text_only_size(p: Pair) -> Iterator[str]:
+    if p.size is not None and not p.size.multimodal:
+        yield f"Gemma 3 {p.size.params} is text-only: a projector cannot be used with it"
+
+
+@PAIR("pair-basename")
+def _pair_basename(p: Pair) -> Iterator[str]:
+    a, b = p.text.get(Keys.General.BASENAME), p.proj.get(Keys.General.BASENAME)
     if isinstance(a, str) and isinstance(b, str) and a != b:
-        out.append(
-            finding(
-                "pair-basename",
-                f"the text model's basename is {a!r}, the projector's {b!r}: they may come from "
-                "different models",
-            )
+        yield (
+            f"the text model's basename is {a!r}, the projector's {b!r}: they may come from "
+            "different models"
         )
-    return out
 
 
 # --- fixes ----------------------------------------------------------------------------------------
@@ -353,13 +398,13 @@ def _fix_plan(h: GGUFHeader, kind: str, size: Size | None, findings: list[Findin
                         )
                     )
     if "sliding-window-pattern" in codes:
-        _want(plan, h, "gemma3.attention.sliding_window_pattern", 6, u32)
+        _want(plan, h, "gemma3.attention.sliding_window_pattern", SLIDING_WINDOW_PATTERN, u32)
     if "basename-missing" in codes:
         _want(plan, h, Keys.General.BASENAME, "gemma-3", string)
     if "eos-unusual" in codes:
-        _want(plan, h, Keys.Tokenizer.EOS_ID, 1, u32)
+        _want(plan, h, Keys.Tokenizer.EOS_ID, EOS_ID, u32)
     if "eot-unusual" in codes:
-        _want(plan, h, Keys.Tokenizer.EOT_ID, 106, u32)
+        _want(plan, h, Keys.Tokenizer.EOT_ID, EOT_TOKEN_ID, u32)
     if codes & {"add-bos-false", "bos-missing"}:
         _want(plan, h, Keys.Tokenizer.ADD_BOS, True, GGUFValueType.BOOL)
     return plan
@@ -374,8 +419,7 @@ def _check(h: GGUFHeader) -> tuple[GGUFReport, Size | None, list[Finding]]:
     size = _size(h) if kind == "model" else None
     findings = list(report.findings)
     if kind == "model":
-        findings += _model_findings(h, size)
-    findings = [replace(f, fix=RULES[f.code].fix) if f.code in RULES else f for f in findings]
+        findings += FACTS.run(Model(h, size))
     return report, size, findings
 
 
@@ -400,12 +444,8 @@ def doctor_gguf(
         if mmproj is not None and report.kind == "model":
             with open_gguf(mmproj) as p:
                 proj_report = report_of(p)
-                findings += [
-                    replace(f, fix=RULES[f.code].fix) if f.code in RULES else f
-                    for f in proj_report.findings
-                    if f.code != "not-gemma3"
-                ]
-                findings += _pair_findings(h, size, p)
+                findings += [f for f in proj_report.findings if f.code != "not-gemma3"]
+                findings += PAIR.run(Pair(h, size, p))
         elif mmproj is not None:
             raise UsageError(f"give the text GGUF first and the projector second, not {src.name}")
         result = DoctorReport(

@@ -3,95 +3,39 @@
 It reads the bundle's sections (:mod:`._litertlm_read`, no LiteRT needed) and checks what the
 runtime takes from them: a prefill/decode TFLite model, a tokenizer with Gemma 3's vocabulary and
 turn tokens, and the LlmMetadata (start token ``<bos>``, stop tokens ``<end_of_turn>`` and
-``<eos>``, a chat template, Gemma 3 as the model type, the context). Each check is a rule of
-:data:`LITERTLM_RULES` with a stable code, like the GGUF rules of :mod:`._rules`; nothing in a
-``.litertlm`` can be patched in place, so every fix is a re-export.
+``<eos>``, a chat template, Gemma 3 as the model type, the context). Each check is a
+``litertlm`` row of the one rule table (:mod:`gemma3_pack._rules`, :data:`LITERTLM_RULES`);
+nothing in a ``.litertlm`` can be patched in place, so every fix is a re-export.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._chat import template_kind
-from .._family import SIZES
-from .._rules import Finding, Level
+from .._family import SIZES, TOKENS
+from .._rules import RULES, Checks, Finding, Rule, passes, rules_markdown
 from ._litertlm_read import HF_TOKENIZER_ZLIB, SP_TOKENIZER, TFLITE_MODEL, LiteRTLM, read_litertlm
 
 __all__ = [
+    "LITERTLM",
     "LITERTLM_RULES",
     "LiteRTLMReport",
-    "LiteRTLMRule",
     "doctor_litertlm",
     "litertlm_rules_markdown",
 ]
 
-BOS, EOS, START_TURN, END_TURN = 2, 1, 105, 106
-TOKENS = {BOS: "<bos>", EOS: "<eos>", START_TURN: "<start_of_turn>", END_TURN: "<end_of_turn>"}
+# the tokens the runtime needs at Gemma 3's ids (the family table's)
+CHECKED_TOKENS = {TOKENS[t]: t for t in ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>")}
+BOS, EOS, START_TURN, END_TURN = CHECKED_TOKENS
+MIN_VOCAB = min(s.vocab_size for s in SIZES.values())  # 262144: 270M and 1B
 FIX = "re-export: gemma3-pack export CKPT --format litertlm"
-
-
-@dataclass(frozen=True)
-class LiteRTLMRule:
-    """One check on a ``.litertlm`` (fixed only by re-exporting)."""
-
-    code: str
-    level: Level
-    checks: str
-
-
-LITERTLM_RULES: dict[str, LiteRTLMRule] = {
-    r.code: r
-    for r in (
-        LiteRTLMRule(
-            "litertlm-no-model", "error", "a TFLiteModel section holds the prefill/decode model"
-        ),
-        LiteRTLMRule(
-            "litertlm-no-tokenizer",
-            "error",
-            "a SentencePiece or HF tokenizer section is present and readable",
-        ),
-        LiteRTLMRule(
-            "litertlm-vocab",
-            "error",
-            "the tokenizer has Gemma 3's 262144 pieces with <bos>=2, <eos>=1, <start_of_turn>=105, <end_of_turn>=106",
-        ),
-        LiteRTLMRule("litertlm-no-metadata", "error", "an LlmMetadata section is present"),
-        LiteRTLMRule("litertlm-start-token", "error", "the start token is <bos> (2)"),
-        LiteRTLMRule(
-            "litertlm-stop-end-of-turn",
-            "error",
-            "<end_of_turn> (106) is a stop token: without it a chat turn never ends",
-        ),
-        LiteRTLMRule("litertlm-stop-eos", "warning", "<eos> (1) is a stop token too"),
-        LiteRTLMRule(
-            "litertlm-template-missing",
-            "error",
-            "a chat template (Jinja, or prompt affixes) is in the metadata",
-        ),
-        LiteRTLMRule(
-            "litertlm-template-not-official",
-            "warning",
-            "the Jinja template is Google's Gemma 3 template",
-        ),
-        LiteRTLMRule(
-            "litertlm-model-type",
-            "warning",
-            "the LLM model type is gemma3 or generic (LiteRT-LM applies per-model settings by it)",
-        ),
-        LiteRTLMRule(
-            "litertlm-context",
-            "info",
-            "max_num_tokens (the KV cache the runtime allocates) and the family's trained context",
-        ),
-    )
-}
-
-
-def _finding(code: str, message: str) -> Finding:
-    rule = LITERTLM_RULES[code]
-    return Finding(code, rule.level, message, None, None)
+# the rows of the one rule table (gemma3_pack/_rules.py) that this doctor checks
+LITERTLM_RULES: dict[str, Rule] = {c: r for c, r in RULES.items() if r.scope == "litertlm"}
+LITERTLM: Checks[LiteRTLM] = Checks("litertlm")
 
 
 @dataclass
@@ -109,7 +53,7 @@ class LiteRTLMReport:
 
     @property
     def ok(self) -> bool:
-        return not any(f.level in ("error", "warning") for f in self.findings)
+        return passes(self.findings)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -140,97 +84,111 @@ def _as_id(bundle: LiteRTLM, token: Any) -> int | None:
     return None
 
 
-def _findings(b: LiteRTLM) -> list[Finding]:
-    out: list[Finding] = []
+@LITERTLM("litertlm-no-model")
+def _no_model(b: LiteRTLM) -> Iterator[str]:
     if not b.of_type(TFLITE_MODEL):
-        out.append(
-            _finding(
-                "litertlm-no-model",
-                f"no TFLiteModel section: the runtime has nothing to run; {FIX}",
-            )
-        )
-    if not (b.of_type(SP_TOKENIZER) or b.of_type(HF_TOKENIZER_ZLIB)) or b.vocab is None:
-        out.append(_finding("litertlm-no-tokenizer", f"no readable tokenizer section; {FIX}"))
-    else:
-        wrong = [
-            f"{text}={b.vocab[i] if i < len(b.vocab) else 'missing'!r} at {i}"
-            for i, text in TOKENS.items()
-            if i >= len(b.vocab) or b.vocab[i] != text
-        ]
-        if len(b.vocab) < 262144 or wrong:
-            detail = f"; {', '.join(wrong)}" if wrong else ""
-            out.append(
-                _finding(
-                    "litertlm-vocab",
-                    f"the tokenizer has {len(b.vocab)} pieces{detail}: not Gemma 3's; {FIX}",
-                )
-            )
+        yield f"no TFLiteModel section: the runtime has nothing to run; {FIX}"
+
+
+def _has_tokenizer(b: LiteRTLM) -> bool:
+    return bool(b.of_type(SP_TOKENIZER) or b.of_type(HF_TOKENIZER_ZLIB)) and b.vocab is not None
+
+
+@LITERTLM("litertlm-no-tokenizer")
+def _no_tokenizer(b: LiteRTLM) -> Iterator[str]:
+    if not _has_tokenizer(b):
+        yield f"no readable tokenizer section; {FIX}"
+
+
+@LITERTLM("litertlm-vocab")
+def _vocab(b: LiteRTLM) -> Iterator[str]:
+    if not _has_tokenizer(b) or b.vocab is None:
+        return
+    wrong = [
+        f"{text}={b.vocab[i] if i < len(b.vocab) else 'missing'!r} at {i}"
+        for i, text in CHECKED_TOKENS.items()
+        if i >= len(b.vocab) or b.vocab[i] != text
+    ]
+    if len(b.vocab) < MIN_VOCAB or wrong:
+        detail = f"; {', '.join(wrong)}" if wrong else ""
+        yield f"the tokenizer has {len(b.vocab)} pieces{detail}: not Gemma 3's; {FIX}"
+
+
+@LITERTLM("litertlm-no-metadata")
+def _no_metadata(b: LiteRTLM) -> Iterator[str]:
+    if b.metadata is None:
+        yield f"no LlmMetadata section: no start/stop tokens or template; {FIX}"
+
+
+@LITERTLM("litertlm-start-token")
+def _start_token(b: LiteRTLM) -> Iterator[str]:
     md = b.metadata
-    if md is None:
-        out.append(
-            _finding(
-                "litertlm-no-metadata",
-                f"no LlmMetadata section: no start/stop tokens or template; {FIX}",
-            )
+    if md is not None and _as_id(b, md.start_token) != BOS:
+        yield (
+            f"the start token is {md.start_token!r}, not <bos> ({BOS}): Gemma 3 answers badly "
+            f"without it; {FIX}"
         )
-        return out
-    start = _as_id(b, md.start_token)
-    if start != BOS:
-        out.append(
-            _finding(
-                "litertlm-start-token",
-                f"the start token is {md.start_token!r}, not <bos> (2): Gemma 3 answers badly "
-                f"without it; {FIX}",
-            )
+
+
+def _stops(b: LiteRTLM) -> set[int | None]:
+    return set() if b.metadata is None else {_as_id(b, t) for t in b.metadata.stop_tokens}
+
+
+@LITERTLM("litertlm-stop-end-of-turn")
+def _stop_end_of_turn(b: LiteRTLM) -> Iterator[str]:
+    if b.metadata is not None and END_TURN not in _stops(b):
+        yield (
+            f"stop tokens {b.metadata.stop_tokens!r} lack <end_of_turn> ({END_TURN}): replies "
+            f"run on past the turn; {FIX}"
         )
-    stops = {_as_id(b, t) for t in md.stop_tokens}
-    if END_TURN not in stops:
-        out.append(
-            _finding(
-                "litertlm-stop-end-of-turn",
-                f"stop tokens {md.stop_tokens!r} lack <end_of_turn> (106): replies run on past "
-                f"the turn; {FIX}",
-            )
+
+
+@LITERTLM("litertlm-stop-eos")
+def _stop_eos(b: LiteRTLM) -> Iterator[str]:
+    if b.metadata is not None and EOS not in _stops(b):
+        yield f"stop tokens {b.metadata.stop_tokens!r} lack <eos> ({EOS}); {FIX}"
+
+
+@LITERTLM("litertlm-template-missing")
+def _template_missing(b: LiteRTLM) -> Iterator[str]:
+    md = b.metadata
+    if md is not None and not md.jinja_prompt_template and not md.prompt_templates:
+        yield f"no chat template: prompts reach the model without Gemma's turn markers; {FIX}"
+
+
+@LITERTLM("litertlm-template-not-official")
+def _template_not_official(b: LiteRTLM) -> Iterator[str]:
+    md = b.metadata
+    if md is None or not md.jinja_prompt_template:
+        return
+    kind = template_kind(md.jinja_prompt_template)
+    if kind not in ("official", "official-no-bos"):
+        yield (
+            f"the Jinja template is not Google's Gemma 3 template ({kind or 'unknown'}); "
+            "fine if your fine-tune was trained on it"
         )
-    if EOS not in stops:
-        out.append(
-            _finding("litertlm-stop-eos", f"stop tokens {md.stop_tokens!r} lack <eos> (1); {FIX}")
+
+
+@LITERTLM("litertlm-model-type")
+def _model_type(b: LiteRTLM) -> Iterator[str]:
+    md = b.metadata
+    if md is not None and md.model_type not in ("gemma3", "generic_model", None):
+        yield (
+            f"the LLM model type is {md.model_type}, not gemma3: LiteRT-LM formats "
+            f"Gemma 3 prompts as that model's; {FIX}"
         )
-    kind = template_kind(md.jinja_prompt_template) if md.jinja_prompt_template else None
-    if not md.jinja_prompt_template and not md.prompt_templates:
-        out.append(
-            _finding(
-                "litertlm-template-missing",
-                f"no chat template: prompts reach the model without Gemma's turn markers; {FIX}",
-            )
-        )
-    elif md.jinja_prompt_template and kind not in ("official", "official-no-bos"):
-        out.append(
-            _finding(
-                "litertlm-template-not-official",
-                f"the Jinja template is not Google's Gemma 3 template ({kind or 'unknown'}); "
-                "fine if your fine-tune was trained on it",
-            )
-        )
-    if md.model_type not in ("gemma3", "generic_model", None):
-        out.append(
-            _finding(
-                "litertlm-model-type",
-                f"the LLM model type is {md.model_type}, not gemma3: LiteRT-LM formats "
-                f"Gemma 3 prompts as that model's; {FIX}",
-            )
-        )
-    if md.max_num_tokens:
+
+
+@LITERTLM("litertlm-context")
+def _context(b: LiteRTLM) -> Iterator[str]:
+    md = b.metadata
+    if md is not None and md.max_num_tokens:
         longest = max(s.context_length for s in SIZES.values())
-        out.append(
-            _finding(
-                "litertlm-context",
-                f"KV cache of {md.max_num_tokens} tokens (prompt + reply"
-                f"{'; more than any Gemma 3 was trained on' if md.max_num_tokens > longest else ''})"
-                ": re-export with --litert-cache N for another size",
-            )
+        yield (
+            f"KV cache of {md.max_num_tokens} tokens (prompt + reply"
+            f"{'; more than any Gemma 3 was trained on' if md.max_num_tokens > longest else ''})"
+            ": re-export with --litert-cache N for another size"
         )
-    return out
 
 
 def doctor_litertlm(path: str | Path) -> LiteRTLMReport:
@@ -253,11 +211,10 @@ def doctor_litertlm(path: str | Path) -> LiteRTLMReport:
         stop_tokens=list(md.stop_tokens) if md else [],
         model_type=md.model_type if md else None,
         template=kind,
-        findings=_findings(b),
+        findings=LITERTLM.run(b),
     )
 
 
 def litertlm_rules_markdown() -> str:
-    lines = ["| code | level | checks |", "|---|---|---|"]
-    lines += [f"| `{r.code}` | {r.level} | {r.checks} |" for r in LITERTLM_RULES.values()]
-    return "\n".join(lines)
+    """The rule table's .litertlm rows."""
+    return rules_markdown(("litertlm",))

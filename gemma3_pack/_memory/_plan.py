@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import InputError, NotGemma3, UsageError
-from .._family import SIZES, VARIANTS, Size, Variant, get_variant
-from .._quants import GGML
+from .._family import SIZES, SLIDING_WINDOW_PATTERN, VARIANTS, Size, Variant, get_variant
+from .._quants import GGML, QUANTS, TensorSpec, row_bytes, tensor_types
 
 __all__ = [
     "COMMON_QUANTS",
@@ -51,19 +51,11 @@ __all__ = [
     "quant_tensor_types",
 ]
 
-# ggml types by name: (id, elements per block, bytes per block), from the one quant table
-_GGML: dict[str, tuple[int, int, int]] = {n: (t.id, t.block, t.size) for n, t in GGML.items()}
-_BY_ID = {v[0]: k for k, v in _GGML.items()}
+_BY_ID = {t.id: t.name for t in GGML.values()}  # ggml type names by id (the one quant table)
 
-# A file type (what `-q` names) -> the default ggml type of its layer tensors.
+# The file types a plan knows (what `-q` names) -> the default ggml type of their layer tensors.
 QUANT_DEFAULT: dict[str, str] = {
-    "Q4_0": "Q4_0",
-    "Q4_K_M": "Q4_K",
-    "Q5_K_M": "Q5_K",
-    "Q6_K": "Q6_K",
-    "Q8_0": "Q8_0",
-    "F16": "F16",
-    "BF16": "BF16",
+    n: QUANTS[n].default for n in ("Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16")
 }
 COMMON_QUANTS: tuple[str, ...] = ("Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "BF16")
 """File types a plan knows, lowest to highest quality (``--memory`` picks the highest that fits)."""
@@ -82,11 +74,6 @@ CTX_PAD = 256  # llama-context.cpp: n_ctx = GGML_PAD(n_ctx, 256); the SWA cache 
 DEFAULT_CTX = 4096  # Ollama's default num_ctx from v0.6.7 to v0.15.4
 ENGINES = ("llama.cpp", "ollama")
 _GGUF_ALIGN = 32
-
-
-def _row_bytes(type_name: str, n: int) -> int:
-    _, block, size = _GGML[type_name]
-    return n // block * size
 
 
 def format_bytes(n: float) -> str:
@@ -130,7 +117,9 @@ class Arch:
     vocab: int
     context_length: int
     sliding_window: int  # 0 = every layer global
-    swa_pattern: int = 6  # llama.cpp: layer il is global iff il % pattern == pattern - 1
+    swa_pattern: int = (
+        SLIDING_WINDOW_PATTERN  # llama.cpp: layer il is global iff il % pattern == pattern - 1
+    )
     vision: bool = False
 
     @classmethod
@@ -173,7 +162,7 @@ class Arch:
         heads = key("attention.head_count", hi=1024)
         hidden = key("embedding_length")
         kv_heads = key("attention.head_count_kv", heads, hi=heads)
-        pattern = kvs.get("gemma3.attention.sliding_window_pattern", 6)
+        pattern = kvs.get("gemma3.attention.sliding_window_pattern", SLIDING_WINDOW_PATTERN)
         if not isinstance(pattern, int) or isinstance(pattern, bool) or not 0 <= pattern <= layers:
             pattern = 6  # per-layer flags or nonsense: llama.cpp's Gemma 3 pattern
         if not 0 < vocab <= 2**24:
@@ -246,22 +235,11 @@ def _tensor_shapes(a: Arch) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
-def _use_more_bits(i: int, n: int) -> bool:
-    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
-
-
-def _fallback(type_name: str, ne0: int) -> str:
-    """llama-quant.cpp ``tensor_type_fallback``: a row that does not fill whole blocks."""
-    if ne0 % _GGML[type_name][1] == 0:
-        return type_name
-    smaller = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}.get(type_name, type_name)
-    return smaller if ne0 % _GGML[smaller][1] == 0 else "F16"
-
-
 def quant_tensor_types(a: Arch, quant: str) -> list[tuple[str, tuple[int, ...], str]]:
     """(name, shape, ggml type) per tensor of a text GGUF llama.cpp's quantizer writes at ``quant``.
 
-    Follows ``llama_tensor_get_type_impl`` for Gemma 3's tied embeddings: ``token_embd`` gets the
+    The exporter's choice (:func:`gemma3_pack._quants.tensor_types`, ``llama_tensor_get_type_impl``)
+    over the tensors llama.cpp creates for ``a``. For Gemma 3's tied embeddings: ``token_embd`` gets the
     output policy (Q6_K, or Q8_0 when its rows do not fill 256-blocks or the file is Q8_0);
     Q4_K_M/Q5_K_M give ``attn_v`` and ``ffn_down`` Q6_K on the ``use_more_bits`` layers; then the
     shape fallback (270M/1B rows are not multiples of 256). 1-D tensors stay F32.
@@ -272,35 +250,20 @@ def quant_tensor_types(a: Arch, quant: str) -> list[tuple[str, tuple[int, ...], 
             f"unknown quant {quant!r} for planning: choose one of {', '.join(QUANT_DEFAULT)}"
         )
     default = QUANT_DEFAULT[quant]
-    quantized = _GGML[default][1] > 1
-    out: list[tuple[str, tuple[int, ...], str]] = []
-    i_v = i_down = 0
-    for name, shape in _tensor_shapes(a):
-        if len(shape) == 1:
-            out.append((name, shape, "F32"))
-            continue
-        t = default
-        if quantized:
-            if name == "token_embd.weight":
-                t = "Q8_0" if shape[0] % _GGML[default][1] or default == "Q8_0" else "Q6_K"
-            elif name.endswith("attn_v.weight"):
-                if quant in ("Q4_K_M", "Q5_K_M") and _use_more_bits(i_v, a.layers):
-                    t = "Q6_K"
-                i_v += 1
-            elif name.endswith("ffn_down.weight"):
-                if quant in ("Q4_K_M", "Q5_K_M") and _use_more_bits(i_down, a.layers):
-                    t = "Q6_K"
-                i_down += 1
-            t = _fallback(t, shape[0])
-        out.append((name, shape, t))
-    return out
+    shapes = _tensor_shapes(a)
+    specs = [  # llama.cpp's choice reads numpy order (rows first) and the float file's type
+        TensorSpec(name, shape[::-1], "F32" if len(shape) == 1 else default)
+        for name, shape in shapes
+    ]
+    types = tensor_types(specs, quant, n_layers=a.layers, n_head=a.heads, n_head_kv=a.kv_heads)
+    return [(name, shape, t) for (name, shape), t in zip(shapes, types, strict=True)]
 
 
 def _tensor_bytes(shape: tuple[int, ...], type_name: str) -> int:
     rows = 1
     for d in shape[1:]:
         rows *= d
-    return _row_bytes(type_name, shape[0]) * rows
+    return row_bytes(type_name, shape[0]) * rows
 
 
 def _pad(n: int, to: int) -> int:
@@ -427,7 +390,7 @@ def kv_cache_bytes(
         n_ctx_seq = _pad(n_ctx // parallel, CTX_PAD)
         n_ctx, streams = n_ctx_seq * parallel, parallel
     n_ubatch = min(n_ubatch, ctx)  # llama-context.cpp clamps n_batch to the asked n_ctx first
-    per_cell = _row_bytes(kt, a.kv_heads * a.head_dim) + _row_bytes(vt, a.kv_heads * a.head_dim)
+    per_cell = row_bytes(kt, a.kv_heads * a.head_dim) + row_bytes(vt, a.kv_heads * a.head_dim)
     if a.sliding_window:
         swa = _pad(
             min(n_ctx_seq, a.sliding_window * (parallel if unified else 1) + n_ubatch), CTX_PAD
@@ -550,6 +513,11 @@ def _gguf_source(path: Path, quant: str | None, mmproj_path: Path | None) -> _So
         kvs = {k: kv.value for k, kv in h.kvs.items() if kv.value is not None}
         tokens = h.kvs.get("tokenizer.ggml.tokens")
         embd = next((t for t in h.tensors if t.name == "token_embd.weight"), None)
+        if embd is not None and len(embd.shape) != 2:
+            raise InputError(
+                f"{path}: token_embd.weight has shape {list(embd.shape)}, expected "
+                "[embedding_length, vocab]: re-convert the model"
+            )
         vocab = tokens.count if tokens else (embd.shape[1] if embd else 0)
         arch = Arch.from_header(kvs, vocab, n_tensors=len(h.tensors))
         text = [t for t in h.tensors if not t.name.startswith(("v.", "mm."))]
@@ -603,6 +571,17 @@ def _variant_source(v: Variant, quant: str | None) -> _Source:
     return _Source(v.name, v.size.name, arch, q, weights, repack, False, None, tied)
 
 
+def _names_a_variant(path: Path, text: str) -> bool:
+    """A folder named like a variant (an HF checkout ``google/gemma-3-4b-it``, an export's
+    ``-o``) in the working directory: the name is meant, not the folder."""
+    if not path.is_dir():
+        return False
+    try:
+        return text.lower() in SIZES or bool(get_variant(text))
+    except UsageError:
+        return False
+
+
 def _resolve(
     target: str | Path | Variant | Size, quant: str | None, mmproj: str | Path | None
 ) -> _Source:
@@ -616,11 +595,12 @@ def _resolve(
         return _variant_source(VARIANTS[f"gemma3-{target.name}-it"], quant)
     text = str(target)
     path = Path(text)
-    if text.lower().endswith(".gguf") or path.exists():
-        if not path.is_file():
+    if text.lower().endswith(".gguf") or (path.exists() and not _names_a_variant(path, text)):
+        if not path.exists():
             from .._errors import InputNotFound
 
             raise InputNotFound(f"no such GGUF: {path}")
+        # open_gguf refuses a folder, FIFO or device before opening it
         return _gguf_source(path, quant, Path(mmproj) if mmproj is not None else None)
     if mmproj is not None:
         raise UsageError(

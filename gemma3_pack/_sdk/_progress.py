@@ -14,6 +14,7 @@ from typing import Any
 from ollama import ProgressResponse
 
 from .._errors import ServerResponseError
+from .._progress import progress_bar, shows_progress
 from ._transport import clean_text
 
 __all__ = ["CHUNK", "ProgressPrinter", "ProgressReader", "afile_chunks", "finish", "upload_bar"]
@@ -58,51 +59,31 @@ async def afile_chunks(path: Path, bar: Any) -> AsyncIterator[bytes]:
 
 
 def upload_bar(path: Path, progress: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(
-        total=path.stat().st_size,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=f"upload {path.name}",
-        file=sys.stderr,
-        disable=None if progress else True,
-    )
+    return progress_bar(path.stat().st_size, f"upload {path.name}", progress=progress, leave=True)
 
 
 class ProgressPrinter:
     """Renders an ollama pull/create stream: one byte bar per digest, status lines otherwise."""
 
     def __init__(self, progress: bool) -> None:
-        self.enabled = progress
+        self.enabled = shows_progress(progress)
         self.bar: Any = None
         self.digest: str | None = None
 
     def __call__(self, part: ProgressResponse) -> None:
         if not self.enabled:
             return
-        from tqdm import tqdm
-
         if part.digest and part.total:
             if part.digest != self.digest:
                 self.close()
                 self.digest = part.digest
-                self.bar = tqdm(
-                    total=part.total,
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    desc=clean_text(part.status or part.digest, 40),
-                    file=sys.stderr,
-                    disable=None,
-                )
+                desc = clean_text(part.status or part.digest, 40)
+                self.bar = progress_bar(part.total, desc, progress=True, leave=True)
             if part.completed is not None and self.bar is not None:
                 self.bar.update(part.completed - self.bar.n)
         elif part.status:
             self.close()
-            if sys.stderr.isatty():
-                print(clean_text(part.status), file=sys.stderr)
+            print(clean_text(part.status), file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:

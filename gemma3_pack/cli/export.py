@@ -2,90 +2,49 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
+from .. import ExportOptions
 from ._json import dumps
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _flag(f: dataclasses.Field[Any]) -> Callable[[F], F]:
+    """One ``click.option`` from an :class:`~gemma3_pack.ExportOptions` field and its metadata."""
+    meta = f.metadata
+    flags = meta["flags"] or ("--" + f.name.replace("_", "-"),)
+    kw: dict[str, Any] = {"default": f.default, "help": meta["help"]}
+    if "choices" in meta:
+        kw["type"] = click.Choice(meta["choices"], case_sensitive=meta.get("case_sensitive", True))
+    elif meta.get("path"):
+        kw["type"] = click.Path(path_type=Path)
+    if f.default is False:
+        kw["is_flag"] = True
+    for key in ("metavar", "show_default"):
+        if key in meta:
+            kw[key] = meta[key]
+    return click.option(*flags, f.name, **kw)
+
+
+def _export_options(command: F) -> F:
+    """Every ExportOptions field as a flag, in declaration order (click lists the first added
+    last, so they are applied in reverse)."""
+    for f in reversed(dataclasses.fields(ExportOptions)):
+        command = _flag(f)(command)
+    return command
 
 
 @click.command()
 @click.argument("source")
-@click.option(
-    "-o",
-    "--output-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder for the outputs [default: ./<name>-gguf].",
-)
-@click.option(
-    "-q",
-    "--quant",
-    "quants",
-    default=None,
-    metavar="QUANT[,QUANT...]",
-    help="Types to write, all in one pass: F32 F16 BF16 Q8_0, Q4_0 Q4_K_M Q5_K_M Q6_K "
-    "Q4_K_S Q5_K_S Q3_K_M IQ4_XS ... (llama.cpp's mixes). [default: from the family table]",
-)
-@click.option(
-    "--name", default=None, help="File-name stem and general.name [default: SOURCE's name]."
-)
-@click.option(
-    "--base",
-    default=None,
-    metavar="PATH|REPO",
-    help="Base model for a LoRA adapter [default: the adapter's base_model_name_or_path].",
-)
-@click.option(
-    "--qat/--no-qat",
-    default=None,
-    help="Treat as a QAT checkpoint: Q4_0 with Q8_0 embeddings [default: from the name].",
-)
-@click.option(
-    "--tokenizer-from",
-    default=None,
-    metavar="PATH|REPO",
-    help="Take tokenizer.model (+ tokenizer files) from here when the checkpoint lacks it.",
-)
-@click.option(
-    "--imatrix",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Importance matrix (GGUF from llama-imatrix) for the llama.cpp quant types.",
-)
-@click.option(
-    "--keep-bf16",
-    is_flag=True,
-    help="Also write the BF16 GGUF the llama.cpp types are quantized from (no file otherwise).",
-)
-@click.option(
-    "--mmproj-type",
-    type=click.Choice(["f16", "bf16", "f32", "q8_0"]),
-    default="f16",
-    show_default=True,
-    help="Storage of the vision projector (multimodal checkpoints).",
-)
-@click.option(
-    "--ollama-format",
-    type=click.Choice(["auto", "pair", "fused"]),
-    default="auto",
-    show_default=True,
-    help="Vision models: Modelfile with GGUF + mmproj (pair) or one fused Ollama GGUF.",
-)
-@click.option(
-    "--embedding-type",
-    type=click.Choice(["F16", "Q8_0", "Q6_K", "Q4_0"], case_sensitive=False),
-    default=None,
-    help="QAT int4 (AWQ / compressed-tensors) checkpoints: type of token_embd in the lossless "
-    "Q4_0 export [default: F16, as in Google's own QAT GGUFs; Q6_K needs llama.cpp].",
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Replace files in -o that an earlier gemma3-pack export did not write.",
-)
+@_export_options
 @click.option(
     "--format",
     "formats",
@@ -112,36 +71,17 @@ from ._json import dumps
     show_default=True,
     help="litertlm: prompt tokens per prefill step compiled into the model.",
 )
-@click.option(
-    "--eval",
-    "evaluate",
-    is_flag=True,
-    help="Measure each quant against the float output (KL divergence, top-1 agreement, "
-    "perplexity; llama.cpp on CPU) into export.json and the model card.",
-)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars and no summary (errors still print).")
 def export(
     source: str,
-    output_dir: Path | None,
-    quants: str | None,
-    name: str | None,
-    base: str | None,
-    qat: bool | None,
-    tokenizer_from: str | None,
-    imatrix: Path | None,
-    keep_bf16: bool,
-    mmproj_type: str,
-    ollama_format: str,
-    embedding_type: str | None,
-    force: bool,
     formats: str,
     text_only: bool,
     litert_cache: int,
     litert_prefill: int,
-    evaluate: bool,
     as_json: bool,
     quiet: bool,
+    **fields: Any,
 ) -> None:
     """Turn a fine-tuned Gemma 3 checkpoint or LoRA adapter into verified GGUFs.
 
@@ -162,6 +102,7 @@ def export(
       gemma3-pack export google/gemma-3-270m-it -q BF16 --json | jq '.models[].path'
       gemma3-pack export ./ft --tokenizer-from google/gemma-3-4b-it   # fine-tune lost tokenizer.model
       gemma3-pack export ./gemma-3-27b-it-int4-awq    # QAT int4 -> Q4_0, repacked bit for bit
+      gemma3-pack export ./ft -q Q4_K_M --tools      # tool-calling chat template + Modelfile
       ollama create my-gemma -f my-gemma-finetune-gguf/Modelfile
       gemma3-pack export ./ft --format litertlm -q int8      # AI Edge Gallery / LiteRT-LM
       gemma3-pack export ./ft --format gguf,litertlm -q Q4_0,int8 -o out/
@@ -170,20 +111,21 @@ def export(
     from .._export._litertlm import plan_litertlm, split_formats, write_litertlm
 
     progress = not quiet and not as_json and sys.stderr.isatty()
-    fmts, quants, litert_quants = split_formats(formats, quants)
+    fmts, quants, litert_quants = split_formats(formats, fields["quants"])
+    options = ExportOptions(**{**fields, "quants": quants})
     lite_plan = None
     if "litertlm" in fmts:  # every LiteRT-LM check before any GGUF is written
         lite_plan = plan_litertlm(
             source,
-            output_dir=output_dir,
+            output_dir=options.output_dir,
             quants=litert_quants,
-            name=name,
-            base=base,
-            tokenizer_from=tokenizer_from,
+            name=options.name,
+            base=options.base,
+            tokenizer_from=options.tokenizer_from,
             text_only=text_only,
             cache_length=litert_cache,
             prefill_length=litert_prefill,
-            force=force,
+            force=options.force,
             progress=progress,
         )
     if lite_plan is not None and fmts == ["litertlm"]:
@@ -193,23 +135,7 @@ def export(
         elif not quiet:
             click.echo(only.to_text())
         return
-    result = run_export(
-        source,
-        output_dir=output_dir,
-        quants=quants,
-        name=name,
-        base=base,
-        qat=qat,
-        tokenizer_from=tokenizer_from,
-        imatrix=imatrix,
-        keep_bf16=keep_bf16,
-        mmproj_type=mmproj_type,
-        ollama_format=ollama_format,  # type: ignore[arg-type]
-        embedding_type=embedding_type,
-        force=force,
-        evaluate=evaluate,
-        progress=progress,
-    )
+    result = run_export(source, options, progress=progress)
     lite = write_litertlm(lite_plan, progress=progress) if lite_plan is not None else None
     if as_json:
         out = result.to_dict()

@@ -11,36 +11,34 @@ from ._json import dumps
 
 
 def _is_path(target: str) -> bool:
-    """A GGUF path rather than a variant (variants may contain "/", e.g. google/gemma-3-4b-it)."""
-    return target.lower().endswith(".gguf") or Path(target).exists()
+    """A GGUF path rather than a variant (variants may contain "/", e.g. google/gemma-3-4b-it);
+    a folder named like a variant (an HF checkout, an export's -o) means the variant."""
+    if target.lower().endswith(".gguf"):
+        return True
+    path = Path(target)
+    if not path.exists():
+        return False
+    if path.is_dir():
+        from .._errors import UsageError
+        from .._family import get_variant
 
-
-def _num_ctx(
-    value: str | None,
-    memory: str | None,
-    target: str,
-    mmproj: Path | None,
-    gpu: tuple[str, ...] = (),
-) -> int | None:
-    """``--num-ctx``: a number, or ``auto`` = the largest context that fits ``--memory``/``--gpu``."""
-    from .._errors import UsageError
-
-    if value is None or value.strip().lower() != "auto":
-        if memory is not None or gpu:
-            raise UsageError("--memory and --gpu only go with --num-ctx auto")
-        if value is None:
-            return None
         try:
-            return int(value)
-        except ValueError:
-            raise UsageError(
-                f"--num-ctx takes a number of tokens or `auto`, not {value!r}"
-            ) from None
-    if memory is None and not gpu:
-        raise UsageError("--num-ctx auto needs --memory or --gpu (e.g. --memory 16GB, --gpu 24GB)")
-    from .._memory._plan import auto_context
+            get_variant(target)
+        except UsageError:
+            return True  # a folder that names nothing: the library says it is not a GGUF
+        return False
+    return True
 
-    return auto_context(target, memory, gpu=list(gpu) or None, mmproj=mmproj)
+
+def num_ctx_arg(value: str | None) -> int | str | None:
+    """``--num-ctx``'s text: a number of tokens as an int; ``auto`` (and anything the library will
+    refuse with its own message) as given."""
+    if value is None or value.strip().lower() == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        return value
 
 
 @click.command()
@@ -175,16 +173,22 @@ def modelfile(
         from .._files import refuse_overwrite
 
         refuse_overwrite(output, force=force)
-    ctx = _num_ctx(num_ctx, memory, target, mmproj, gpu)
+    ctx, gpus = num_ctx_arg(num_ctx), list(gpu) or None
     if _is_path(target) or mmproj is not None:
-        relative_to = output.parent if output is not None else None
-        spec = mf.spec_for_gguf(target, mmproj, system=system, num_ctx=ctx, relative_to=relative_to)
+        spec = mf.spec_for_gguf(
+            target,
+            mmproj,
+            system=system,
+            num_ctx=ctx,
+            memory=memory,
+            gpu=gpus,
+            relative_to=output.parent if output is not None else None,
+            tools=tools,
+        )
     else:
-        spec = mf.spec_for_variant(target, system=system, num_ctx=ctx)
-    if tools:
-        from .._chat import OLLAMA_TOOLS_TEMPLATE
-
-        spec.template = OLLAMA_TOOLS_TEMPLATE
+        spec = mf.spec_for_variant(
+            target, system=system, num_ctx=ctx, memory=memory, gpu=gpus, tools=tools
+        )
     text = mf.render_modelfile(spec)
     if output is not None:
         mf.write_modelfile(spec, output)

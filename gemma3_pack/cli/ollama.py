@@ -10,6 +10,7 @@ import click
 
 from .._errors import UsageError
 from ._json import dumps
+from .modelfile import num_ctx_arg
 
 _HOST_HELP = (
     "Ollama host [default: $OLLAMA_HOST or 127.0.0.1:11434], or an OpenAI-compatible URL "
@@ -176,7 +177,24 @@ def pull(model: str, host: str | None, quiet: bool, as_json: bool, timeout: floa
     help="Vision packaging: pair = GGUF + mmproj (Ollama >= 0.30), fused = one GGUF.",
 )
 @click.option("-s", "--system", default=None, help="System prompt baked into the model.")
-@click.option("--num-ctx", type=int, default=None, help="Context length baked into the model.")
+@click.option(
+    "--num-ctx",
+    default=None,
+    help="Context length baked into the model, or `auto`: the largest that fits --memory/--gpu.",
+)
+@click.option("--memory", default=None, help="Memory budget for --num-ctx auto (16GB, 12GiB).")
+@click.option(
+    "--gpu",
+    multiple=True,
+    metavar="SIZE|NAME",
+    help="For --num-ctx auto: the GPU(s) it must fit, every layer offloaded (24GB, rtx4090).",
+)
+@click.option(
+    "--tools/--no-tools",
+    default=None,
+    help="The TEMPLATE with tool calling (Ollama returns tool_calls) [default: --from: as "
+    "exported (export --tools); --variant: no].",
+)
 @click.option(
     "--verify",
     is_flag=True,
@@ -193,7 +211,10 @@ def create(
     quantize: str | None,
     packaging: str,
     system: str | None,
-    num_ctx: int | None,
+    num_ctx: str | None,
+    memory: str | None,
+    gpu: tuple[str, ...],
+    tools: bool | None,
     verify: bool,
     host: str | None,
     quiet: bool,
@@ -212,6 +233,7 @@ def create(
       gemma3-pack create my-gemma-q8 --from ./export/my-gemma --quant Q8_0
       gemma3-pack create my-gemma --from ./export/my-gemma --verify   # re-hash the files
       gemma3-pack create pirate --variant gemma3:4b -s "Talk like a pirate" --num-ctx 8192
+      gemma3-pack create g12 --variant gemma3:12b --num-ctx auto --gpu rtx4090 --tools
       ollama run my-gemma
     """
     from .._sdk._client import Client
@@ -220,6 +242,7 @@ def create(
         raise UsageError("give exactly one of --from EXPORT_DIR or --variant VARIANT")
     client = Client(host)
     progress = not quiet and not as_json
+    ctx, gpus = num_ctx_arg(num_ctx), list(gpu) or None
     if export_dir is not None:
         result = client.create_from_export(
             export_dir,
@@ -229,15 +252,25 @@ def create(
             packaging=packaging,  # type: ignore[arg-type]
             quant=quant,
             system=system,
-            num_ctx=num_ctx,
+            num_ctx=ctx,
+            memory=memory,
+            gpu=gpus,
             verify=verify,
+            tools=tools,
         )
     else:
         if quant or quantize or packaging != "auto" or verify:
             raise UsageError("--quant, --quantize, --packaging and --verify apply to --from only")
         assert variant is not None
         result = client.create_from_variant(
-            variant, name, system=system, num_ctx=num_ctx, progress=progress
+            variant,
+            name,
+            system=system,
+            num_ctx=ctx,
+            memory=memory,
+            gpu=gpus,
+            progress=progress,
+            tools=bool(tools),
         )
     if as_json:
         click.echo(dumps({"model": name, "status": result.status}))
