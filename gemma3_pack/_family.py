@@ -20,9 +20,13 @@ from ._settings import STOP as _STOP
 __all__ = [
     "EOT_TOKEN_ID",
     "FAMILY",
+    "FUNCTIONGEMMA",
+    "FUNCTIONGEMMA_MIN_OLLAMA",
+    "FUNCTIONGEMMA_TOKENS",
     "GGUF_SAMPLING",
     "SAMPLING",
     "SIZES",
+    "SLIDING_WINDOW_PATTERN",
     "STOP",
     "TOKENS",
     "VARIANTS",
@@ -57,6 +61,11 @@ class Vision:
 SIGLIP = Vision()
 
 
+# One global attention layer in every 6 (5 local : 1 global), in every size (llama.cpp's default
+# when gemma3.attention.sliding_window_pattern is absent).
+SLIDING_WINDOW_PATTERN = 6
+
+
 @dataclass(frozen=True)
 class Size:
     """One model size and its architecture (Gemma3TextConfig values)."""
@@ -76,7 +85,7 @@ class Size:
     rope_local_theta: float = 10_000.0
     rope_scaling_factor: float | None = None  # linear, global layers only
     query_pre_attn_scalar: int = 256
-    sliding_window_pattern: int = 6
+    sliding_window_pattern: int = SLIDING_WINDOW_PATTERN
     rms_norm_eps: float = 1e-6
     vision: Vision | None = None
     bf16_gb: float = 0.0
@@ -179,11 +188,16 @@ class Variant:
     hf_gguf: str | None  # a GGUF repo `ollama run hf.co/<repo>:<QUANT>` can pull
     default_quants: tuple[str, ...]
     quant_by_target: dict[str, str] = field(default_factory=dict)
+    # "gemma3", or a Gemma 3 model with its own prompt format ("functiongemma").
+    family: str = "gemma3"
+    # Ollama's built-in prompt renderer and reply parser for it (RENDERER/PARSER), if any.
+    renderer: str | None = None
 
     @property
     def name(self) -> str:
-        """The variant's id, e.g. ``gemma3-4b-it`` or ``gemma3-12b-it-qat``."""
-        return f"gemma3-{self.size.name}-{self.kind}"
+        """The variant's id, e.g. ``gemma3-4b-it``, ``gemma3-12b-it-qat`` or
+        ``functiongemma-270m-it``."""
+        return f"{self.family}-{self.size.name}-{self.kind}"
 
     @property
     def qat(self) -> bool:
@@ -245,6 +259,21 @@ _KINDS: tuple[Kind, ...] = ("pt", "it", "it-qat")
 VARIANTS: dict[str, Variant] = {
     v.name: v for size in SIZES for kind in _KINDS for v in [_variant(size, kind)]
 }
+# FunctionGemma: Gemma 3 270M trained for function calling, with its own prompt format and seven
+# control tokens (FUNCTIONGEMMA_TOKENS). Ollama (>= 0.13.5, FUNCTIONGEMMA_MIN_OLLAMA) prompts and
+# parses it with its built-in `functiongemma` renderer and parser.
+FUNCTIONGEMMA = Variant(
+    SIZES["270m"],
+    "it",
+    "google/functiongemma-270m-it",
+    "functiongemma:270m",
+    "unsloth/functiongemma-270m-it-GGUF",
+    ("Q8_0", "Q4_K_M"),
+    _targets("270m", "it"),
+    family="functiongemma",
+    renderer="functiongemma",
+)
+VARIANTS[FUNCTIONGEMMA.name] = FUNCTIONGEMMA
 
 FAMILY = VARIANTS  # alias used in docs
 
@@ -265,6 +294,8 @@ def get_variant(name: str) -> Variant:
             return v
     if low in {"gemma3", "gemma3:latest"}:
         return VARIANTS["gemma3-4b-it"]
+    if low in {"functiongemma", "functiongemma:latest"}:
+        return FUNCTIONGEMMA
     raise UsageError(
         f"unknown Gemma 3 variant {name!r}: choose one of {', '.join(VARIANTS)} "
         "(or an Ollama tag such as gemma3:4b)"
@@ -304,4 +335,18 @@ TOKENS: dict[str, int] = {
     "<end_of_image>": 256000,
 }
 EOT_TOKEN_ID = TOKENS["<end_of_turn>"]
+# FunctionGemma's control tokens: Gemma 3's reserved slots <unused40>..<unused46> renamed (ids as
+# Google's google/functiongemma-270m-it tokenizer has them). Code that types them checks the
+# file's own token text at each id first and never acts on an id whose text differs.
+FUNCTIONGEMMA_TOKENS: dict[str, int] = {
+    "<start_function_declaration>": 46,
+    "<end_function_declaration>": 47,
+    "<start_function_call>": 48,
+    "<end_function_call>": 49,
+    "<start_function_response>": 50,
+    "<end_function_response>": 51,
+    "<escape>": 52,
+}
+# The first Ollama release with the `functiongemma` renderer and parser (ollama/ollama#13521).
+FUNCTIONGEMMA_MIN_OLLAMA = "0.13.5"
 IMAGE_SOFT_TOKEN_ID = 262144  # 4B+ only

@@ -9,20 +9,27 @@ prompt applied in Ollama's JSON spelling (``apply(..., dialect="ollama")``), Goo
 Jinja rendered, ``<bos>`` dropped (Ollama's runtime adds it). Without tools the variant renders
 exactly what the plain TEMPLATE renders on the whole conformance corpus; and the real daemon
 (Ollama 0.24.0) accepts ``tools`` on a model created with it, where ours refuses them.
+
+On a real Ollama 0.34.4 both of its paths are run with plain clients: the Go TEMPLATE, and the
+native path where a ``patch --tools`` GGUF with no TEMPLATE goes to llama-server's Jinja, parser
+and lazy tool-call grammar.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import _ollama_render
 import pytest
-from test_go_conformance import CORPUS, _reference
-from test_tools_template import BOOK, TOOL_CORPUS, WEATHER, bot, tool, user
+from _conversations import CORPUS
+from _conversations import reference as _reference
+from _tool_conversations import BOOK, TOOL_CORPUS, WEATHER, bot, tool, user
 
 from gemma3_pack._chat import OLLAMA_TEMPLATE, OLLAMA_TOOLS_TEMPLATE, render_chat
 from gemma3_pack._chat._tools import INSTRUCTION_JSON, apply, go_json, ollama_schema_json, schemas
@@ -271,39 +278,6 @@ def test_the_daemon_accepts_tools_only_with_the_variant(daemon_models) -> None:
 
 # --------------------------------------------------------------------------- Ollama's tool parser
 
-PARSER_SOURCE = Path(__file__).resolve().parent / "go" / "ollama_toolparse"
-
-
-@pytest.fixture(scope="module")
-def tool_parser(go_binary) -> Path:
-    """``tests/go/ollama_toolparse`` built once (keyed by its source), like the renderer."""
-    import hashlib
-    import os
-    import shutil
-    import tempfile
-
-    import _assets
-
-    files = ("main.go", "go.mod", "go.sum")
-    digest = hashlib.sha256(b"".join((PARSER_SOURCE / f).read_bytes() for f in files)).hexdigest()
-    out = _assets.cache_dir("ollama-toolparse", digest[:16])
-    exe = out / "ollama_toolparse"
-    if not exe.is_file():
-        with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
-            for f in files:
-                shutil.copyfile(PARSER_SOURCE / f, Path(tmp) / f)
-            proc = subprocess.run(
-                [str(go_binary), "build", "-trimpath", "-buildvcs=false", "-o", exe.name, "."],
-                cwd=tmp,
-                env=_ollama_render._go_env(),
-                capture_output=True,
-                text=True,
-                timeout=1800,
-            )
-            assert proc.returncode == 0, proc.stderr[-4000:]
-            os.replace(Path(tmp) / exe.name, exe)
-    return exe
-
 
 def test_ollamas_parser_takes_the_tag_from_the_template(tool_parser) -> None:
     """Ollama's parser infers the call tag from the first text after ``.ToolCalls`` in the
@@ -348,6 +322,30 @@ SHOT = [
 ASK = [*SHOT, *SHOT, user("Weather in Paris for the last 3 days?")]
 
 
+def _openai_messages(messages: list[dict[str, Any]]) -> list[Any]:
+    """``messages`` as an ``openai`` client sends them (arguments as JSON text, call ids)."""
+    out: list[Any] = []
+    for m in messages:
+        if m.get("tool_calls"):
+            calls = [
+                {
+                    "id": f"call_{i}",
+                    "type": "function",
+                    "function": {
+                        "name": c["function"]["name"],
+                        "arguments": json.dumps(c["function"]["arguments"]),
+                    },
+                }
+                for i, c in enumerate(m["tool_calls"])
+            ]
+            out.append({"role": "assistant", "content": "", "tool_calls": calls})
+        elif m["role"] == "tool":
+            out.append({"role": "tool", "content": m["content"], "tool_call_id": "call_0"})
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
 @pytest.mark.ollama
 def test_a_plain_ollama_client_gets_tool_calls(daemon_models) -> None:
     """Ollama 0.24.0's /api/chat with the ``ollama`` client: the model's real reply comes back as
@@ -379,29 +377,10 @@ def test_a_plain_openai_client_gets_tool_calls(daemon_models) -> None:
 
     url, names = daemon_models
     client = openai.OpenAI(base_url=url + "/v1", api_key="ollama")
-    messages: list[Any] = []
-    for m in ASK:
-        if m.get("tool_calls"):
-            calls = [
-                {
-                    "id": f"call_{i}",
-                    "type": "function",
-                    "function": {
-                        "name": "get_weather",
-                        "arguments": json.dumps(c["function"]["arguments"]),
-                    },
-                }
-                for i, c in enumerate(m["tool_calls"])
-            ]
-            messages.append({"role": "assistant", "content": "", "tool_calls": calls})
-        elif m["role"] == "tool":
-            messages.append({"role": "tool", "content": m["content"], "tool_call_id": "call_0"})
-        else:
-            messages.append({"role": m["role"], "content": m["content"]})
     with client:
         reply = client.chat.completions.create(
             model=names["tools"],
-            messages=messages,
+            messages=_openai_messages(ASK),
             tools=[WEATHER],  # type: ignore[list-item]
             temperature=0,
             seed=1,
@@ -413,3 +392,226 @@ def test_a_plain_openai_client_gets_tool_calls(daemon_models) -> None:
     ]
     assert got and all(g == ("get_weather", {"city": "Paris", "days": -3}) for g in got), got
     assert reply.choices[0].finish_reason == "tool_calls"
+
+
+# --------------------------------------------------------------------------- Ollama 0.34.4
+
+# The same tool with a schema that admits one call only, and not the one the conversation shows
+# (Paris, -3): what comes back is what llama-server's grammar allowed, not what the model repeated.
+LYON = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city (°C).",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "enum": ["Lyon"]},
+                "days": {"type": "integer", "enum": [-7]},
+            },
+            "required": ["city", "days"],
+        },
+    },
+}
+PATHS = ("native", "go")
+
+
+@pytest.fixture(scope="module")
+def new_daemon(gguf_270m, tmp_path_factory) -> Any:
+    """Ollama 0.34.4 as installed (no ``OLLAMA_GO_TEMPLATE``) and two models. ``native``: a
+    ``patch --tools`` GGUF with the Modelfile ``gemma3-pack modelfile`` writes minus its TEMPLATE;
+    with no Go template 0.34.4 starts llama-server with Jinja on the GGUF's
+    ``tokenizer.chat_template`` (our JSON dialect), sends it the messages and ``tools``
+    (``/v1/chat/completions``) and relays the ``tool_calls`` llama-server's own parser returns
+    (llm/llama_server.go ``Chat``). ``go``: a plain-patched GGUF with ``modelfile --tools``;
+    Ollama renders the TEMPLATE and parses the reply itself. Two files, so two runners: 0.34.4
+    keys a runner by the GGUF's path and does not restart it when another model on the same file
+    wants Jinja switched the other way (server/sched.go ``needsReload``)."""
+    import _engines
+    import _engines_ollama_new
+    from conftest import run_cli
+
+    from gemma3_pack import patch_gguf
+
+    folder = tmp_path_factory.mktemp("tools-new")
+    modelfiles, blobs = {}, {}
+    for path, flags in (("native", []), ("go", ["--tools"])):
+        model = folder / f"{path}.gguf"
+        patch_gguf(gguf_270m, model, tools=path == "native")
+        blobs[path] = "sha256-" + hashlib.sha256(model.read_bytes()).hexdigest()
+        modelfile = folder / f"Modelfile.{path}"
+        result = run_cli("modelfile", str(model), *flags, "-o", str(modelfile))
+        assert result.code == 0, result.stderr
+        modelfiles[path] = modelfile
+    text, dropped = re.subn(
+        r'^TEMPLATE """.*?"""\n', "", modelfiles["native"].read_text("utf-8"), flags=re.M | re.S
+    )
+    assert dropped == 1
+    modelfiles["native"].write_text(text, encoding="utf-8")
+    binary = _engines_ollama_new.ollama_binary_new()
+    daemon = _engines.OllamaDaemon(binary, folder / "ollama").start()
+    try:
+        for path, modelfile in modelfiles.items():
+            made = daemon.cli("create", f"g3-tools-{path}", "-f", str(modelfile))
+            assert made.returncode == 0, made.stderr
+            assert "autodetected template" not in made.stdout  # no Go template was inferred
+        daemon.blobs = blobs  # the GGUF each model runs (the file name of its blob)
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def _as_ollama_sends(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Call arguments as Ollama 0.34.4 passes them on: its ordered top-level map keeps the order,
+    the values are Go values (nested objects as maps with sorted keys, numbers as float64)."""
+    out = copy.deepcopy(messages)
+    for m in out:
+        for call in m.get("tool_calls") or []:
+            args = call["function"]["arguments"]
+            call["function"]["arguments"] = {k: json.loads(go_json(v)) for k, v in args.items()}
+    return out
+
+
+def _as_ollama_sends_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool schemas as Ollama's ``api.Tool`` passes them on: its field order, unknown keys
+    dropped, the top-level properties in the request's order."""
+    sent = []
+    given = schemas(tools)
+    for schema, function in zip(given, json.loads(ollama_schema_json(given)), strict=True):
+        props = function["parameters"]["properties"]
+        function["parameters"]["properties"] = {
+            k: props[k] for k in schema["parameters"]["properties"]
+        }
+        sent.append({"type": "function", "function": function})
+    return sent
+
+
+def _jinja(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
+    """Our GGUF template rendered by Jinja with what Ollama sends llama-server, no ``<bos>``
+    (llama-server's tokenizer adds it)."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from gemma3_pack._chat import TOOLS_CHAT_TEMPLATE
+
+    sent = _as_ollama_sends_tools(tools)
+    rendered, _ = render_jinja_template(
+        conversations=[_as_ollama_sends(messages)],
+        tools=sent or None,
+        chat_template=TOOLS_CHAT_TEMPLATE,
+        add_generation_prompt=True,
+        bos_token="",
+    )
+    return str(rendered[0])
+
+
+def _jinja_switch(daemon: Any, path: str) -> set[bool]:
+    """Whether each llama-server 0.34.4 started for that model's GGUF got ``--no-jinja``."""
+    launches = re.findall(r'msg="starting llama-server" cmd="([^"]*)"', daemon.log())
+    return {"--no-jinja" in cmd for cmd in launches if daemon.blobs[path] in cmd}
+
+
+def _new_chat(daemon: Any, path: str, tools: list[Any], **extra: Any) -> Any:
+    import ollama
+
+    client = ollama.Client(host=daemon.url)
+    try:
+        return client.chat(
+            model=f"g3-tools-{path}",
+            messages=[_api_message(m) for m in ASK],
+            tools=tools,
+            options={"temperature": 0, "seed": 1, "num_predict": 48},
+            **extra,
+        )
+    finally:
+        client._client.close()
+
+
+@pytest.mark.ollama
+def test_0_34_4_native_path_renders_the_gguf_template(new_daemon) -> None:
+    """0.34.4 picks the GGUF's Jinja (its ``template selection`` log line, server/images.go) and
+    llama-server (``/apply-template``) renders every tool conversation as Jinja does."""
+    for label, messages, tools in CONVERSATIONS:
+        r = _chat(new_daemon.url, "g3-tools-native", messages, tools, _debug_render_only=True)
+        assert r.status_code == 200, (label, r.text)
+        assert r.json()["_debug_info"]["rendered_template"] == _jinja(messages, tools), label
+    selected = re.findall(
+        r'msg="template selection" model=\S+/g3-tools-native:latest selected=(\S+) .*'
+        r'go_template=(\S+) chat_template="([^"]*)"',
+        new_daemon.log(),
+    )
+    assert set(selected) == {("gguf_chat_template", "null", "[tools completion]")}
+    assert _jinja_switch(new_daemon, "native") == {False}
+
+
+@pytest.mark.ollama
+@pytest.mark.parametrize("path", PATHS)
+def test_0_34_4_plain_ollama_client_gets_tool_calls(new_daemon, path: str) -> None:
+    """Ollama 0.34.4 with the ``ollama`` client on both paths: the 270M repeats the call the
+    conversation shows; llama-server's parser (native) or Ollama's (go) reads it, and the client
+    gets structured ``tool_calls`` with typed arguments."""
+    prompt = _chat(new_daemon.url, f"g3-tools-{path}", ASK, [WEATHER], _debug_render_only=True)
+    # which renderer the daemon used: our Go TEMPLATE (the SDK's Ollama spelling) or the Jinja
+    expected = _sdk(ASK, [WEATHER]) if path == "go" else _jinja(ASK, [WEATHER])
+    assert prompt.json()["_debug_info"]["rendered_template"] == expected
+    reply = _new_chat(new_daemon, path, [WEATHER])
+    calls = [(c.function.name, dict(c.function.arguments)) for c in reply.message.tool_calls or []]
+    # one call from llama-server's grammar; Ollama's parser reads every repeat (like 0.24.0)
+    assert calls and all(c == ("get_weather", {"city": "Paris", "days": -3}) for c in calls), calls
+    assert len(calls) == 1 or path == "go"
+    assert reply.message.content == ""
+    assert _jinja_switch(new_daemon, path) == {path == "go"}  # the Go path renders itself
+
+
+@pytest.mark.ollama
+def test_0_34_4_native_plain_openai_client_gets_tool_calls(new_daemon) -> None:
+    """The native path through 0.34.4's ``/v1`` with the ``openai`` client."""
+    import openai
+
+    with openai.OpenAI(base_url=new_daemon.url + "/v1", api_key="ollama") as client:
+        reply = client.chat.completions.create(
+            model="g3-tools-native",
+            messages=_openai_messages(ASK),
+            tools=[WEATHER],  # type: ignore[list-item]
+            temperature=0,
+            seed=1,
+            max_tokens=48,
+        )
+    got = [
+        (c.function.name, json.loads(c.function.arguments))  # type: ignore[union-attr]
+        for c in reply.choices[0].message.tool_calls or []
+    ]
+    assert got == [("get_weather", {"city": "Paris", "days": -3})]
+    # the 270M writes on after the call until max_tokens: Ollama's /v1 turns only a "stop" into
+    # "tool_calls" (openai/openai.go), so a generation cut by the limit reads "length"
+    assert reply.choices[0].finish_reason in ("tool_calls", "length")
+
+
+@pytest.mark.ollama
+def test_0_34_4_native_lazy_grammar_constrains_the_call(new_daemon) -> None:
+    """llama-server's autoparser makes a lazy grammar (``tool_choice`` auto: Ollama sends none)
+    triggered by ``<tool_call>`` (common/chat-auto-parser-generator.cpp): once the model writes
+    the tag the call must match the schema. The conversation shows Paris/-3; the schema admits
+    only Lyon/-7, and Lyon/-7 comes back. The control: the Go path (no grammar) with the same
+    schema in its prompt gets the model's own Paris/-3."""
+    got = {}
+    for path in PATHS:
+        reply = _new_chat(new_daemon, path, [LYON])
+        got[path] = {
+            (c.function.name, json.dumps(dict(c.function.arguments), sort_keys=True))
+            for c in reply.message.tool_calls or []
+        }
+    assert got == {
+        "native": {("get_weather", '{"city": "Lyon", "days": -7}')},
+        "go": {("get_weather", '{"city": "Paris", "days": -3}')},
+    }
+
+
+@pytest.mark.ollama
+def test_0_34_4_native_format_replaces_the_tool_parser(new_daemon) -> None:
+    """``format`` (a JSON schema, sent on as ``response_format``) makes llama-server build the
+    response-format parser and grammar instead of the tool parser: the reply is the JSON and no
+    ``tool_calls`` come back, so a schema cannot force a call on this path."""
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    reply = _new_chat(new_daemon, "native", [WEATHER], format=schema)
+    assert not reply.message.tool_calls
+    assert isinstance(json.loads(reply.message.content)["ok"], bool)

@@ -19,12 +19,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from .._family import FUNCTIONGEMMA_MIN_OLLAMA, FUNCTIONGEMMA_TOKENS
+
 __all__ = [
     "CALL_CLOSE",
     "CALL_OPEN",
     "CONTROL_TOKENS",
     "DEFAULT_SYSTEM",
     "MIN_OLLAMA",
+    "STOPS",
     "modelfile_commands",
     "parse",
     "render",
@@ -35,18 +38,12 @@ CALL_OPEN = "<start_function_call>"
 CALL_CLOSE = "<end_function_call>"
 ESCAPE = "<escape>"
 # The control tokens of FunctionGemma's format (Ollama's renderer and parser write and read
-# exactly these strings).
-CONTROL_TOKENS = (
-    "<start_function_declaration>",
-    "<end_function_declaration>",
-    CALL_OPEN,
-    CALL_CLOSE,
-    "<start_function_response>",
-    "<end_function_response>",
-    ESCAPE,
-)
+# exactly these strings), in token-id order (the family table has the ids).
+CONTROL_TOKENS = tuple(FUNCTIONGEMMA_TOKENS)
 # The first Ollama release with the functiongemma renderer and parser.
-MIN_OLLAMA = "0.13.5"
+MIN_OLLAMA = FUNCTIONGEMMA_MIN_OLLAMA
+# Where a reply ends: the turn, or (Google's guide) the model starting to invent a tool result.
+STOPS = ("<end_of_turn>", "<start_function_response>")
 
 # Go's unicode.IsSpace (strings.TrimSpace): Python's str.strip also strips U+001C..U+001F.
 _GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"

@@ -27,9 +27,10 @@ from gguf.constants import GGUFValueType, Keys, TokenType
 
 from .._chat import OFFICIAL_TEMPLATE, TOOLS_CHAT_TEMPLATE, template_kind
 from .._errors import InputError, InsufficientDisk, NotGemma3, NotGGUF, OutputError, UsageError
-from .._family import EOT_TOKEN_ID, GGUF_SAMPLING, TOKENS
+from .._family import EOT_TOKEN_ID, FUNCTIONGEMMA_TOKENS, GGUF_SAMPLING, TOKENS
 from .._files import atomic_path
 from .._inputs import printable
+from .._progress import progress_bar
 from ._encode import encode_header, encode_kv
 from ._reader import KV, SCALAR_FORMAT, GGUFHeader, open_gguf
 
@@ -38,6 +39,7 @@ __all__ = [
     "PatchResult",
     "Plan",
     "default_output",
+    "functiongemma_vocab",
     "gemma3_kind",
     "patch_gguf",
     "plan_patch",
@@ -165,6 +167,28 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def functiongemma_vocab(h: GGUFHeader) -> bool:
+    """Whether ``h``'s vocabulary is FunctionGemma's: all seven of its control tokens at the ids
+    Google's tokenizer gives them (``FUNCTIONGEMMA_TOKENS``). Some of them there but not all is
+    refused (:class:`NotGemma3`) rather than guessed at."""
+    kv = h.kvs.get(Keys.Tokenizer.LIST)
+    if kv is None or kv.sub_type != GGUFValueType.STRING:
+        return False
+    want = {tid: text for text, tid in FUNCTIONGEMMA_TOKENS.items()}
+    texts = h.strings(Keys.Tokenizer.LIST, want)
+    wrong = [tid for tid, text in want.items() if texts.get(tid) != text]
+    if len(wrong) == len(want):
+        return False
+    if wrong:
+        tid = wrong[0]
+        raise NotGemma3(
+            f"{h.path}: token {tid} is {texts.get(tid)!r}, not {want[tid]!r}, yet other "
+            "FunctionGemma control tokens are at their ids: a damaged FunctionGemma vocabulary; "
+            "re-convert it with google/functiongemma-270m-it's tokenizer"
+        )
+    return True
+
+
 def plan_patch(
     h: GGUFHeader,
     kind: str,
@@ -209,14 +233,24 @@ def plan_patch(
                 f"{h.path}: token {tid} is {texts.get(tid)!r}, not {text!r}; this is "
                 "not a Gemma 3 vocabulary: re-convert it with the Gemma 3 tokenizer"
             )
-    want(Keys.Tokenizer.CHAT_TEMPLATE, chat_template_for(h, tools), GGUFValueType.STRING)
+    control = dict(TURN_TOKENS)
+    if functiongemma_vocab(h):
+        # FunctionGemma's own prompt format: its chat template is kept, never Gemma 3's.
+        if tools:
+            raise UsageError(
+                f"{h.path} is FunctionGemma, which has its own tool-call format (its chat "
+                "template is kept): patch it without --tools"
+            )
+        control.update({tid: text for text, tid in FUNCTIONGEMMA_TOKENS.items()})
+    else:
+        want(Keys.Tokenizer.CHAT_TEMPLATE, chat_template_for(h, tools), GGUFValueType.STRING)
     for key, (value, tname) in GGUF_SAMPLING.items():
         want(key, value, _TYPE_BY_NAME[tname])
     want(Keys.Tokenizer.EOT_ID, EOT_TOKEN_ID, GGUFValueType.UINT32, only_if_missing=True)
 
     kv = h.kvs.get(types_key)
     if kv is not None and kv.sub_type in (GGUFValueType.INT32, GGUFValueType.UINT32):
-        for tid, text in TURN_TOKENS.items():
+        for tid, text in control.items():
             if tid < kv.count:
                 old = int(h.array_item(types_key, tid))
                 if old != TokenType.CONTROL:
@@ -344,26 +378,6 @@ def copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, count: int,
     return "buffered"
 
 
-class NoBar:
-    def __enter__(self) -> NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def update(self, n: int) -> None:
-        pass
-
-
-def _progress_bar(total: int, desc: str, show: bool) -> Any:
-    """A tqdm byte bar on stderr, or a no-op one (tqdm is not even imported then)."""
-    if not show:
-        return NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
-
-
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
@@ -445,8 +459,9 @@ def patch_gguf(
     Adds or corrects ``tokenizer.chat_template`` (the official template, byte for byte),
     ``general.sampling.{temp,top_k,top_p,min_p,penalty_repeat}`` (llama.cpp's keys and types),
     ``tokenizer.ggml.eot_token_id`` = 106 when missing, and sets ``<start_of_turn>`` /
-    ``<end_of_turn>`` back to CONTROL when a bad export typed them otherwise. For a Gemma 3
-    mmproj (``clip``) only ``name``/``description`` apply. Every other record and every tensor
+    ``<end_of_turn>`` back to CONTROL when a bad export typed them otherwise. FunctionGemma
+    (its seven control tokens at their ids) keeps its own chat template, and those seven are
+    set to CONTROL too. For a Gemma 3 mmproj (``clip``) only ``name``/``description`` apply. Every other record and every tensor
     byte is kept. Patching a patched file changes nothing (``result.changed`` is False).
 
     ``dst`` defaults to ``<stem>.gemma3.gguf`` beside ``src``; ``in_place=True`` replaces ``src``
@@ -505,7 +520,7 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
     with atomic_path(dst, mode=os.stat(h.path).st_mode & 0o777) as tmp:
         with (
             open(tmp, "r+b") as fout,
-            _progress_bar(data_len, f"patch {dst.name}", progress) as bar,
+            progress_bar(data_len, f"patch {dst.name}", progress=progress) as bar,
         ):
             fd = fout.fileno()
             _write_all(fd, header)

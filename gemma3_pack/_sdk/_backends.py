@@ -28,7 +28,8 @@ from typing import Any, Literal
 import httpx
 import ollama
 import pydantic
-from ollama import ChatResponse, GenerateResponse, ShowResponse
+from ollama import ChatResponse, GenerateResponse, ProgressResponse, ShowResponse
+from ollama._types import CreateRequest
 
 from .._errors import (
     ContextOverflow,
@@ -357,6 +358,7 @@ class OllamaBackend:
         options: OptionsLike,
         format: Any,
         keep_alive: float | str | None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Plan:
         result = yield Call(
             "chat",
@@ -367,6 +369,7 @@ class OllamaBackend:
                 "options": merge_options(options),
                 "format": format,
                 "keep_alive": keep_alive,
+                **({"tools": tools} if tools else {}),  # Ollama's own tool format (FunctionGemma)
             },
             model=model,
         )
@@ -443,7 +446,19 @@ class OllamaBackend:
     def progress(self, what: str, kwargs: dict[str, Any], on_item: Callable[[Any], None]) -> Plan:
         """``pull`` or ``create`` as a stream of progress lines; returns the last one."""
         model = kwargs.get("model")
-        stream = yield Call(what, kwargs={**kwargs, "stream": True}, model=model)
+        native = {k: kwargs[k] for k in ("renderer", "parser") if kwargs.get(k)}
+        if what == "create" and native:
+            # ollama-python's create() has no renderer/parser: the same request, with them.
+            rest = {k: v for k, v in kwargs.items() if k not in ("renderer", "parser")}
+            body = CreateRequest(**rest, stream=True).model_dump(exclude_none=True)
+            stream = yield Call(
+                "_request",
+                (ProgressResponse, "POST", "/api/create"),
+                kwargs={"json": {**body, **native}, "stream": True},
+                model=model,
+            )
+        else:
+            stream = yield Call(what, kwargs={**kwargs, "stream": True}, model=model)
         return (yield Each(stream, on_item, model=model))
 
     def has_blob(self, digest: str) -> Plan:

@@ -32,6 +32,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from pathlib import Path
 from typing import (
@@ -51,7 +52,7 @@ import pydantic
 from ollama import ChatResponse, GenerateResponse, ProgressResponse, ShowResponse
 
 from .. import _quants
-from .._chat import _tools
+from .._chat import _functiongemma, _tools
 from .._chat._tools import ToolLike
 from .._errors import (
     Gemma3PackError,
@@ -172,6 +173,13 @@ def _vision_suggestion(model: str) -> str:
         kind = "it-qat" if "qat" in model else "it"
     tag = VARIANTS[f"gemma3-4b-{kind}"].ollama_tag
     return tag or "gemma3:4b"
+
+
+def is_functiongemma(model: str) -> bool:
+    """Whether ``model`` is FunctionGemma, by its name (``functiongemma:270m``,
+    ``hf.co/unsloth/functiongemma-270m-it-GGUF``, ``my-functiongemma``...): the SDK then uses
+    FunctionGemma's prompt and reply format for tools instead of Gemma 3's."""
+    return "functiongemma" in model.lower()
 
 
 def _modelfile() -> Any:
@@ -432,12 +440,20 @@ class _Base:
                 )
             )
         tool_schemas = _tools.schemas(tools)
-        if tool_schemas or any(m.get("role") == "tool" or m.get("tool_calls") for m in messages):
+        as_typed = messages
+        tool_turns = any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
+        if tool_schemas or tool_turns:
             messages = normalise(_tools.apply(messages, tool_schemas))
         if options is not None and not isinstance(options, (Mapping, ollama.Options)):
             merge_options(options)  # raises the UsageError before any request
         schema, validate = _format(format)
         model = yield from self._model(model)
+        if (tool_schemas or tool_turns) and is_functiongemma(model):
+            return (
+                yield from self._functiongemma_chat(
+                    model, as_typed, tool_schemas, stream, options, format, keep_alive
+                )
+            )
         if has_images(messages):
             yield from self._require_vision(model)
         reply = yield from self._backend.chat(
@@ -452,6 +468,64 @@ class _Base:
         if isinstance(reply, Stream):
             return _finishing(reply, names, validate, self.host) if names or validate else reply
         return _finish(reply, names, validate, self.host)
+
+    def _functiongemma_chat(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        tool_schemas: list[dict[str, Any]],
+        stream: bool,
+        options: OptionsLike,
+        format: Any,
+        keep_alive: float | str | None,
+    ) -> Plan[ChatResponse]:
+        """FunctionGemma's own format instead of Gemma 3's. Ollama: the tools go to its own
+        ``functiongemma`` renderer and parser (the model's RENDERER/PARSER), which keep the call
+        tokens in the reply. OpenAI servers: the prompt that renderer writes, sent raw, with the
+        call tokens kept visible (llama-server ``preserved_tokens``, vLLM
+        ``skip_special_tokens``), read by that parser's rules."""
+        if stream or format is not None or has_images(messages):
+            raise UsageError(
+                f"{model} is FunctionGemma: with tools it answers with one call list, so "
+                "stream=True, format= and images are not available"
+            )
+        merged = merge_options(options)
+        merged.setdefault("stop", list(_functiongemma.STOPS))
+        if isinstance(self._backend, OllamaBackend):
+            reply = yield from self._backend.chat(
+                model,
+                messages,
+                stream=False,
+                options=merged,
+                format=None,
+                keep_alive=keep_alive,
+                tools=[{"type": "function", "function": s} for s in tool_schemas],
+            )
+            return ChatReply(**reply.model_dump(exclude={"message"}), message=reply.message)
+        target = getattr(self._backend, "target", None)
+        if target == "llama-server":
+            merged.setdefault("preserved_tokens", list(_functiongemma.CONTROL_TOKENS))
+        elif target == "vllm":
+            merged.setdefault("skip_special_tokens", False)
+        # Servers add <bos> themselves.
+        prompt = _functiongemma.render(messages, tool_schemas).removeprefix("<bos>")
+        reply = yield from self._backend.generate(
+            model,
+            prompt,
+            system=None,
+            images=[],
+            stream=False,
+            options=merged,
+            format=None,
+            keep_alive=keep_alive,
+            raw=True,
+        )
+        content, calls = _functiongemma.parse(reply.response or "")
+        data = reply.model_dump(exclude={"response", "context", "thinking"})
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = calls
+        return ChatReply(**data, message=ollama.Message.model_validate(message))
 
     def _tool_loop(
         self,
@@ -602,7 +676,9 @@ class _Base:
         *,
         mmproj: str | os.PathLike[str] | None = None,
         system: str | None = None,
-        num_ctx: int | None = None,
+        num_ctx: int | str | None = None,
+        memory: str | int | None = None,
+        gpu: str | int | Sequence[str | int] | None = None,
         quantize: str | None = None,
         sha256: Mapping[str, str] | None = None,
         progress: bool = True,
@@ -610,8 +686,9 @@ class _Base:
     ) -> Plan[ProgressResponse]:
         """Upload a GGUF (and optional mmproj) and create ``name`` with Gemma 3's template,
         stop token, sampling settings and license, from the spec that writes the Modelfile.
-        ``tools=True``: the TEMPLATE with tool calling, so plain Ollama clients get
-        ``tool_calls`` (see docs/tools.md)."""
+        ``num_ctx="auto"`` with ``memory="16GB"`` or ``gpu="rtx4090"``: the largest context that
+        fits (as ``modelfile --num-ctx auto``). ``tools=True``: the TEMPLATE with tool calling, so
+        plain Ollama clients get ``tool_calls`` (see docs/tools.md)."""
         self._backend.require_ollama("create")
         mf = _modelfile()
         paths = [Path(gguf_path)] + ([Path(mmproj)] if mmproj is not None else [])
@@ -624,8 +701,11 @@ class _Base:
             paths[1] if mmproj is not None else None,
             system=system,
             num_ctx=num_ctx,
+            memory=memory,
+            gpu=gpu,
             tools=tools,
         )
+        yield from self._check_renderer(spec)  # before any upload
         sums = dict(sha256 or {})
         files = {}
         for p in paths:
@@ -646,12 +726,15 @@ class _Base:
         packaging: Packaging = "auto",
         quant: str | None = None,
         system: str | None = None,
-        num_ctx: int | None = None,
-        tools: bool = False,
+        num_ctx: int | str | None = None,
+        memory: str | int | None = None,
+        gpu: str | int | Sequence[str | int] | None = None,
+        tools: bool | None = None,
         verify: bool = False,
     ) -> Plan[ProgressResponse]:
-        """Ship a ``gemma3-pack export`` folder into Ollama as model ``name`` (``tools=True``:
-        the TEMPLATE with tool calling).
+        """Ship a ``gemma3-pack export`` folder into Ollama as model ``name`` (``num_ctx="auto"``
+        with ``memory``/``gpu`` and ``tools=True``: see :meth:`create_from_gguf`; ``tools=None``
+        follows the export: the tool-calling TEMPLATE when it was made with ``export --tools``).
 
         The sha256 export.json records names the blob, so a daemon that already has that digest
         gets no upload. A file whose size differs from the record changed after the export: it
@@ -685,10 +768,12 @@ class _Base:
                 mmproj=mmproj.path if mmproj else None,
                 system=system,
                 num_ctx=num_ctx,
+                memory=memory,
+                gpu=gpu,
                 quantize=quantize,
                 sha256=sums,
                 progress=progress,
-                tools=tools,
+                tools=manifest.tools if tools is None else tools,
             )
         )
 
@@ -699,19 +784,31 @@ class _Base:
         name: str,
         *,
         system: str | None = None,
-        num_ctx: int | None = None,
+        num_ctx: int | str | None = None,
+        memory: str | int | None = None,
+        gpu: str | int | Sequence[str | int] | None = None,
         progress: bool = True,
         tools: bool = False,
     ) -> Plan[ProgressResponse]:
         """Create ``name`` FROM a family variant's published model, with Gemma's settings
-        (``tools=True``: the TEMPLATE with tool calling)."""
+        (``num_ctx="auto"`` with ``memory``/``gpu`` and ``tools=True``: see
+        :meth:`create_from_gguf`)."""
         self._backend.require_ollama("create")
         mf = _modelfile()
-        spec = mf.spec_for_variant(variant, system=system, num_ctx=num_ctx, tools=tools)
+        spec = mf.spec_for_variant(
+            variant, system=system, num_ctx=num_ctx, memory=memory, gpu=gpu, tools=tools
+        )
+        yield from self._check_renderer(spec)
         yield from _Base.ensure.plan(self, spec.from_[0], progress=progress)
         return (
             yield from self._progress("create", {"model": name, **mf.create_kwargs(spec)}, progress)
         )
+
+    def _check_renderer(self, spec: Any) -> Plan[None]:
+        """A spec with Ollama's RENDERER/PARSER (FunctionGemma) needs a daemon that has them."""
+        if any(command in ("renderer", "parser") for command, _ in spec.extra):
+            version = yield from self._backend.version()
+            _modelfile().check_renderer_support(spec, version)
 
 
 # --------------------------------------------------------------------------- the two drivers
