@@ -36,6 +36,8 @@ __all__ = [
     "get_size",
     "get_variant",
     "size_for_layers",
+    "variants_markdown",
+    "variants_text",
 ]
 
 Kind = Literal["pt", "it", "it-qat"]
@@ -213,6 +215,31 @@ class Variant:
             return f"hf.co/{self.hf_gguf}:{quant}"
         return None
 
+    def to_dict(self) -> dict[str, object]:
+        """One row of ``gemma3-pack variants --json``."""
+        s = self.size
+        return {
+            "variant": self.name,
+            "hf_repo": self.hf_repo,
+            "ollama_tag": self.ollama_tag,
+            "params": s.params,
+            "layers": s.num_layers,
+            "hidden": s.hidden_size,
+            "heads": s.num_heads,
+            "kv_heads": s.num_kv_heads,
+            "head_dim": s.head_dim,
+            "ffn": s.intermediate_size,
+            "vocab": s.vocab_size,
+            "context": s.context_length,
+            "sliding_window": s.sliding_window,
+            "rope_scaling": s.rope_scaling_factor,
+            "vision": s.multimodal,
+            "default_quants": list(self.default_quants),
+            "quant_by_target": dict(self.quant_by_target),
+            "bf16_gb": s.bf16_gb,
+            "q4_k_m_gb": s.q4_k_m_gb,
+        }
+
 
 def _targets(size: str, kind: Kind) -> dict[str, str]:
     """Recommended quant per target (PocketPal's device rules; ggml-org's QAT recipe)."""
@@ -350,3 +377,40 @@ FUNCTIONGEMMA_TOKENS: dict[str, int] = {
 # The first Ollama release with the `functiongemma` renderer and parser (ollama/ollama#13521).
 FUNCTIONGEMMA_MIN_OLLAMA = "0.13.5"
 IMAGE_SOFT_TOKEN_ID = 262144  # 4B+ only
+
+
+def variants_text() -> str:
+    """``gemma3-pack variants``: one line per variant (params, context, window, vision, tag,
+    default quants)."""
+    lines = [
+        f"{'variant':<20} {'params':>6} {'ctx':>7} {'swa':>5} {'vision':>6}  "
+        f"{'ollama tag':<20} default quants"
+    ]
+    for v in VARIANTS.values():
+        s = v.size
+        lines.append(
+            f"{v.name:<20} {s.params:>6} {s.context_length:>7} {s.sliding_window:>5} "
+            f"{'yes' if s.multimodal else 'no':>6}  {v.ollama_tag or '-':<20} "
+            f"{','.join(v.default_quants)}"
+        )
+    return "\n".join(lines)
+
+
+def variants_markdown() -> str:
+    """The README's variants table (a test keeps README.md equal to this)."""
+    lines = [
+        "| variant | params | layers | hidden | heads/kv | ctx | window | vision | HF repo "
+        "| Ollama tag | default quants | Android / iOS | ~BF16 / Q4_K_M GB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in VARIANTS.values():
+        s = v.size
+        lines.append(
+            f"| `{v.name}` | {s.params} | {s.num_layers} | {s.hidden_size} | "
+            f"{s.num_heads}/{s.num_kv_heads} | {s.context_length // 1024}K | {s.sliding_window} | "
+            f"{'SigLIP 896px, 256 tok' if s.multimodal else '-'} | `{v.hf_repo}` | "
+            f"{'`' + v.ollama_tag + '`' if v.ollama_tag else '-'} | {', '.join(v.default_quants)} | "
+            f"{v.quant_by_target['android']} / {v.quant_by_target['ios']} | "
+            f"{s.bf16_gb:g} / {s.q4_k_m_gb:g} |"
+        )
+    return "\n".join(lines)

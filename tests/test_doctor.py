@@ -24,7 +24,7 @@ from gemma3_pack._chat import _LAUNCH_TEMPLATE, OFFICIAL_TEMPLATE
 from gemma3_pack._export._fused import write_fused
 from gemma3_pack._export._mmproj import write_mmproj
 from gemma3_pack._gguf._inspect import inspect_gguf
-from gemma3_pack._gguf._patch import Plan, build_header, encode_kv
+from gemma3_pack._gguf._patch import HeaderEdits, build_header, encode_kv
 from gemma3_pack._gguf._reader import open_gguf
 from gemma3_pack._lint._doctor import doctor_gguf
 from gemma3_pack._modelfile import check_modelfile
@@ -48,7 +48,7 @@ def _rewrite(
 ) -> Path:
     """A copy of ``src`` with header edits: keys set, keys dropped (renamed out of the way, as a
     converter that never wrote them), token types changed. Tensor data copied as is."""
-    plan = Plan()
+    plan = HeaderEdits()
     with open_gguf(src) as h:
         for key, (value, vtype) in (set_ or {}).items():
             plan.records[key] = encode_kv(key, value, vtype)

@@ -308,7 +308,7 @@ def functiongemma_vocab_gguf(src: Path, dst: Path, *, ids: dict[str, int] | None
     from gguf.constants import GGUFValueType, Keys, TokenType
 
     from gemma3_pack._gguf._encode import encode_string
-    from gemma3_pack._gguf._patch import Plan, write_plan
+    from gemma3_pack._gguf._patch import HeaderEdits, write_plan
     from gemma3_pack._gguf._reader import open_gguf
 
     ids = ids or FUNCTIONGEMMA_TOKENS
@@ -321,7 +321,7 @@ def functiongemma_vocab_gguf(src: Path, dst: Path, *, ids: dict[str, int] | None
         names = {tid: name for name, tid in ids.items()}
         middle = b"".join(encode_string(names.get(i, old[i]), "<") for i in range(first, last + 1))
         record = bytes(h.buf[kv.start : start]) + middle + bytes(h.buf[end : kv.end])
-        plan = Plan()
+        plan = HeaderEdits()
         plan.records[key] = record
         plan.token_types = {tid: int(TokenType.NORMAL) for tid in ids.values()}
         plan.records[Keys.Tokenizer.CHAT_TEMPLATE] = (

@@ -78,6 +78,15 @@ class EvalReport:
             "text": self.text,
         }
 
+    def to_text(self) -> str:
+        """What ``gemma3-pack eval`` prints: the windows compared, then the table, lowest KLD
+        first."""
+        return (
+            f"{self.positions} positions ({self.chunks} x {self.n_ctx} tokens, "
+            f"{self.text} text) against {self.reference.path.name}:\n"
+            + markdown_table(self).removesuffix("\n")
+        )
+
 
 def builtin_text() -> str:
     return resources.files("gemma3_pack").joinpath("data").joinpath(TEXT_NAME).read_text("utf-8")

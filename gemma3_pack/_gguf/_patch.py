@@ -36,8 +36,8 @@ from ._reader import KV, SCALAR_FORMAT, GGUFHeader, open_gguf
 
 __all__ = [
     "Change",
+    "HeaderEdits",
     "PatchResult",
-    "Plan",
     "default_output",
     "functiongemma_vocab",
     "gemma3_kind",
@@ -101,6 +101,25 @@ class PatchResult:
         d["src"], d["dst"], d["changed"] = str(self.src), str(self.dst), self.changed
         return d
 
+    def to_text(self) -> str:
+        """What ``gemma3-pack patch`` prints: each change and the file written, or why nothing
+        changed."""
+        if not self.changed:
+            where = "left as is" if self.in_place else f"copied unchanged to {self.dst}"
+            why = (
+                "a projector: only --name/--description apply"
+                if self.kind == "mmproj"
+                else "already patched"
+            )
+            return f"{self.src}: {why}, nothing to change ({where})"
+        n = len(self.changes)
+        lines = [f"  {change.describe()}" for change in self.changes]
+        lines.append(
+            f"wrote {self.dst} ({self.bytes_written / 1e6:,.1f} MB in {self.seconds:.2f} s, "
+            f"{n} change{'s' if n != 1 else ''})"
+        )
+        return "\n".join(lines)
+
 
 def default_output(src: Path) -> Path:
     """``model.gguf`` -> ``model.gemma3.gguf`` beside it (mmproj names keep matching apps' regex)."""
@@ -145,8 +164,9 @@ def same_value(kv: KV, value: Any, vtype: GGUFValueType) -> bool:
 
 
 @dataclass
-class Plan:
-    """Edits to make: new records for keys (replace in place or append) and token-type fixes."""
+class HeaderEdits:
+    """The header edits patch (and doctor --fix) make: new records for keys (replace in place or
+    append) and token-type fixes. Not a memory or export plan (docs/layout.md's glossary)."""
 
     records: dict[str, bytes] = field(default_factory=dict)
     token_types: dict[int, int] = field(default_factory=dict)  # token id -> new type
@@ -196,29 +216,29 @@ def plan_patch(
     name: str | None = None,
     description: str | None = None,
     tools: bool | None = None,
-) -> Plan:
+) -> HeaderEdits:
     """Work out what :func:`patch_gguf` would change, without writing anything (``tools``: see
     :func:`chat_template_for`)."""
-    plan = Plan()
+    edits = HeaderEdits()
     e = h.endian
 
     def want(key: str, value: Any, vtype: GGUFValueType, *, only_if_missing: bool = False) -> None:
         kv = h.kvs.get(key)
         if kv is not None and (only_if_missing or same_value(kv, value, vtype)):
             return
-        plan.records[key] = encode_kv(key, value, vtype, e)
+        edits.records[key] = encode_kv(key, value, vtype, e)
         if kv is None:
-            plan.changes.append(Change(key, "added", None, value))
+            edits.changes.append(Change(key, "added", None, value))
         else:
             old = kv.value if kv.value is not None else f"<{kv.type_name}>"
-            plan.changes.append(Change(key, "replaced", old, value))
+            edits.changes.append(Change(key, "replaced", old, value))
 
     if name is not None:
         want(Keys.General.NAME, name, GGUFValueType.STRING)
     if description is not None:
         want(Keys.General.DESCRIPTION, description, GGUFValueType.STRING)
     if kind == "mmproj":
-        return plan
+        return edits
 
     tokens_key, types_key = Keys.Tokenizer.LIST, Keys.Tokenizer.TOKEN_TYPE
     if tokens_key not in h.kvs:
@@ -254,11 +274,11 @@ def plan_patch(
             if tid < kv.count:
                 old = int(h.array_item(types_key, tid))
                 if old != TokenType.CONTROL:
-                    plan.token_types[tid] = int(TokenType.CONTROL)
-                    plan.changes.append(
+                    edits.token_types[tid] = int(TokenType.CONTROL)
+                    edits.changes.append(
                         Change(f"{types_key}[{tid}] {text}", "repaired", _type_name(old), "CONTROL")
                     )
-    return plan
+    return edits
 
 
 def _type_name(value: int) -> str:
@@ -271,7 +291,7 @@ def _type_name(value: int) -> str:
 # --- writing ----------------------------------------------------------------------------------
 
 
-def build_header(h: GGUFHeader, plan: Plan, moved: dict[int, int] | None = None) -> bytes:
+def build_header(h: GGUFHeader, edits: HeaderEdits, moved: dict[int, int] | None = None) -> bytes:
     """The new header: counts, records (kept/re-encoded/appended), tensor infos, padding.
 
     ``moved`` (if given) receives source offset -> output offset for every record kept as is.
@@ -284,22 +304,22 @@ def build_header(h: GGUFHeader, plan: Plan, moved: dict[int, int] | None = None)
         n_kv += 1
         if (
             moved is not None
-            and key not in plan.records
-            and not (key == Keys.Tokenizer.TOKEN_TYPE and plan.token_types)
+            and key not in edits.records
+            and not (key == Keys.Tokenizer.TOKEN_TYPE and edits.token_types)
         ):
             moved[kv.start] = at
-        at += len(plan.records.get(key, b"")) or kv.end - kv.start
-        if key in plan.records:
-            parts.append(plan.records[key])
-        elif key == Keys.Tokenizer.TOKEN_TYPE and plan.token_types:
+        at += len(edits.records.get(key, b"")) or kv.end - kv.start
+        if key in edits.records:
+            parts.append(edits.records[key])
+        elif key == Keys.Tokenizer.TOKEN_TYPE and edits.token_types:
             types = bytearray(buf[kv.start : kv.end])  # only the changed items differ
             fmt = e + SCALAR_FORMAT[kv.sub_type]  # type: ignore[index]
-            for tid, value in plan.token_types.items():
+            for tid, value in edits.token_types.items():
                 struct.pack_into(fmt, types, h.item_offset(key, tid) - kv.start, value)
             parts.append(types)
         else:
             parts.append(buf[kv.start : kv.end])
-    for key, new in plan.records.items():
+    for key, new in edits.records.items():
         if key not in h.kvs:
             parts.append(new)
             n_kv += 1
@@ -490,9 +510,9 @@ def patch_gguf(
     with open_gguf(src_path) as h:
         check_copyable(h)
         kind = gemma3_kind(h)
-        plan = plan_patch(h, kind, name=name, description=description, tools=tools)
-        result = PatchResult(src_path, dst_path, kind, plan.changes, in_place)
-        if in_place and not plan.changes:
+        edits = plan_patch(h, kind, name=name, description=description, tools=tools)
+        result = PatchResult(src_path, dst_path, kind, edits.changes, in_place)
+        if in_place and not edits.changes:
             result.seconds = time.perf_counter() - t0
             return result
         check_output(
@@ -502,19 +522,21 @@ def patch_gguf(
             force=force,
             need=h.size + 2 * len(TOOLS_CHAT_TEMPLATE),
         )
-        result.bytes_written, result.copy_method = write_plan(h, plan, dst_path, progress=progress)
+        result.bytes_written, result.copy_method = write_plan(h, edits, dst_path, progress=progress)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) -> tuple[int, str]:
-    """Write ``h``'s file with ``plan`` applied to ``dst`` atomically; returns (bytes, copy method).
+def write_plan(
+    h: GGUFHeader, edits: HeaderEdits, dst: Path, *, progress: bool = False
+) -> tuple[int, str]:
+    """Write ``h``'s file with ``edits`` applied to ``dst`` atomically; returns (bytes, copy method).
 
     The caller has checked ``dst``; ``dst`` may be ``h.path`` itself (in place): the data is read
     from the open input while the temp file is written, and only then renamed over it.
     """
     moved: dict[int, int] = {}
-    header = build_header(h, plan, moved)
+    header = build_header(h, edits, moved)
     data_len = max(0, h.size - h.data_start)
     # like cp: the input's permissions; a symlink dst is replaced, its target left untouched
     with atomic_path(dst, mode=os.stat(h.path).st_mode & 0o777) as tmp:
@@ -526,12 +548,17 @@ def write_plan(h: GGUFHeader, plan: Plan, dst: Path, *, progress: bool = False) 
             _write_all(fd, header)
             with open(h.path, "rb") as fin:
                 method = copy_range(fin.fileno(), fd, h.data_start, len(header), data_len, bar)
-        _verify(tmp, h, plan, header, data_len, moved)
+        _verify(tmp, h, edits, header, data_len, moved)
     return len(header) + data_len, method
 
 
 def _verify(
-    path: Path, src: GGUFHeader, plan: Plan, header: bytes, data_len: int, moved: dict[int, int]
+    path: Path,
+    src: GGUFHeader,
+    edits: HeaderEdits,
+    header: bytes,
+    data_len: int,
+    moved: dict[int, int],
 ) -> None:
     """Read the written header back: the exact bytes we meant, and it parses to the same
     tensors, the kept keys in order and the new records.
@@ -555,12 +582,13 @@ def _verify(
             == [(t.name, t.shape, t.ggml_type, t.offset) for t in src.tensors]
             and list(out.kvs)[: len(src.kvs)] == list(src.kvs)
             and all(
-                out.buf[out.kvs[k].start : out.kvs[k].end] == rec for k, rec in plan.records.items()
+                out.buf[out.kvs[k].start : out.kvs[k].end] == rec
+                for k, rec in edits.records.items()
             )
             and all(
                 out.kvs[k].end - out.kvs[k].start == kv.end - kv.start
                 for k, kv in src.kvs.items()
-                if k not in plan.records
+                if k not in edits.records
             )
         )
     if not ok:  # pragma: no cover - a bug, not a user error

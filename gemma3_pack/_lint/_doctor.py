@@ -28,7 +28,7 @@ from .._gguf._encode import encode_kv
 from .._gguf._inspect import GGUFReport, report_of
 from .._gguf._patch import (
     Change,
-    Plan,
+    HeaderEdits,
     check_copyable,
     check_output,
     gemma3_kind,
@@ -349,47 +349,47 @@ def _pair_basename(p: Pair) -> Iterator[str]:
 # --- fixes ----------------------------------------------------------------------------------------
 
 
-def _want(plan: Plan, h: GGUFHeader, key: str, value: Any, vtype: GGUFValueType) -> None:
+def _want(edits: HeaderEdits, h: GGUFHeader, key: str, value: Any, vtype: GGUFValueType) -> None:
     kv = h.kvs.get(key)
     if kv is not None and kv.vtype in _INTS and vtype in _INTS:
         vtype = kv.vtype  # keep the stored integer width
     if kv is not None and same_value(kv, value, vtype):
         return
-    plan.records[key] = encode_kv(key, value, vtype, h.endian)
+    edits.records[key] = encode_kv(key, value, vtype, h.endian)
     old = None if kv is None else (kv.value if kv.value is not None else f"<{kv.type_name}>")
-    plan.changes.append(Change(key, "added" if kv is None else "replaced", old, value))
+    edits.changes.append(Change(key, "added" if kv is None else "replaced", old, value))
 
 
-def _fix_plan(h: GGUFHeader, kind: str, size: Size | None, findings: list[Finding]) -> Plan:
+def _fix_edits(h: GGUFHeader, kind: str, size: Size | None, findings: list[Finding]) -> HeaderEdits:
     codes = {f.code for f in findings}
     name = None
     if "name-missing" in codes:
         name = f"Gemma 3 {size.params}" if size else Path(h.path).stem
-    plan = plan_patch(h, kind, name=name)  # template, sampling, EOT, turn tokens (as `patch`)
+    edits = plan_patch(h, kind, name=name)  # template, sampling, EOT, turn tokens (as `patch`)
     u32, f32, string = GGUFValueType.UINT32, GGUFValueType.FLOAT32, GGUFValueType.STRING
     if kind == "mmproj":
         if "mmproj-gelu" in codes:
-            _want(plan, h, "clip.use_gelu", True, GGUFValueType.BOOL)
-        return plan
+            _want(edits, h, "clip.use_gelu", True, GGUFValueType.BOOL)
+        return edits
     if size is not None:
         if "rope-scaling" in codes:
             if size.rope_scaling_factor:
-                _want(plan, h, "gemma3.rope.scaling.type", "linear", string)
-                _want(plan, h, "gemma3.rope.scaling.factor", float(size.rope_scaling_factor), f32)
+                _want(edits, h, "gemma3.rope.scaling.type", "linear", string)
+                _want(edits, h, "gemma3.rope.scaling.factor", float(size.rope_scaling_factor), f32)
             else:
-                _want(plan, h, "gemma3.rope.scaling.type", "none", string)
+                _want(edits, h, "gemma3.rope.scaling.type", "none", string)
                 if "gemma3.rope.scaling.factor" in h.kvs:
-                    _want(plan, h, "gemma3.rope.scaling.factor", 1.0, f32)
+                    _want(edits, h, "gemma3.rope.scaling.factor", 1.0, f32)
         if codes & {"sliding-window-wrong", "sliding-window-missing"}:
-            _want(plan, h, "gemma3.attention.sliding_window", size.sliding_window, u32)
+            _want(edits, h, "gemma3.attention.sliding_window", size.sliding_window, u32)
         if "context-length" in codes:
-            _want(plan, h, "gemma3.context_length", size.context_length, u32)
+            _want(edits, h, "gemma3.context_length", size.context_length, u32)
         if "image-token-not-control" in codes:
             for tid, text in IMAGE_TOKENS.items():
                 old = int(h.array_item(Keys.Tokenizer.TOKEN_TYPE, tid))
                 if old != TokenType.CONTROL:
-                    plan.token_types[tid] = int(TokenType.CONTROL)
-                    plan.changes.append(
+                    edits.token_types[tid] = int(TokenType.CONTROL)
+                    edits.changes.append(
                         Change(
                             f"{Keys.Tokenizer.TOKEN_TYPE}[{tid}] {text}",
                             "repaired",
@@ -398,16 +398,16 @@ def _fix_plan(h: GGUFHeader, kind: str, size: Size | None, findings: list[Findin
                         )
                     )
     if "sliding-window-pattern" in codes:
-        _want(plan, h, "gemma3.attention.sliding_window_pattern", SLIDING_WINDOW_PATTERN, u32)
+        _want(edits, h, "gemma3.attention.sliding_window_pattern", SLIDING_WINDOW_PATTERN, u32)
     if "basename-missing" in codes:
-        _want(plan, h, Keys.General.BASENAME, "gemma-3", string)
+        _want(edits, h, Keys.General.BASENAME, "gemma-3", string)
     if "eos-unusual" in codes:
-        _want(plan, h, Keys.Tokenizer.EOS_ID, EOS_ID, u32)
+        _want(edits, h, Keys.Tokenizer.EOS_ID, EOS_ID, u32)
     if "eot-unusual" in codes:
-        _want(plan, h, Keys.Tokenizer.EOT_ID, EOT_TOKEN_ID, u32)
+        _want(edits, h, Keys.Tokenizer.EOT_ID, EOT_TOKEN_ID, u32)
     if codes & {"add-bos-false", "bos-missing"}:
-        _want(plan, h, Keys.Tokenizer.ADD_BOS, True, GGUFValueType.BOOL)
-    return plan
+        _want(edits, h, Keys.Tokenizer.ADD_BOS, True, GGUFValueType.BOOL)
+    return edits
 
 
 # --- the entry point ------------------------------------------------------------------------------
@@ -463,12 +463,12 @@ def doctor_gguf(
         if report.kind not in ("model", "mmproj"):
             raise UsageError(f"{src} is not a Gemma 3 GGUF: doctor can only fix Gemma 3 files")
         check_copyable(h)  # a file llama.cpp cannot load is re-converted, not copied
-        plan = _fix_plan(
+        edits = _fix_edits(
             h, report.kind, size, [f for f in findings if f.fix in ("doctor", "patch")]
         )
         check_output(src, dst, in_place=False, force=force, need=h.size + (1 << 20))
-        write_plan(h, plan, dst, progress=progress)
+        write_plan(h, edits, dst, progress=progress)
     result.fixed = str(dst)
-    result.changes = [c.describe() for c in plan.changes] or ["nothing to change (copied as is)"]
+    result.changes = [c.describe() for c in edits.changes] or ["nothing to change (copied as is)"]
     result.after = doctor_gguf(dst, mmproj)
     return result

@@ -43,6 +43,7 @@ __all__ = [
     "MemoryPlan",
     "auto_context",
     "fit_memory",
+    "fits_text",
     "format_bytes",
     "kv_cache_bytes",
     "markdown_table",
@@ -480,6 +481,45 @@ class MemoryPlan:
         d["total"] = self.total
         return d
 
+    def to_text(self) -> str:
+        """The report ``gemma3-pack plan TARGET`` prints: one row per allocation, then the notes."""
+        seqs = f"{self.parallel} sequence{'s' if self.parallel > 1 else ''}"
+        lines = [
+            f"{self.source} {self.quant} at {self.ctx} tokens on {self.engine} "
+            f"(n_ctx {self.n_ctx}, {seqs})"
+        ]
+        where = "exact, from the tensor table" if self.exact_weights else "family table"
+        rows = [
+            ("weights", self.weights, where),
+            (
+                "KV cache",
+                self.kv,
+                f"{self.kv_type}: global {format_bytes(self.kv_global)} "
+                f"({self.kv_cells_global} cells), "
+                f"sliding {format_bytes(self.kv_swa)} ({self.kv_cells_swa} cells)",
+            ),
+            (
+                "compute",
+                self.compute,
+                "estimate" + ("" if self.flash_attn else ", flash attention off"),
+            ),
+        ]
+        if self.output:
+            rows.append(("output", self.output, "logits per sequence"))
+        if self.mmproj:
+            rows.append(
+                ("mmproj", self.mmproj, f"SigLIP projector; {self.image_tokens} tokens per image")
+            )
+            rows.append(("image encoder", self.mmproj_compute, "estimate, one 896x896 image"))
+        lines += [f"  {label:14} {format_bytes(n):>11}  {why}" for label, n, why in rows]
+        lines.append(f"  {'total':14} {format_bytes(self.total):>11}")
+        if self.cpu_repack:
+            lines.append(
+                f"  (+{format_bytes(self.cpu_repack)} on CPU backends that repack Q4_0/Q4_K weights)"
+            )
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
 
 @dataclass(frozen=True)
 class _Source:
@@ -710,6 +750,30 @@ class Fit:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def fits_text(
+    fits: Sequence[Fit],
+    memory: int | str,
+    *,
+    kv_type: str = "f16",
+    parallel: int = 1,
+    min_ctx: int = DEFAULT_CTX,
+) -> str:
+    """What ``gemma3-pack plan --memory`` prints for :func:`fit_memory`'s answer (given the same
+    ``memory``, ``kv_type``, ``parallel`` and ``min_ctx``): the budget, then one row per variant."""
+    lines = [
+        f"budget {format_bytes(parse_memory(memory))} ({memory}); "
+        f"KV {kv_type}, {parallel} sequence(s)"
+    ]
+    for f in fits:
+        if f.quant is None:
+            lines.append(f"  {f.variant:24} does not fit at {min_ctx} tokens")
+        else:
+            lines.append(
+                f"  {f.variant:24} {f.quant:7} up to {f.max_ctx:>6} tokens ({format_bytes(f.total)})"
+            )
+    return "\n".join(lines)
 
 
 def largest_context(fits: Any, *, limit: int, step: int = CTX_PAD) -> int:

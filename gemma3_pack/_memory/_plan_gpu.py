@@ -70,6 +70,7 @@ __all__ = [
     "GpuFit",
     "GpuPlan",
     "fit_gpus",
+    "gpu_fits_text",
     "gpu_table",
     "layer_devices",
     "parse_gpu",
@@ -346,6 +347,48 @@ class GpuPlan:
             notes=[*d["notes"], *self.notes],
         )
         return d
+
+    def to_text(self) -> str:
+        """The report ``gemma3-pack plan TARGET --gpu ...`` prints: each device's bytes and
+        layers, the largest context, the commands and the notes."""
+        b = self.base
+        seqs = f"{b.parallel} sequence{'s' if b.parallel > 1 else ''}"
+        how = "the most that fit" if self.ngl_auto else "as given"
+        lines = [
+            f"{b.source} {b.quant} at {b.ctx} tokens on {len(self.gpus)} GPU(s) with llama.cpp "
+            f"(n_ctx {b.n_ctx}, {seqs}, -ngl {self.ngl}: {how})"
+        ]
+        for d in self.devices:
+            if d.memory is None:
+                head = f"  {'host':6} system RAM"
+            else:
+                verdict = "fits" if d.fits else "DOES NOT FIT"
+                head = (
+                    f"  {d.name:6} {format_bytes(d.total)} of {format_bytes(d.memory)} "
+                    f"(keeping {format_bytes(GPU_RESERVE)} free): {verdict}"
+                )
+            layers = f"layers {d.layers[0]}-{d.layers[-1]}" if d.layers else "no layers"
+            if d.output_layer:
+                layers += " + output"
+            lines.append(f"{head}; {layers}")
+            rows = [
+                ("weights", d.weights),
+                ("KV cache", d.kv),
+                ("compute", d.compute),
+                ("output", d.output),
+                ("mmproj", d.mmproj),
+                ("image encoder", d.mmproj_compute),
+            ]
+            lines += [f"      {label:14} {format_bytes(n):>11}" for label, n in rows if n]
+            lines.append(f"      {'total':14} {format_bytes(d.total):>11}")
+        if self.max_ctx:
+            lines.append(f"  largest context with -ngl {self.ngl}: {self.max_ctx} tokens")
+        else:
+            lines.append(f"  does not fit with -ngl {self.ngl} even at 256 tokens")
+        lines.append("  run: " + self.commands["llama-server"])
+        lines.append("  Modelfile: " + self.commands["modelfile"].replace("\n", "; "))
+        lines += [f"  note: {note}" for note in [*b.notes, *self.notes]]
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -632,6 +675,22 @@ class GpuFit:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def gpu_fits_text(fits: Sequence[GpuFit], *, min_ctx: int = DEFAULT_CTX) -> str:
+    """What ``gemma3-pack plan --gpu ...`` (no TARGET) prints for :func:`fit_gpus`'s answer
+    (given the same ``min_ctx``): the cards, then one row per variant."""
+    cards = " + ".join(format_bytes(g) for g in fits[0].gpus)
+    lines = [f"every layer on {cards} (keeping 1 GiB free per card)"]
+    for f in fits:
+        if f.quant is None:
+            lines.append(f"  {f.variant:24} does not fit at {min_ctx} tokens")
+        else:
+            lines.append(
+                f"  {f.variant:24} {f.quant:7} up to {f.max_ctx:>6} tokens "
+                f"({format_bytes(f.total)} on the GPUs)"
+            )
+    return "\n".join(lines)
 
 
 def fit_gpus(

@@ -252,6 +252,44 @@ class RpcPlan:
         )
         return d
 
+    def to_text(self) -> str:
+        """The report ``gemma3-pack plan TARGET --rpc ...`` prints: each host's layers and bytes,
+        the largest context, the command per machine, the warning and the notes."""
+        b = self.base
+        lines = [
+            f"{b.source} {b.quant} at {b.ctx} tokens over {len(self.hosts)} RPC host(s) "
+            f"(-ngl {self.ngl}, -ts {_fmt_split(self.tensor_split)}"
+            f"{', pipeline parallel' if self.pipeline_parallel else ''})"
+        ]
+        for d in self.devices:
+            where = d.endpoint or "main host (llama-server)"
+            layers = f"layers {d.layers[0]}-{d.layers[-1]}" if d.layers else "no layers"
+            if d.output_layer:
+                layers += " + output"
+            budget = "" if d.memory is None else f" of {format_bytes(d.memory)}"
+            verdict = {True: "fits", False: "DOES NOT FIT", None: ""}[d.fits]
+            lines.append(f"  {d.name:5} {where:28} {layers}")
+            lines.append(
+                f"        weights {format_bytes(d.weights)}, KV {format_bytes(d.kv)}, "
+                f"compute {format_bytes(d.compute)}"
+                + (f", logits {format_bytes(d.output)}" if d.output else "")
+                + (f", mmproj {format_bytes(d.mmproj + d.mmproj_compute)}" if d.mmproj else "")
+                + f" = {format_bytes(d.total)}{budget} {verdict}".rstrip()
+            )
+            if d.cpu_repack:
+                lines.append(
+                    f"        (+{format_bytes(d.cpu_repack)} on CPU backends that repack "
+                    "Q4_0/Q4_K weights; llama-server -nr turns it off)"
+                )
+        lines.append(f"  largest context that fits every host: {self.max_ctx} tokens")
+        lines.append("commands:")
+        for where, cmd in self.commands.items():
+            label = "main host" if where == "main" else where
+            lines.append(f"  # {label}\n  {cmd}")
+        lines.append(f"warning: {self.warning}")
+        lines += [f"note: {note}" for note in [*b.notes, *self.notes]]
+        return "\n".join(lines)
+
 
 def _default_split(hosts: Sequence[RpcHost]) -> list[float]:
     """Shares proportional to each host's memory, in whole MiB (what the command prints)."""

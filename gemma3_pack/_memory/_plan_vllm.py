@@ -359,6 +359,41 @@ class VllmPlan:
         d["fits"] = self.fits
         return d
 
+    def to_text(self) -> str:
+        """The report ``gemma3-pack plan TARGET --engine vllm --gpus ...`` prints: the layout,
+        the weights and KV cache per GPU, what fits, the commands and the notes."""
+        layout = f"TP {self.tensor_parallel} x PP {self.pipeline_parallel}"
+        lines = [
+            f"{self.source} ({self.weights_kind}) on {self.gpus} x {format_bytes(self.gpu_memory)}"
+            f"{f' over {self.nodes} nodes' if self.nodes > 1 else ''}, {layout}, "
+            f"--gpu-memory-utilization {self.gpu_memory_utilization:g} ({self.basis})"
+        ]
+        w = self.weights_per_gpu
+        lines.append(
+            f"  weights per GPU: bf16 {format_bytes(w['bf16'])}, int4 QAT/AWQ "
+            f"{format_bytes(w['int4'])}" + (" (with SigLIP)" if self.vision else "")
+        )
+        lines += [
+            f"  stage {s.index}: layers {s.layers[0]}-{s.layers[1] - 1}, weights "
+            f"{format_bytes(s.weights)}, activations ~{format_bytes(s.activations)}, "
+            f"KV {format_bytes(s.kv)} per GPU"
+            for s in self.stages
+        ]
+        lines.append(
+            f"  KV: {self.kv_groups} groups of {self.group_size} layers, page {self.page_size} B; "
+            f"{self.kv_bytes_per_token} B/token/GPU past the window "
+            f"({self.kv_bytes_per_token_all_global} if every layer were global)"
+        )
+        lines.append(
+            f"  GPU KV cache size: {self.kv_cache_tokens} tokens; largest --max-model-len "
+            f"{self.largest_max_model_len}; {self.max_concurrency}x concurrency at "
+            f"{self.max_model_len}"
+        )
+        lines.append("commands:")
+        lines += [f"  {cmd}" for cmd in self.commands]
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
 
 def _max_model_len_for(
     available: int, groups_windows: list[int | None], group_size: int, page: int, limit: int, b: int

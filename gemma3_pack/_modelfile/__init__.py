@@ -51,6 +51,8 @@ __all__ = [
     "check_modelfile",
     "check_renderer_support",
     "create_kwargs",
+    "findings_dict",
+    "findings_text",
     "parse_modelfile",
     "render_modelfile",
     "resolve_num_ctx",
@@ -1067,6 +1069,28 @@ def check_modelfile(source: str | os.PathLike[str]) -> list[Finding]:
         text = str(source)
 
     return MODELFILE.run(Lint(text))
+
+
+def findings_text(path: str | os.PathLike[str], findings: list[Finding]) -> str:
+    """What ``gemma3-pack modelfile --check PATH`` prints for :func:`check_modelfile`'s answer:
+    ``PATH:LINE: level: message [code]`` per finding, or that there are none."""
+    if not findings:
+        return f"{path}: OK (no findings)"
+    return "\n".join(
+        f"{f'{path}:{f.line}' if f.line else str(path)}: {f.level}: {f.message} [{f.code}]"
+        for f in findings
+    )
+
+
+def findings_dict(path: str | os.PathLike[str], findings: list[Finding]) -> dict[str, Any]:
+    """``modelfile --check --json``: the path, the counts and every finding."""
+    errors = sum(f.level == "error" for f in findings)
+    return {
+        "path": str(path),
+        "errors": errors,
+        "warnings": len(findings) - errors,
+        "findings": [vars(f) for f in findings],
+    }
 
 
 def _line_of(message: str) -> int | None:

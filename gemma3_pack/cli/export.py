@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -109,6 +108,7 @@ def export(
     """
     from .. import export as run_export
     from .._export._litertlm import plan_litertlm, split_formats, write_litertlm
+    from .._export._summary import export_dict, export_text
 
     progress = not quiet and not as_json and sys.stderr.isatty()
     fmts, quants, litert_quants = split_formats(formats, fields["quants"])
@@ -138,32 +138,9 @@ def export(
     result = run_export(source, options, progress=progress)
     lite = write_litertlm(lite_plan, progress=progress) if lite_plan is not None else None
     if as_json:
-        out = result.to_dict()
-        if lite is not None:
-            lite_d = lite.to_dict()
-            out["litertlm"] = lite_d["litertlm"]
-            out["notes"] = out["notes"] + lite_d["notes"]
-        click.echo(dumps(out, indent=2))
-        return
-    if quiet:
-        return
-    rows = [(m.path.name, m.quant, m.size, m.seconds) for m in result.models]
-    for extra in (result.mmproj, result.fused):
-        if extra is not None:
-            rows.append((extra.path.name, extra.quant, extra.size, extra.seconds))
-    width = max(len(r[0]) for r in rows)
-    click.echo(f"exported {result.name} ({result.variant or 'Gemma 3'}) -> {result.output_dir}")
-    click.echo(f"{'file':<{width}}  {'type':<7} {'size':>10}  {'time':>7}")
-    for fname, quant, size, secs in rows:
-        click.echo(f"{fname:<{width}}  {quant:<7} {size / 1e6:>7,.1f} MB  {secs:>6.1f}s")
-    for note in result.notes:
-        click.echo(f"note: {note}")
-    if lite is not None:
-        click.echo(lite.to_text())
-    # Shell-quoted: a name or folder with spaces or quotes is pasted as one argument each.
-    click.echo(
-        "next: " + shlex.join(["ollama", "create", result.name, "-f", str(result.modelfile)])
-    )
+        click.echo(dumps(export_dict(result, lite), indent=2))
+    elif not quiet:
+        click.echo(export_text(result, lite))
 
 
 @click.command("eval")
@@ -205,7 +182,7 @@ def eval_(
       gemma3-pack eval --ref g-BF16.gguf g-Q4_K_M.gguf g-Q4_0.gguf --chunks 4
       gemma3-pack eval g-BF16.gguf g-Q4_K_M.gguf --json | jq '.results[].kld'
     """
-    from .._export._eval import evaluate, markdown_table
+    from .._export._eval import evaluate
 
     progress = not as_json and sys.stderr.isatty()
     report = evaluate(
@@ -216,11 +193,4 @@ def eval_(
         text=text,
         progress=progress,
     )
-    if as_json:
-        click.echo(dumps(report.to_dict(), indent=2))
-        return
-    click.echo(
-        f"{report.positions} positions ({report.chunks} x {report.n_ctx} tokens, "
-        f"{report.text} text) against {report.reference.path.name}:"
-    )
-    click.echo(markdown_table(report), nl=False)
+    click.echo(dumps(report.to_dict(), indent=2) if as_json else report.to_text())

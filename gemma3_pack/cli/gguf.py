@@ -79,24 +79,8 @@ def patch(
     if as_json:
         click.echo(dumps(result.to_dict(), indent=2, default=str))
         return
-    if quiet:
-        return
-    if not result.changed:
-        where = "left as is" if result.in_place else f"copied unchanged to {result.dst}"
-        why = (
-            "a projector: only --name/--description apply"
-            if result.kind == "mmproj"
-            else "already patched"
-        )
-        click.echo(f"{result.src}: {why}, nothing to change ({where})")
-        return
-    for change in result.changes:
-        click.echo(f"  {change.describe()}")
-    mb = result.bytes_written / 1e6
-    click.echo(
-        f"wrote {result.dst} ({mb:,.1f} MB in {result.seconds:.2f} s, "
-        f"{len(result.changes)} change{'s' if len(result.changes) != 1 else ''})"
-    )
+    if not quiet:
+        click.echo(result.to_text())
 
 
 @click.command()

@@ -136,26 +136,11 @@ def modelfile(
 
     if check is not None:
         findings = mf.check_modelfile(check)
-        errors = sum(f.level == "error" for f in findings)
         if as_json:
-            click.echo(
-                dumps(
-                    {
-                        "path": str(check),
-                        "errors": errors,
-                        "warnings": len(findings) - errors,
-                        "findings": [vars(f) for f in findings],
-                    },
-                    indent=2,
-                )
-            )
+            click.echo(dumps(mf.findings_dict(check, findings), indent=2))
         else:
-            for f in findings:
-                where = f"{check}:{f.line}" if f.line else str(check)
-                click.echo(f"{where}: {f.level}: {f.message} [{f.code}]")
-            if not findings:
-                click.echo(f"{check}: OK (no findings)")
-        if errors:
+            click.echo(mf.findings_text(check, findings))
+        if any(f.level == "error" for f in findings):
             sys.exit(1)
         return
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._errors import UsageError
 from ._json import dumps
 
-
-def _gib(n: int) -> str:
-    from .._memory._plan import format_bytes
-
-    return format_bytes(n)
+if TYPE_CHECKING:
+    from .._memory._plan_vllm import VllmPlan
 
 
 @click.command()
@@ -155,84 +152,53 @@ def plan(
             raise UsageError("--markdown prints the whole family table; give no TARGET or --memory")
         click.echo(_plan.markdown_table(kv_type=kv_type))
         return
-    if gpu:  # this machine's GPUs (llama.cpp's CUDA placement): cli/_plan_gpu.py
-        from . import _plan_gpu
-        from ._plan_multi import _floats
+    min_ctx = _plan.DEFAULT_CTX if ctx is None else ctx
+    options: dict[str, Any] = {
+        "parallel": parallel, "kv_type": kv_type, "swa_full": swa_full, "unified": kv_unified,
+        "flash_attn": not no_flash_attn, "n_ubatch": ubatch,
+        "vision": False if no_vision else None, "mmproj": mmproj,
+    }  # fmt: skip
+    if gpu:  # GPUs of one machine (llama.cpp's CUDA placement)
+        from .._memory._plan_gpu import fit_gpus, gpu_fits_text, plan_gpu
 
         if rpc or engine != "llama.cpp" or memory is not None:
             raise UsageError("--gpu plans llama.cpp on this machine's GPUs: leave out --rpc, "
                              "--engine and --memory (the cards are the budget)")  # fmt: skip
-        gpu_options: dict[str, Any] = {
-            "parallel": parallel, "kv_type": kv_type, "swa_full": swa_full, "unified": kv_unified,
-            "flash_attn": not no_flash_attn, "n_ubatch": ubatch,
-            "vision": False if no_vision else None, "mmproj": mmproj,
-            "mmproj_offload": not no_mmproj_offload,
-        }  # fmt: skip
+        options["mmproj_offload"] = not no_mmproj_offload
         if target is None:
-            _plan_gpu.show_gpu_fit(
-                gpu, None, quant=quant, min_ctx=_plan.DEFAULT_CTX if ctx is None else ctx,
-                as_json=as_json, **gpu_options,
-            )  # fmt: skip
+            gpu_fits = fit_gpus(list(gpu), None, quant=quant, min_ctx=min_ctx, **options)
+            _show(gpu_fits, gpu_fits_text(gpu_fits, min_ctx=min_ctx), as_json)
             return
-        _plan_gpu.show_gpu(
-            target, gpu, tensor_split=_floats(tensor_split), ngl=ngl, as_json=as_json,
-            quant=quant, ctx=_plan.DEFAULT_CTX if ctx is None else ctx, **gpu_options,
-        )  # fmt: skip
+        gp = plan_gpu(target, list(gpu), tensor_split=_floats(tensor_split), ngl=ngl,
+                      quant=quant, ctx=min_ctx, **options)  # fmt: skip
+        _show(gp, gp.to_text(), as_json)
+        if not gp.fits:
+            sys.exit(1)
         return
-    if rpc or engine == "vllm":  # several machines / GPUs: cli/_plan_multi.py
-        from . import _plan_multi
-
+    if rpc or engine == "vllm":  # several machines / GPUs
         if target is None:
             raise UsageError("--rpc and --engine vllm plan one TARGET (a variant or GGUF)")
         if engine == "vllm":
-            _plan_multi.show_vllm(
-                target, gpus=gpus, nodes=nodes, tp=tp, pp=pp,
-                utilization=gpu_memory_utilization, quant=quant, ctx=ctx, kv_type=kv_type,
-                vision=False if no_vision else None, as_json=as_json,
-            )  # fmt: skip
+            vp = _vllm(target, gpus=gpus, nodes=nodes, tp=tp, pp=pp,
+                       utilization=gpu_memory_utilization, quant=quant, ctx=ctx, kv_type=kv_type,
+                       vision=options["vision"])  # fmt: skip
+            _show(vp, vp.to_text(), as_json)
+            if not vp.fits:
+                sys.exit(1)
             return
-        _plan_multi.show_rpc(
-            target, rpc, tensor_split=tensor_split, ngl=ngl, rpc_cache=rpc_cache,
-            as_json=as_json, quant=quant, ctx=_plan.DEFAULT_CTX if ctx is None else ctx,
-            parallel=parallel, kv_type=kv_type, swa_full=swa_full, unified=kv_unified,
-            flash_attn=not no_flash_attn, vision=False if no_vision else None, mmproj=mmproj,
-            n_ubatch=ubatch,
-        )  # fmt: skip
+        from .._memory._plan_rpc import plan_rpc
+
+        rp = plan_rpc(target, rpc, tensor_split=_floats(tensor_split), ngl=ngl,
+                      rpc_cache=rpc_cache, quant=quant, ctx=min_ctx, **options)  # fmt: skip
+        _show(rp, rp.to_text(), as_json)
+        if not rp.fits:
+            sys.exit(1)
         return
-    options: dict[str, Any] = {
-        "parallel": parallel,
-        "kv_type": kv_type,
-        "swa_full": swa_full,
-        "unified": kv_unified,
-        "flash_attn": not no_flash_attn,
-        "n_ubatch": ubatch,
-        "vision": False if no_vision else None,
-        "mmproj": mmproj,
-        "engine": engine,
-    }
+    options["engine"] = engine
     if memory is not None:
-        fits = _plan.fit_memory(
-            memory,
-            target,
-            quant=quant,
-            min_ctx=_plan.DEFAULT_CTX if ctx is None else ctx,
-            **options,
-        )
-        if as_json:
-            click.echo(dumps([f.to_dict() for f in fits], indent=2))
-        else:
-            budget = _plan.parse_memory(memory)
-            click.echo(f"budget {_gib(budget)} ({memory}); KV {kv_type}, {parallel} sequence(s)")
-            for f in fits:
-                if f.quant is None:
-                    click.echo(
-                        f"  {f.variant:24} does not fit at {_plan.DEFAULT_CTX if ctx is None else ctx} tokens"
-                    )
-                else:
-                    click.echo(
-                        f"  {f.variant:24} {f.quant:7} up to {f.max_ctx:>6} tokens "
-                        f"({_gib(f.total)})"
-                    )
+        fits = _plan.fit_memory(memory, target, quant=quant, min_ctx=min_ctx, **options)
+        text = _plan.fits_text(fits, memory, kv_type=kv_type, parallel=parallel, min_ctx=min_ctx)
+        _show(fits, text, as_json)
         if target is not None and fits[0].quant is None:
             sys.exit(1)
         return
@@ -241,34 +207,55 @@ def plan(
             "give a TARGET (variant or GGUF), --memory SIZE or --markdown "
             "(see gemma3-pack plan --help)"
         )
-    p = _plan.plan_memory(
-        target, quant=quant, ctx=_plan.DEFAULT_CTX if ctx is None else ctx, **options
-    )
+    p = _plan.plan_memory(target, quant=quant, ctx=min_ctx, **options)
+    _show(p, p.to_text(), as_json)
+
+
+def _show(result: Any, text: str, as_json: bool) -> None:
+    """The result's JSON (``to_dict()``, or a list of them) or its text."""
     if as_json:
-        click.echo(dumps(p.to_dict(), indent=2))
-        return
-    seqs = f"{p.parallel} sequence{'s' if p.parallel > 1 else ''}"
-    click.echo(f"{p.source} {p.quant} at {p.ctx} tokens on {p.engine} (n_ctx {p.n_ctx}, {seqs})")
-    where = "exact, from the tensor table" if p.exact_weights else "family table"
-    rows = [
-        ("weights", p.weights, where),
-        (
-            "KV cache",
-            p.kv,
-            f"{p.kv_type}: global {_gib(p.kv_global)} ({p.kv_cells_global} cells), "
-            f"sliding {_gib(p.kv_swa)} ({p.kv_cells_swa} cells)",
-        ),
-        ("compute", p.compute, "estimate" + ("" if p.flash_attn else ", flash attention off")),
-    ]
-    if p.output:
-        rows.append(("output", p.output, "logits per sequence"))
-    if p.mmproj:
-        rows.append(("mmproj", p.mmproj, f"SigLIP projector; {p.image_tokens} tokens per image"))
-        rows.append(("image encoder", p.mmproj_compute, "estimate, one 896x896 image"))
-    for label, n, why in rows:
-        click.echo(f"  {label:14} {_gib(n):>11}  {why}")
-    click.echo(f"  {'total':14} {_gib(p.total):>11}")
-    if p.cpu_repack:
-        click.echo(f"  (+{_gib(p.cpu_repack)} on CPU backends that repack Q4_0/Q4_K weights)")
-    for note in p.notes:
-        click.echo(f"  note: {note}")
+        data = [r.to_dict() for r in result] if isinstance(result, list) else result.to_dict()
+        click.echo(dumps(data, indent=2))
+    else:
+        click.echo(text)
+
+
+def _floats(text: str | None) -> list[float] | None:
+    """``--tensor-split``'s shares: ``3,1`` (or ``3/1``) -> [3.0, 1.0]."""
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.replace("/", ",").split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(
+            f"cannot read --tensor-split {text!r}: give shares like 3,1 (one per RPC host)"
+        ) from None
+
+
+def _vllm(
+    target: str, *, gpus: str | None, nodes: int, tp: int | None, pp: int | None,
+    utilization: float, quant: str | None, ctx: int | None, kv_type: str, vision: bool | None,
+) -> VllmPlan:  # fmt: skip
+    """plan_vllm with the CLI's spellings; a layout vLLM would refuse is a usage error."""
+    from .._memory._plan_vllm import plan_vllm
+
+    if gpus is None:
+        raise UsageError("--engine vllm needs --gpus COUNTxMEMORY, e.g. --gpus 2x24GB")
+    p = plan_vllm(
+        target,
+        gpus,
+        nodes=nodes,
+        weights=quant or "bf16",
+        tensor_parallel=tp,
+        pipeline_parallel=pp,
+        gpu_memory_utilization=utilization,
+        max_model_len=ctx,
+        kv_cache_dtype="auto" if kv_type.lower() in ("f16", "bf16") else kv_type,
+        vision=vision,
+    )
+    if p.problems:
+        raise UsageError(
+            f"vLLM would refuse --tensor-parallel-size {p.tensor_parallel} for {p.source}: "
+            + "; ".join(p.problems)
+        )
+    return p

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from gemma3_pack._gguf._patch import Plan, write_plan
+from gemma3_pack._gguf._patch import HeaderEdits, write_plan
 from gemma3_pack._gguf._reader import open_gguf
 
 
@@ -106,5 +106,5 @@ def tiny_mmproj(path: Path, *, projector: str = "gemma3") -> Path:
 def make_bad_export(src: Path, dst: Path) -> Path:
     """The 270M rewritten (by our writer) with <start_of_turn>/<end_of_turn> typed NORMAL."""
     with open_gguf(src) as h:
-        write_plan(h, Plan(token_types={105: 1, 106: 1}), dst)
+        write_plan(h, HeaderEdits(token_types={105: 1, 106: 1}), dst)
     return dst
