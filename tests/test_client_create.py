@@ -346,7 +346,7 @@ def test_create_from_variant_num_ctx_auto_and_tools(server: LoopbackOllama, clie
     """``num_ctx="auto"`` + ``gpu=`` and ``tools=True``: what ``modelfile --num-ctx auto --gpu
     --tools`` writes, sent as create arguments; a refused budget sends nothing."""
     from gemma3_pack._chat import OLLAMA_TOOLS_TEMPLATE
-    from gemma3_pack._memory._plan import auto_context
+    from gemma3_pack._memory._plan_gpu import auto_context
 
     client.create_from_variant(
         "gemma3-12b-it", "tools12", num_ctx="auto", gpu="rtx4090", tools=True, progress=False
@@ -625,7 +625,7 @@ def test_cli_create(server: LoopbackOllama, cli, tmp_path: Path) -> None:
 def test_cli_create_num_ctx_auto_and_tools(server: LoopbackOllama, cli) -> None:
     """``create --variant … --num-ctx auto --gpu … --tools`` sends what the library call sends."""
     from gemma3_pack._chat import OLLAMA_TOOLS_TEMPLATE
-    from gemma3_pack._memory._plan import auto_context
+    from gemma3_pack._memory._plan_gpu import auto_context
 
     args = ("create", "t", "--variant", "gemma3-12b-it", "--host", server.url)
     result = cli(*args, "--num-ctx", "auto", "--gpu", "rtx4090", "--tools")

@@ -134,7 +134,7 @@ def test_fuzz_plan(
     import time
 
     from gemma3_pack import plan_memory
-    from gemma3_pack._memory._plan import auto_context
+    from gemma3_pack._memory._plan_gpu import auto_context
 
     with _folder() as d:
         keys = {**_PLAN_KEYS, **edits}

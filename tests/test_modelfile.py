@@ -235,7 +235,7 @@ def test_spec_for_gguf_bad_inputs(tmp_path: Path) -> None:
 )
 def test_num_ctx_auto_in_the_library_is_the_planners(cli, budget: dict) -> None:
     """``num_ctx="auto"`` is the planner's largest context, and the CLI is this same call."""
-    from gemma3_pack._memory._plan import auto_context
+    from gemma3_pack._memory._plan_gpu import auto_context
 
     spec = spec_for_variant("gemma3-12b-it", num_ctx="auto", tools=True, **budget)
     n = auto_context("gemma3-12b-it", budget.get("memory"), gpu=budget.get("gpu"))
@@ -253,7 +253,7 @@ def test_num_ctx_auto_in_the_library_is_the_planners(cli, budget: dict) -> None:
 
 
 def test_num_ctx_auto_for_a_gguf_plans_that_file(gguf_270m: Path) -> None:
-    from gemma3_pack._memory._plan import auto_context
+    from gemma3_pack._memory._plan_gpu import auto_context
 
     spec = spec_for_gguf(gguf_270m, num_ctx="auto", memory="1GB")
     assert spec.parameters["num_ctx"] == auto_context(str(gguf_270m), "1GB")

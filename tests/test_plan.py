@@ -26,12 +26,12 @@ from gemma3_pack._family import SIZES, VARIANTS
 from gemma3_pack._gguf._reader import open_gguf
 from gemma3_pack._memory._plan import (
     Arch,
-    auto_context,
     kv_cache_bytes,
     markdown_table,
     parse_memory,
     quant_tensor_types,
 )
+from gemma3_pack._memory._plan_gpu import auto_context
 
 MIB = 2**20
 

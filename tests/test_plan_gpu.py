@@ -364,7 +364,7 @@ def test_fits_on_table_in_docs_is_generated_by_plan() -> None:
 
 
 def test_num_ctx_auto_on_a_gpu_is_the_gpu_plans_largest_context(cli) -> None:
-    from gemma3_pack._memory._plan import auto_context
+    from gemma3_pack._memory._plan_gpu import auto_context
 
     n = auto_context("gemma3-12b-it", gpu="rtx4090")
     assert n == fit_gpus("rtx4090", "gemma3-12b-it")[0].max_ctx

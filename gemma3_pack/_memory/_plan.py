@@ -41,7 +41,6 @@ __all__ = [
     "Arch",
     "Fit",
     "MemoryPlan",
-    "auto_context",
     "fit_memory",
     "fits_text",
     "format_bytes",
@@ -863,36 +862,3 @@ def markdown_table(*, kv_type: str = "f16") -> str:
                 + f" | {kv.bytes / 2**30:.2f} / {full.bytes / 2**30:.2f} @ {c_max // 1024}K |"
             )
     return "\n".join(lines)
-
-
-def auto_context(
-    target: str | Path | Variant,
-    memory: int | str | None = None,
-    *,
-    gpu: str | int | Sequence[str | int] | None = None,
-    mmproj: str | Path | None = None,
-    engine: str = "ollama",
-) -> int:
-    """The largest context (a multiple of 256, up to the trained one) at which ``target`` fits
-    ``memory`` on ``engine`` (Ollama's by default) — what ``modelfile --num-ctx auto`` writes.
-
-    With ``gpu`` (card sizes or names, as ``plan --gpu`` takes them) the budget is those GPUs with
-    every layer offloaded, placed as llama.cpp's CUDA backend places them
-    (:func:`gemma3_pack._memory._plan_gpu.fit_gpus`, 1 GiB left free per card)."""
-    if (memory is None) == (gpu is None):
-        raise UsageError("--num-ctx auto needs a budget: --memory SIZE or --gpu SIZE, not both")
-    if gpu is not None:
-        from ._plan_gpu import fit_gpus
-
-        fit = fit_gpus(gpu, target, min_ctx=CTX_PAD, mmproj=mmproj)[0]
-        where = "on " + " + ".join(str(g) for g in ([gpu] if isinstance(gpu, str | int) else gpu))
-    else:
-        assert memory is not None
-        found = fit_memory(memory, target, min_ctx=CTX_PAD, mmproj=mmproj, engine=engine)[0]
-        fit, where = found, f"in {memory}"  # type: ignore[assignment]
-    if fit.quant is None:
-        raise UsageError(
-            f"{fit.variant} does not fit {where} even at {CTX_PAD} tokens "
-            "(see `gemma3-pack plan --memory/--gpu` for what does)"
-        )
-    return fit.max_ctx

@@ -56,6 +56,7 @@ from ._plan import (
     MemoryPlan,
     _resolve,
     _Source,
+    fit_memory,
     format_bytes,
     kv_cache_bytes,
     largest_context,
@@ -69,6 +70,7 @@ __all__ = [
     "Device",
     "GpuFit",
     "GpuPlan",
+    "auto_context",
     "fit_gpus",
     "gpu_fits_text",
     "gpu_table",
@@ -793,3 +795,34 @@ def gpu_table(cards: Sequence[str | int] = TABLE_CARDS) -> str:
                 cells.append(t)
             lines.append(f"| {s.params} | {q} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def auto_context(
+    target: str | Path | Variant,
+    memory: int | str | None = None,
+    *,
+    gpu: str | int | Sequence[str | int] | None = None,
+    mmproj: str | Path | None = None,
+    engine: str = "ollama",
+) -> int:
+    """The largest context (a multiple of 256, up to the trained one) at which ``target`` fits
+    ``memory`` on ``engine`` (Ollama's by default) — what ``modelfile --num-ctx auto`` writes.
+
+    With ``gpu`` (card sizes or names, as ``plan --gpu`` takes them) the budget is those GPUs with
+    every layer offloaded, placed as llama.cpp's CUDA backend places them
+    (:func:`fit_gpus`, 1 GiB left free per card)."""
+    if (memory is None) == (gpu is None):
+        raise UsageError("--num-ctx auto needs a budget: --memory SIZE or --gpu SIZE, not both")
+    if gpu is not None:
+        fit = fit_gpus(gpu, target, min_ctx=CTX_PAD, mmproj=mmproj)[0]
+        where = "on " + " + ".join(str(g) for g in ([gpu] if isinstance(gpu, str | int) else gpu))
+    else:
+        assert memory is not None
+        found = fit_memory(memory, target, min_ctx=CTX_PAD, mmproj=mmproj, engine=engine)[0]
+        fit, where = found, f"in {memory}"  # type: ignore[assignment]
+    if fit.quant is None:
+        raise UsageError(
+            f"{fit.variant} does not fit {where} even at {CTX_PAD} tokens "
+            "(see `gemma3-pack plan --memory/--gpu` for what does)"
+        )
+    return fit.max_ctx

@@ -590,7 +590,7 @@ def resolve_num_ctx(
     """``num_ctx`` as a number of tokens: ``"auto"`` is the largest context (a multiple of 256, up
     to the trained one) at which ``target`` (a variant or a GGUF, with its ``mmproj``) fits
     ``memory`` on Ollama, or ``gpu`` with every layer offloaded
-    (:func:`gemma3_pack._memory._plan.auto_context`); a number is returned as given.
+    (:func:`gemma3_pack._memory._plan_gpu.auto_context`); a number is returned as given.
 
     ``memory``/``gpu`` go only with ``"auto"``, which needs exactly one of them (the same refusals
     as ``gemma3-pack modelfile --num-ctx auto --memory/--gpu``)."""
@@ -604,7 +604,7 @@ def resolve_num_ctx(
         return num_ctx
     if memory is None and gpu is None:
         raise UsageError("--num-ctx auto needs --memory or --gpu (e.g. --memory 16GB, --gpu 24GB)")
-    from .._memory._plan import auto_context
+    from .._memory._plan_gpu import auto_context
 
     where = target if isinstance(target, Variant) else str(target)
     return auto_context(
