@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,21 +70,35 @@ _PROBE = (
     "t = time.perf_counter()\n"
     "p = subprocess.run(sys.argv[1:], capture_output=True, text=True, errors='replace')\n"
     "wall = time.perf_counter() - t\n"
-    "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
-    "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss': rss,\n"
+    "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "rss, cpu = ru.ru_maxrss * 1024, ru.ru_utime + ru.ru_stime\n"
+    "try:\n"
+    "    io = dict(l.split(': ') for l in open('/proc/self/io').read().split('\\n') if l)\n"
+    "except OSError:\n"
+    "    io = {}\n"
+    "print(json.dumps({'code': p.returncode, 'wall': wall, 'rss': rss, 'cpu': cpu, 'io': io,\n"
     "                  'out': p.stdout[-100000:], 'err': p.stderr[-4000:]}))\n"
 )
 
 
 @dataclass(frozen=True)
 class Child:
-    """One program run: wall seconds, peak RSS bytes, exit code, stdout, stderr (tail)."""
+    """One program run: wall seconds, peak RSS bytes, exit code, stdout, stderr (tail).
+
+    ``io``: the probe's ``/proc/self/io`` once the program was reaped (Linux adds a reaped child's
+    counters to its parent's): ``rchar`` = bytes asked of read() (page-cache hits included, mmap
+    page-ins not), ``read_bytes`` = bytes fetched from storage (mmap page-ins included). Empty
+    where there is no ``/proc``. ``cpu``: user + system seconds (less sensitive than wall time to
+    other jobs on a shared machine).
+    """
 
     wall: float
     rss: int
     code: int
     stdout: str
     stderr: str
+    io: dict[str, int] = field(default_factory=dict)
+    cpu: float = 0.0  # user + system seconds of the program and its children
 
     @property
     def rss_mib(self) -> float:
@@ -109,7 +123,16 @@ def child(
     if proc.returncode != 0 or not proc.stdout.strip():
         raise RuntimeError(f"the measuring probe failed: {proc.stderr[-2000:]}")
     stats = json.loads(proc.stdout.strip().splitlines()[-1])
-    run = Child(stats["wall"], int(stats["rss"]), stats["code"], stats["out"], stats["err"])
+    io = {k: int(v) for k, v in stats.get("io", {}).items()}
+    run = Child(
+        stats["wall"],
+        int(stats["rss"]),
+        stats["code"],
+        stats["out"],
+        stats["err"],
+        io,
+        stats.get("cpu", 0.0),
+    )
     if check and run.code != 0:
         raise RuntimeError(
             f"{' '.join(map(str, argv[:3]))} exited {run.code}: {run.stderr[-2000:]}"

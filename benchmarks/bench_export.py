@@ -10,15 +10,23 @@
 * Quantization: each type from the 270M BF16 export (Q8_0 written by gguf-py from the checkpoint;
   the rest by llama.cpp's quantizer from the BF16 file), 2 threads.
 * ``--kquants``: the types people ship, ``-q Q4_K_M,Q5_K_M,Q6_K,Q8_0``, on the 4B-shaped checkpoint
-  (full 4B widths, sharded): our one streamed pass against the classic route, convert_hf_to_gguf
-  (bf16, and q8_0) + ``llama-quantize`` per K-quant from the BF16 file (2 threads), in the same run.
-  Wall time, peak RSS (the largest of the route's programs), disk peak (allocated bytes of the
-  output folder, sampled every 0.1 s) against the outputs' size, and the floor: ggml's quantizer
-  alone over the same float32 rows on every core, no reading or writing.
+  (full 4B widths, 2 layers, sharded) or ``--shape 27b`` (full 27B widths, 1 layer, sharded:
+  ``_assets_27b.py``): our one streamed pass against the classic route, convert_hf_to_gguf (bf16,
+  and q8_0) + ``llama-quantize`` per K-quant from the BF16 file (2 threads), in the same run. Every
+  program starts with its inputs evicted from the page cache (as with a model larger than RAM).
+  Per route: wall time and CPU seconds (user + system), peak RSS (the probe's
+  ``RUSAGE_CHILDREN``: the program and its children; the route's largest program), disk peak (allocated bytes of the output folder and the TMPDIR
+  given to the programs, sampled every 0.1 s) against the outputs' size, and bytes read from
+  storage (``/proc/<pid>/io`` ``read_bytes``, mmap page-ins included). Then the floor: ggml's
+  quantizer alone over the same float32 rows on every core, no reading or writing; and BF16 alone
+  (our export) against ``cp`` of the checkpoint's bytes. ``uptime``'s load is recorded between
+  the phases.
 
-    python benchmarks/bench_export.py [--rounds 2] [--skip-reference] [--kquants [--layers N]]
+    python benchmarks/bench_export.py [--rounds 2] [--skip-reference]
+    python benchmarks/bench_export.py --kquants [--shape 4b|27b] [--layers N]
 
-Prints a markdown table and writes benchmarks/results/export.json.
+Prints a markdown table and writes benchmarks/results/export.json (``--kquants``:
+benchmarks/results/export_kquants.json, one entry per fixture).
 """
 
 from __future__ import annotations
@@ -32,9 +40,15 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from _harness import ROOT, child  # also puts tests/ on sys.path: the tests' cached assets
+from _harness import (
+    ROOT,
+    Child,
+    child,
+    machine,
+)  # also puts tests/ on sys.path: the tests' cached assets
 
 # isort: split
 import _assets_ckpt
@@ -111,44 +125,120 @@ class DiskSampler:
         self.peak = max(self.peak, self._now())
 
 
-def kquant_ours(ckpt: Path, quants: str) -> dict[str, float]:
+def evict(*paths: Path) -> None:
+    """Drop ``paths`` from the page cache (flushed first): the next program reads them from disk.
+
+    Every program of both routes starts cold, as with a model larger than RAM; a reader's
+    ``read_bytes`` is then the bytes it fetched from storage.
+    """
+    for path in paths:
+        files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+        for f in files:
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def _step(run: Child) -> dict[str, float]:
+    return {
+        "wall_s": run.wall,
+        "cpu_s": run.cpu,
+        "rss": run.rss,
+        "read_bytes": run.io.get("read_bytes", 0),
+        "rchar": run.io.get("rchar", 0),
+        "load": os.getloadavg()[0],
+    }
+
+
+def _folders(tmp: str) -> tuple[Path, dict[str, str]]:
+    """An output folder and a TMPDIR, both under the sampled ``tmp``; the env that uses it."""
+    out, scratch = Path(tmp) / "out", Path(tmp) / "tmp"
+    out.mkdir()
+    scratch.mkdir()
+    return out, {**os.environ, "TMPDIR": str(scratch)}
+
+
+def kquant_ours(ckpt: Path, quants: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp, DiskSampler(Path(tmp)) as disk:
-        run = child([sys.executable, "-c", EXPORT_SNIPPET, str(ckpt), tmp, quants])
-        out = sum(p.stat().st_size for p in Path(tmp).glob("*.gguf"))
-    return {"wall_s": run.wall, "rss": run.rss, "disk_peak": disk.peak, "outputs": out}
+        out, env = _folders(tmp)
+        evict(ckpt)
+        run = child([sys.executable, "-c", EXPORT_SNIPPET, str(ckpt), out, quants], env=env)
+        sizes = {p.name: p.stat().st_size for p in out.glob("*.gguf")}
+    return {**_step(run), "disk_peak": disk.peak, "outputs": sum(sizes.values()), "files": sizes}
 
 
-def kquant_route(ckpt: Path, quants: list[str]) -> dict[str, float]:
+def convert_argv(ckpt: Path, outfile: Path, outtype: str) -> tuple[list[str], dict[str, str]]:
+    """llama.cpp's convert_hf_to_gguf.py as the test oracle runs it (its gguf-py, offline)."""
+    ref = _oracle.reference_dir()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ref / "gguf-py"), str(ref)])
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    argv = [sys.executable, str(ref / "convert_hf_to_gguf.py"), str(ckpt)]
+    return [*argv, "--outtype", outtype, "--outfile", str(outfile)], env
+
+
+def kquant_route(ckpt: Path, quants: list[str]) -> dict:
     """convert_hf_to_gguf bf16 (+ q8_0) then llama-quantize per other type, as people do."""
     import _engines_llama
 
     exe = str(_engines_llama.llama_bin("llama-quantize"))
-    wall = 0.0
-    rss = 0
-    steps: dict[str, float] = {}
+    steps: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp, DiskSampler(Path(tmp)) as disk:
-        bf16 = Path(tmp) / "route-BF16.gguf"
-        st = _oracle._run_reference(ckpt, bf16, outtype="bf16", mmproj=False)
-        steps["convert bf16"] = st["wall_s"]
-        rss = max(rss, int(st["peak_rss_bytes"]))
+        out, env = _folders(tmp)
+        bf16 = out / "route-BF16.gguf"
+        argv, cenv = convert_argv(ckpt, bf16, "bf16")
+        evict(ckpt)
+        steps["convert bf16"] = _step(child(argv, env={**cenv, "TMPDIR": env["TMPDIR"]}))
         outs = []
         for q in quants:
-            dst = Path(tmp) / f"route-{q}.gguf"
+            dst = out / f"route-{q}.gguf"
             if q == "Q8_0":
-                st = _oracle._run_reference(ckpt, dst, outtype="q8_0", mmproj=False)
-                steps["convert q8_0"], rss = st["wall_s"], max(rss, int(st["peak_rss_bytes"]))
+                argv, cenv = convert_argv(ckpt, dst, "q8_0")
+                evict(ckpt)
+                run = child(argv, env={**cenv, "TMPDIR": env["TMPDIR"]})
+                steps["convert q8_0"] = _step(run)
             else:
-                run = child([exe, str(bf16), str(dst), q, "2"])
-                steps[f"llama-quantize {q}"], rss = run.wall, max(rss, run.rss)
+                evict(bf16)
+                steps[f"llama-quantize {q}"] = _step(child([exe, bf16, dst, q, "2"], env=env))
             outs.append(dst)
         bf16.unlink()  # the intermediate people delete afterwards
-        out = sum(p.stat().st_size for p in outs)
-    wall = sum(steps.values())
-    return {"wall_s": wall, "rss": rss, "disk_peak": disk.peak, "outputs": out, "steps": steps}
+        sizes = {p.name: p.stat().st_size for p in outs}
+    return {
+        "wall_s": sum(s["wall_s"] for s in steps.values()),
+        "cpu_s": sum(s["cpu_s"] for s in steps.values()),
+        "rss": max(s["rss"] for s in steps.values()),
+        "read_bytes": sum(s["read_bytes"] for s in steps.values()),
+        "rchar": sum(s["rchar"] for s in steps.values()),
+        "disk_peak": disk.peak,
+        "outputs": sum(sizes.values()),
+        "files": sizes,
+        "steps": steps,
+    }
 
 
-def quantize_floor(ckpt: Path, quants: str) -> float:
-    """Seconds ggml's quantizer alone takes over the export's float32 rows, every core."""
+def bf16_vs_cp(ckpt: Path) -> dict:
+    """BF16 alone (our export) against ``cp`` of the checkpoint's bytes, both from a cold cache."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, env = _folders(tmp)
+        evict(ckpt)
+        ours_r = child([sys.executable, "-c", EXPORT_SNIPPET, str(ckpt), out, "BF16"], env=env)
+        written = sum(p.stat().st_size for p in out.glob("*.gguf"))
+    with tempfile.TemporaryDirectory() as tmp:
+        evict(ckpt)
+        cp = child(["cp", *sorted(map(str, ckpt.glob("*.safetensors"))), tmp])
+    return {
+        "ours": {**_step(ours_r), "outputs": written},
+        "cp": {**_step(cp), "bytes": checkpoint_bytes(ckpt)},
+        "ratio": ours_r.wall / cp.wall,
+        "cpu_ratio": ours_r.cpu / max(cp.cpu, 1e-9),
+    }
+
+
+def quantize_floor(ckpt: Path, quants: str) -> tuple[float, float]:
+    """(wall, CPU) seconds ggml's quantizer alone takes over the export's float32 rows, every core."""
     from concurrent.futures import ThreadPoolExecutor
 
     from gemma3_pack._export import plan_export
@@ -157,7 +247,7 @@ def quantize_floor(ckpt: Path, quants: str) -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         plan = plan_export(ckpt, output_dir=tmp, quants=quants, name="f", progress=False)
-    total = 0.0
+    total = cpu = 0.0
     step = 16384
     with ThreadPoolExecutor(threads()) as pool:
         for i, t in enumerate(plan.tensors[plan.outputs[0]]):
@@ -168,46 +258,76 @@ def quantize_floor(ckpt: Path, quants: str) -> float:
             for start in range(0, t.rows, step):
                 rows = Rows(plan.ckpt, t, start, min(t.rows, start + step))
                 data = {o.via: rows.through(o.via) if o.via else rows.f32() for o in todo}
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 for o in todo:
                     quantize_rows(o.qtype, data[o.via].reshape(-1, o.shape[-1]), pool=pool)
                 total += time.perf_counter() - t0
-    return total
+                cpu += time.process_time() - c0  # the pool's threads included
+    return total, cpu
 
 
-def kquants(layers: int, quants: str) -> dict:
-    ckpt = _assets_ckpt.hf_checkpoint_4b_shaped(layers=layers)
-    load = os.getloadavg()
-    ours_r = kquant_ours(ckpt, quants)
-    route = kquant_route(ckpt, quants.split(","))
-    floor = quantize_floor(ckpt, quants)
-    return {
-        "checkpoint": f"4B-shaped, {layers} layers",
+def uptime() -> str:
+    return Path("/proc/loadavg").read_text().strip() if Path("/proc/loadavg").exists() else ""
+
+
+def kquants(shape: str, layers: int, quants: str, save: Callable[[dict], None]) -> dict:
+    """Every phase on one fixture; ``save`` gets the figures so far after each phase."""
+    if shape == "27b":
+        import _assets_27b
+
+        ckpt = _assets_27b.hf_checkpoint_27b_shaped(layers=layers)
+    else:
+        ckpt = _assets_ckpt.hf_checkpoint_4b_shaped(layers=layers)
+    k: dict = {
+        "checkpoint": f"{shape.upper()}-shaped, {layers} layer{'s' if layers > 1 else ''}",
+        "machine": machine(),
         "input_bytes": checkpoint_bytes(ckpt),
         "quants": quants,
-        "load_before": load,
-        "load_after": os.getloadavg(),
-        "ours": ours_r,
-        "route": route,
-        "floor_s": floor,
-        "time_ratio": ours_r["wall_s"] / route["wall_s"],
-        "rss_ratio": ours_r["rss"] / route["rss"],
-        "disk_peak_over_outputs": ours_r["disk_peak"] / ours_r["outputs"],
-        "route_disk_peak_over_outputs": route["disk_peak"] / route["outputs"],
-        "ours_over_floor": ours_r["wall_s"] / floor,
+        "cache": "every program starts with its inputs evicted from the page cache",
+        "load": {"before": uptime()},
     }
+    k["ours"] = kquant_ours(ckpt, quants)
+    k["load"]["after ours"] = uptime()
+    save(k)
+    k["route"] = route = kquant_route(ckpt, quants.split(","))
+    k["load"]["after route"] = uptime()
+    ours_r = k["ours"]
+    k.update(
+        time_ratio=ours_r["wall_s"] / route["wall_s"],
+        cpu_ratio=ours_r["cpu_s"] / route["cpu_s"],
+        rss_ratio=ours_r["rss"] / route["rss"],
+        read_ratio=ours_r["read_bytes"] / route["read_bytes"],
+        disk_peak_over_outputs=ours_r["disk_peak"] / ours_r["outputs"],
+        route_disk_peak_over_outputs=route["disk_peak"] / route["outputs"],
+    )
+    save(k)
+    floor, floor_cpu = quantize_floor(ckpt, quants)
+    k["load"]["after floor"] = uptime()
+    k.update(
+        floor_s=floor,
+        floor_cpu_s=floor_cpu,
+        ours_over_floor=ours_r["wall_s"] / floor,
+        floor_over_route=floor / route["wall_s"],
+        cpu_ours_over_floor=ours_r["cpu_s"] / floor_cpu,
+    )
+    save(k)
+    k["bf16_vs_cp"] = bf16_vs_cp(ckpt)
+    k["load"]["after"] = uptime()
+    save(k)
+    return k
 
 
 def print_kquants(k: dict) -> None:
     mb = 1e6
-    o, r = k["ours"], k["route"]
-    print(
-        f"\n{k['checkpoint']} ({k['input_bytes'] / mb:,.0f} MB), -q {k['quants']}; load "
-        f"{k['load_before'][0]:.1f} before, {k['load_after'][0]:.1f} after (2 cores)\n"
-    )
-    print("| | gemma3-pack (one pass) | convert + llama-quantize | ratio |")
+    o, r, b = k["ours"], k["route"], k["bf16_vs_cp"]
+    print(f"\n{k['checkpoint']} ({k['input_bytes'] / mb:,.0f} MB), -q {k['quants']}; loadavg:")
+    for when, line in k["load"].items():
+        print(f"  {when}: {line}")
+    print("\n| | gemma3-pack (one pass) | convert + llama-quantize | ratio |")
     print("|---|---|---|---|")
     print(f"| wall time | {o['wall_s']:.0f} s | {r['wall_s']:.0f} s | **{k['time_ratio']:.2f}x** |")
+    if "cpu_ratio" in k:
+        print(f"| CPU time | {o['cpu_s']:.0f} s | {r['cpu_s']:.0f} s | {k['cpu_ratio']:.2f}x |")
     print(
         f"| peak RSS | {o['rss'] / mb:,.0f} MB | {r['rss'] / mb:,.0f} MB | {k['rss_ratio']:.2f}x |"
     )
@@ -217,11 +337,23 @@ def print_kquants(k: dict) -> None:
         f"{r['outputs'] / mb:,.0f} MB = {k['route_disk_peak_over_outputs']:.2f}x | |"
     )
     print(
-        f"| floor: ggml's quantizer alone | {k['floor_s']:.0f} s "
-        f"(export = {k['ours_over_floor']:.2f}x the floor) | | |"
+        f"| bytes read from disk | {o['read_bytes'] / mb:,.0f} MB | {r['read_bytes'] / mb:,.0f} MB"
+        f" | {k['read_ratio']:.2f}x |"
     )
-    for step, secs in r["steps"].items():
-        print(f"| route step: {step} | | {secs:.0f} s | |")
+    print(
+        f"| floor: ggml's quantizer alone | {k['floor_s']:.0f} s "
+        f"(export = {k['ours_over_floor']:.2f}x the floor) | "
+        f"(floor = {k['floor_over_route']:.2f}x the route) | |"
+    )
+    for step, st in r["steps"].items():
+        print(
+            f"| route step: {step} | | {st['wall_s']:.0f} s, {st['rss'] / mb:,.0f} MB, "
+            f"{st['read_bytes'] / mb:,.0f} MB read | |"
+        )
+    print(
+        f"| BF16 alone vs cp of its bytes | {b['ours']['wall_s']:.1f} s | cp {b['cp']['wall_s']:.1f} s"
+        f" | {b['ratio']:.2f}x |"
+    )
 
 
 def main() -> None:
@@ -229,14 +361,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--kquants", action="store_true", help="only the K-quant route comparison")
-    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--shape", choices=("4b", "27b"), default="4b", help="--kquants fixture")
+    ap.add_argument("--layers", type=int, default=None, help="--kquants: 2 (4B), 1 (27B)")
     ap.add_argument("--quants", default="Q4_K_M,Q5_K_M,Q6_K,Q8_0")
     args = ap.parse_args()
     if args.kquants:
-        k = kquants(args.layers, args.quants)
+        layers = args.layers or (1 if args.shape == "27b" else 2)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         path = RESULTS.with_name("export_kquants.json")
-        path.write_text(json.dumps(k, indent=2) + "\n")
+
+        def save(k: dict) -> None:
+            done = json.loads(path.read_text()) if path.is_file() else {}
+            done[f"{args.shape}-shaped-l{layers}"] = k
+            path.write_text(json.dumps(done, indent=2) + "\n")
+
+        k = kquants(args.shape, layers, args.quants, save)
         print_kquants(k)
         return
 
