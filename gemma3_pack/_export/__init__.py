@@ -24,12 +24,28 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import InputNotFound, InsufficientDisk, MissingDependency, OutputError, UsageError
 from .._files import write_text_atomic
 from .._version import __version__
 from ._options import ExportOptions, OllamaFormat
+
+# Annotations only: these modules import numpy, and `import gemma3_pack` stays light.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .._family import Variant
+    from ._config import TextHParams
+    from ._mmproj import VisionPlan
+    from ._readers._int4 import Int4Checkpoint
+    from ._readers._reader import CheckpointReader
+    from ._tensors import PlannedTensor
+    from ._vocab import Vocab
+    from ._writer import GeneralInfo
+
+#: ``--eval``'s result: the export.json entry and the model card's section.
+_Quality = tuple[dict[str, Any], str]
 
 __all__ = [
     "ExportOptions",
@@ -104,11 +120,11 @@ class ExportPlan:
     source: str
     root: Path
     base: str | None
-    ckpt: Any  # the checkpoint reader (_reader.CheckpointReader)
-    int4: Any  # the same reader when it is an int4 one (_int4.Int4Checkpoint), else None
-    vocab: Any  # _vocab.Vocab
-    hp: Any  # _config.TextHParams
-    variant: Any  # _family.Variant or None
+    ckpt: CheckpointReader
+    int4: Int4Checkpoint | None  # the same reader when it is an int4 one
+    vocab: Vocab
+    hp: TextHParams
+    variant: Variant | None  # the family table's row, when the checkpoint is one
     name: str
     chosen: list[str]
     python_types: list[str]  # one type for every tensor (F32/F16/BF16/Q8_0, int4 repacks' Q4_0)
@@ -124,14 +140,14 @@ class ExportPlan:
     imatrix: dict[str, list[float]] | None
     keep_intermediate: bool
     out_dir: Path
-    vision: Any  # _mmproj.VisionPlan or None (text-only)
+    vision: VisionPlan | None  # None: text-only
     mmproj_type: str
-    ollama_format: str
-    tensors: dict[str, list[Any]]  # output type -> [_tensors.PlannedTensor]
-    info: Any  # _writer.GeneralInfo
+    ollama_format: OllamaFormat
+    tensors: dict[str, list[PlannedTensor]]  # output type -> its tensors, in GGUF order
+    info: GeneralInfo
     notes: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)  # file types written, in order
-    imatrix_by_tensor: dict[str, Any] | None = None  # GGUF name -> float32 weights
+    imatrix_by_tensor: dict[str, np.ndarray] | None = None  # GGUF name -> float32 weights
     evaluate: bool = False
     eval_reference: str | None = None  # a float type written only as the eval's reference
     tools: bool = False  # the tool-calling chat template in the GGUFs and the Modelfile
@@ -252,79 +268,31 @@ def plan_export(
     the choices made (default quant types, int4 notes). Options as for :func:`export`.
     """
     opts = ExportOptions.build(options, overrides)
-    quants, embedding_type = opts.quants, opts.embedding_type
-    from .._chat import TOOLS_CHAT_TEMPLATE
+    from .._family import SIZES
     from ._config import match_variant, text_hparams
     from ._quantize import check_quants, load_imatrix
-    from ._readers._lora import is_lora, lora_base, open_lora
-    from ._readers._source import Checkpoint, fetch, open_checkpoint
-    from ._tensors import is_text_tensor, nbytes, plan_tensors
+    from ._readers._int4 import Int4Checkpoint
+    from ._tensors import nbytes, plan_tensors
     from ._vocab import load_vocab
-    from ._writer import GeneralInfo
 
     if opts.ollama_format not in ("auto", "pair", "fused"):
         raise UsageError(
             f"unknown Ollama format {opts.ollama_format!r}: choose auto, pair or fused"
         )
+    quants = opts.quants
     chosen_early = (
         check_quants(quants.split(",") if isinstance(quants, str) else list(quants))
         if quants is not None
         else None
     )
     src = str(source)
-    root = fetch(src, what="checkpoint")
-    if is_lora(root):
-        base_ref = lora_base(root, opts.base)
-        try:
-            base_dir = fetch(base_ref, what="LoRA base model")
-        except InputNotFound:
-            raise InputNotFound(
-                f"the LoRA's base model {base_ref!r} was not found (neither a folder nor a "
-                "downloadable repo): pass --base PATH|REPO"
-            ) from None
-        lora = open_lora(root, base_dir)
-        _log(
-            progress, f"merging LoRA {root.name} onto {base_ref} ({len(lora.merged_names)} tensors)"
-        )
-        ckpt: Checkpoint = lora
-    else:
-        if opts.base:
-            raise UsageError("--base is for LoRA adapters; this is a full checkpoint")
-        ckpt = open_checkpoint(root)
-    from ._readers._int4 import EMBEDDING_TYPES, Int4Checkpoint
-
+    root, ckpt = _open_source(src, opts.base, progress=progress)
     i4 = ckpt if isinstance(ckpt, Int4Checkpoint) else None
     int4 = i4 is not None
-    if embedding_type is not None:
-        embedding_type = embedding_type.strip().upper()
-        if embedding_type not in EMBEDDING_TYPES:
-            raise UsageError(
-                f"unknown embedding type {embedding_type!r}: choose {', '.join(EMBEDDING_TYPES)}"
-            )
-        if not int4:
-            raise UsageError(
-                "--embedding-type applies to QAT int4 checkpoints (AWQ / compressed-tensors) "
-                "exported to Q4_0; this checkpoint is not quantized"
-            )
-    tok_dir = (
-        fetch(
-            opts.tokenizer_from,
-            what="tokenizer",
-            allow_patterns=[
-                "tokenizer*",
-                "*.jinja",
-                "special_tokens_map.json",
-                "added_tokens.json",
-            ],
-        )
-        if opts.tokenizer_from
-        else ckpt.root
-    )
+    embedding_type = _embedding_type(opts.embedding_type, int4=int4)
+    tok_dir = _tokenizer_dir(opts.tokenizer_from, ckpt)
     text = ckpt.text_config
-    from .._family import SIZES
-
-    vocab_size = int(text.get("vocab_size") or SIZES["4b"].vocab_size)
-    vocab = load_vocab(tok_dir, vocab_size)
+    vocab = load_vocab(tok_dir, int(text.get("vocab_size") or SIZES["4b"].vocab_size))
     n_vocab = len(vocab.tokens)
     hp = text_hparams(text, n_vocab)
     low = (src + " " + str(ckpt.config.get("_name_or_path", ""))).lower()
@@ -332,18 +300,11 @@ def plan_export(
     variant = match_variant(hp, qat=is_qat, instruct=_is_instruct(src, tok_dir))
     name = opts.name or _default_name(src)
     _check_name(name)
-    if quants is None and int4:
-        chosen = ["Q4_0"]
-        _log(progress, "quant types: Q4_0 (the int4 weights repacked losslessly; choose with -q)")
-    elif quants is None:
-        chosen = list(variant.default_quants) if variant else (["Q4_0"] if is_qat else ["Q4_K_M"])
-        _log(
-            progress,
-            f"quant types: {', '.join(chosen)} (default for "
-            f"{variant.name if variant else 'this model'}; choose with -q)",
-        )
-    else:
-        chosen = chosen_early or []
+    chosen = (
+        _default_quants(variant, int4=int4, is_qat=is_qat, progress=progress)
+        if quants is None
+        else chosen_early or []
+    )
     # int4 checkpoints: Q4_0 is a repack written here; the other types read the exactly
     # dequantized weights, as from an F16 file (exact for them; BF16 would round).
     repack = ["Q4_0"] if int4 and "Q4_0" in chosen else []
@@ -366,52 +327,18 @@ def plan_export(
         library_path()  # fail before writing anything when the extra is missing
     imatrix_data = load_imatrix(Path(opts.imatrix)) if opts.imatrix else None
     inter = "F16" if int4 else "BF16"
-    notes: list[str] = []
-    if i4 is not None:
-        fmt = i4.format
-        if repack:
-            notes.append(
-                f"{fmt} int4 checkpoint: {len(i4.repacked)} linear weights repacked into Q4_0 "
-                f"bit for bit (no re-quantization); token_embd is {emb_type}"
-            )
-        for q in (q for q in chosen if q not in repack):
-            how = "exactly" if q in ("F32", "F16") else "then rounded to " + q
-            notes.append(
-                f"-q {q} on a {fmt} int4 checkpoint: its weights are dequantized exactly "
-                f"((q - 8) * scale) and stored {how}; -q Q4_0 keeps them lossless in 4 bits"
-            )
-        for note in notes:
-            _log(progress, "note: " + note)
-    out_dir = Path(opts.output_dir) if opts.output_dir is not None else Path.cwd() / f"{name}-gguf"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{out_dir} exists and is not a folder: choose another -o")
-    from ._guard import check_output_folder
-
-    for src_dir in {root, Path(ckpt.root)}:  # the adapter and, for a LoRA, its base
-        check_output_folder(out_dir, name=name, source=src_dir, force=opts.force)
-    multimodal = any(not is_text_tensor(n) for n in ckpt.names())
-    vplan = None
-    if multimodal:  # vision refusals (missing tensors, projector width, mmproj type) come first too
-        from ._mmproj import mmproj_filename, vision_plan
-
-        vplan = vision_plan(ckpt)  # computed once; the mmproj and fused writers take it
-        mmproj_filename(name, opts.mmproj_type)  # type: ignore[arg-type]
+    notes = _int4_notes(i4, chosen, repack=repack, emb_type=emb_type) if i4 is not None else []
+    for note in notes:
+        _log(progress, "note: " + note)
+    out_dir = _output_folder(opts, name, sources={root, Path(ckpt.root)})
+    vplan = _vision_plan(ckpt, name, opts.mmproj_type)
 
     # Every output's tensors, types chosen as llama.cpp chooses them; the disk preflight is exact.
     outputs = chosen + ([inter] if opts.keep_bf16 and inter not in chosen else [])
-    eval_reference = None
-    if opts.evaluate:
-        try:
-            import llama_cpp  # noqa: F401
-        except ImportError:
-            raise MissingDependency(
-                "--eval runs the GGUFs with llama.cpp: pip install 'gemma3-pack[quantize]'"
-            ) from None
-        if not any(q in ("F32", "F16", "BF16") for q in outputs):
-            eval_reference = inter
-            outputs.append(inter)
+    eval_reference = _eval_reference(outputs, inter) if opts.evaluate else None
+    if eval_reference is not None:
+        outputs.append(eval_reference)
     base_plan = plan_tensors(ckpt, inter, n_layers=hp.num_layers, n_vocab=n_vocab)
-    bf16_bytes = sum(nbytes(t) for t in base_plan)
     plans = {}
     for q in outputs:
         if q in llama_types:
@@ -427,26 +354,7 @@ def plan_export(
         else:
             plans[q] = plan_tensors(ckpt, q, n_layers=hp.num_layers, n_vocab=n_vocab)
     imatrix_by_tensor = _imatrix_for(imatrix_data, base_plan) if imatrix_data else None
-    vocab_bytes = sum(len(t) + 16 for t in vocab.tokens)
-    needed = sum(sum(nbytes(t) for t in p) + vocab_bytes for p in plans.values())
-    if multimodal:
-        needed += sum(ckpt.nbytes(n) for n in ckpt.names() if not is_text_tensor(n)) * 2
-    out_dir.mkdir(parents=True, exist_ok=True)
-    free = _free_bytes(out_dir)
-    if needed > free:
-        raise InsufficientDisk(
-            f"not enough disk space in {out_dir}: the export needs about {needed / 1e9:.2f} GB "
-            f"({needed} bytes), {free / 1e9:.2f} GB are free: free space or choose another -o"
-        )
-
-    size_label = hp.size.params if hp.size else None
-    info = GeneralInfo(
-        name=name,
-        size_label=size_label,
-        finetune=name if variant is None or name != variant.name else None,
-        base_repo=variant.hf_repo if variant else None,
-        chat_template=TOOLS_CHAT_TEMPLATE if opts.tools else None,
-    )
+    needed = _check_disk(out_dir, plans, vocab, ckpt, vision=vplan is not None)
     return ExportPlan(
         source=src,
         root=root,
@@ -465,7 +373,7 @@ def plan_export(
         embedding_type=emb_type,
         intermediate_type=inter,
         need_intermediate=False,
-        intermediate_bytes=bf16_bytes,
+        intermediate_bytes=sum(nbytes(t) for t in base_plan),
         needed_bytes=needed,
         is_qat=is_qat,
         imatrix=imatrix_data,
@@ -475,7 +383,7 @@ def plan_export(
         mmproj_type=opts.mmproj_type,
         ollama_format=opts.ollama_format,
         tensors=plans,
-        info=info,
+        info=_general_info(name, hp, variant, tools=opts.tools),
         notes=notes,
         outputs=outputs,
         imatrix_by_tensor=imatrix_by_tensor,
@@ -485,7 +393,181 @@ def plan_export(
     )
 
 
-def _mixed_plan(base: list[Any], quant: str, hp: Any, *, qat: bool, imatrix: bool) -> list[Any]:
+def _open_source(src: str, base: str | None, *, progress: bool) -> tuple[Path, CheckpointReader]:
+    """The checkpoint's folder (downloaded for a repo id) and its reader; a LoRA adapter is
+    merged onto its base model (``base``, default the adapter's own) on read."""
+    from ._readers._lora import is_lora, lora_base, open_lora
+    from ._readers._source import fetch, open_checkpoint
+
+    root = fetch(src, what="checkpoint")
+    if not is_lora(root):
+        if base:
+            raise UsageError("--base is for LoRA adapters; this is a full checkpoint")
+        return root, open_checkpoint(root)
+    base_ref = lora_base(root, base)
+    try:
+        base_dir = fetch(base_ref, what="LoRA base model")
+    except InputNotFound:
+        raise InputNotFound(
+            f"the LoRA's base model {base_ref!r} was not found (neither a folder nor a "
+            "downloadable repo): pass --base PATH|REPO"
+        ) from None
+    lora = open_lora(root, base_dir)
+    _log(progress, f"merging LoRA {root.name} onto {base_ref} ({len(lora.merged_names)} tensors)")
+    return root, lora
+
+
+def _embedding_type(value: str | None, *, int4: bool) -> str | None:
+    """``--embedding-type``, upper-cased; refused unless known and the checkpoint is int4."""
+    from ._readers._int4 import EMBEDDING_TYPES
+
+    if value is None:
+        return None
+    value = value.strip().upper()
+    if value not in EMBEDDING_TYPES:
+        raise UsageError(f"unknown embedding type {value!r}: choose {', '.join(EMBEDDING_TYPES)}")
+    if not int4:
+        raise UsageError(
+            "--embedding-type applies to QAT int4 checkpoints (AWQ / compressed-tensors) "
+            "exported to Q4_0; this checkpoint is not quantized"
+        )
+    return value
+
+
+def _tokenizer_dir(tokenizer_from: str | None, ckpt: CheckpointReader) -> Path:
+    """Where the tokenizer files are: ``--tokenizer-from`` (downloaded for a repo id, tokenizer
+    files only), else the checkpoint's own folder."""
+    if not tokenizer_from:
+        return ckpt.root
+    from ._readers._source import fetch
+
+    return fetch(
+        tokenizer_from,
+        what="tokenizer",
+        allow_patterns=["tokenizer*", "*.jinja", "special_tokens_map.json", "added_tokens.json"],
+    )
+
+
+def _default_quants(
+    variant: Variant | None, *, int4: bool, is_qat: bool, progress: bool
+) -> list[str]:
+    """The types written without ``-q``: the repack for int4, else the family table's."""
+    if int4:
+        _log(progress, "quant types: Q4_0 (the int4 weights repacked losslessly; choose with -q)")
+        return ["Q4_0"]
+    chosen = list(variant.default_quants) if variant else (["Q4_0"] if is_qat else ["Q4_K_M"])
+    _log(
+        progress,
+        f"quant types: {', '.join(chosen)} (default for "
+        f"{variant.name if variant else 'this model'}; choose with -q)",
+    )
+    return chosen
+
+
+def _int4_notes(
+    i4: Int4Checkpoint, chosen: list[str], *, repack: list[str], emb_type: str | None
+) -> list[str]:
+    """What each type becomes from an int4 checkpoint (reported and kept in the result)."""
+    fmt = i4.format
+    notes: list[str] = []
+    if repack:
+        notes.append(
+            f"{fmt} int4 checkpoint: {len(i4.repacked)} linear weights repacked into Q4_0 "
+            f"bit for bit (no re-quantization); token_embd is {emb_type}"
+        )
+    for q in (q for q in chosen if q not in repack):
+        how = "exactly" if q in ("F32", "F16") else "then rounded to " + q
+        notes.append(
+            f"-q {q} on a {fmt} int4 checkpoint: its weights are dequantized exactly "
+            f"((q - 8) * scale) and stored {how}; -q Q4_0 keeps them lossless in 4 bits"
+        )
+    return notes
+
+
+def _output_folder(opts: ExportOptions, name: str, *, sources: set[Path]) -> Path:
+    """``-o`` (default ``./<name>-gguf``), refused when it is a file, holds files an earlier
+    export did not write (unless ``force``) or overlaps one of the ``sources``."""
+    from ._guard import check_output_folder
+
+    out_dir = Path(opts.output_dir) if opts.output_dir is not None else Path.cwd() / f"{name}-gguf"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} exists and is not a folder: choose another -o")
+    for src_dir in sources:  # the adapter and, for a LoRA, its base
+        check_output_folder(out_dir, name=name, source=src_dir, force=opts.force)
+    return out_dir
+
+
+def _vision_plan(ckpt: CheckpointReader, name: str, mmproj_type: str) -> VisionPlan | None:
+    """The vision tower's plan (None for a text-only checkpoint), computed once for the mmproj
+    and fused writers; its refusals (missing tensors, projector width, mmproj type) come first."""
+    from ._tensors import is_text_tensor
+
+    if all(is_text_tensor(n) for n in ckpt.names()):
+        return None
+    from ._mmproj import mmproj_filename, vision_plan
+
+    vplan = vision_plan(ckpt)
+    mmproj_filename(name, mmproj_type)  # type: ignore[arg-type]
+    return vplan
+
+
+def _eval_reference(outputs: list[str], inter: str) -> str | None:
+    """``--eval``: the float type written only as the reference (None when an output is one);
+    refused without llama.cpp's Python binding."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        raise MissingDependency(
+            "--eval runs the GGUFs with llama.cpp: pip install 'gemma3-pack[quantize]'"
+        ) from None
+    return None if any(q in ("F32", "F16", "BF16") for q in outputs) else inter
+
+
+def _check_disk(
+    out_dir: Path,
+    plans: dict[str, list[PlannedTensor]],
+    vocab: Vocab,
+    ckpt: CheckpointReader,
+    *,
+    vision: bool,
+) -> int:
+    """The disk preflight: the bytes every output takes, exactly; the output folder is created
+    to measure its free space, and a shortfall is refused. Returns the bytes needed."""
+    from ._tensors import is_text_tensor, nbytes
+
+    vocab_bytes = sum(len(t) + 16 for t in vocab.tokens)
+    needed = sum(sum(nbytes(t) for t in p) + vocab_bytes for p in plans.values())
+    if vision:
+        needed += sum(ckpt.nbytes(n) for n in ckpt.names() if not is_text_tensor(n)) * 2
+    out_dir.mkdir(parents=True, exist_ok=True)
+    free = _free_bytes(out_dir)
+    if needed > free:
+        raise InsufficientDisk(
+            f"not enough disk space in {out_dir}: the export needs about {needed / 1e9:.2f} GB "
+            f"({needed} bytes), {free / 1e9:.2f} GB are free: free space or choose another -o"
+        )
+    return needed
+
+
+def _general_info(
+    name: str, hp: TextHParams, variant: Variant | None, *, tools: bool
+) -> GeneralInfo:
+    """The GGUFs' ``general.*`` identity (and the tool-calling template for ``--tools``)."""
+    from .._chat import TOOLS_CHAT_TEMPLATE
+    from ._writer import GeneralInfo
+
+    return GeneralInfo(
+        name=name,
+        size_label=hp.size.params if hp.size else None,
+        finetune=name if variant is None or name != variant.name else None,
+        base_repo=variant.hf_repo if variant else None,
+        chat_template=TOOLS_CHAT_TEMPLATE if tools else None,
+    )
+
+
+def _mixed_plan(
+    base: list[PlannedTensor], quant: str, hp: TextHParams, *, qat: bool, imatrix: bool
+) -> list[PlannedTensor]:
     """``base`` (the float file llama.cpp would read) with llama.cpp's type per tensor for ``quant``;
     each quantized tensor is encoded from that float file's values (``via``)."""
     from .._quants import TensorSpec, tensor_types
@@ -505,12 +587,12 @@ def _mixed_plan(base: list[Any], quant: str, hp: Any, *, qat: bool, imatrix: boo
     ]
 
 
-def _imatrix_for(data: dict[str, list[float]], base: list[Any]) -> dict[str, Any]:
+def _imatrix_for(data: dict[str, list[float]], base: list[PlannedTensor]) -> dict[str, np.ndarray]:
     """Per GGUF tensor, the imatrix weights llama-quantize would use (a wrong size is refused,
     except for token_embd, which llama.cpp ignores then)."""
     import numpy as np
 
-    out: dict[str, Any] = {}
+    out: dict[str, np.ndarray] = {}
     for t in base:
         vals = data.get(t.name)
         if vals is None or len(t.shape) < 2:
@@ -529,138 +611,166 @@ def _imatrix_for(data: dict[str, list[float]], base: list[Any]) -> dict[str, Any
 def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
     """Write everything ``plan`` decided: the GGUFs, the projector, the Modelfile, the manifest,
     SHA256SUMS and the model card (each file atomically); returns what was written."""
-    from . import _manifest
+    models = _write_ggufs(plan, progress=progress)
+    quality = _measure(plan, progress=progress)
+    mmproj = _write_projector(plan, progress=progress) if plan.vision is not None else None
+    fused = (
+        _write_fused(plan, models[0], progress=progress)
+        if plan.vision is not None and plan.ollama_format == "fused"
+        else None
+    )
+    files = ExportResult(
+        name=plan.name,
+        output_dir=plan.out_dir,
+        variant=plan.variant.name if plan.variant else None,
+        models=models,
+        mmproj=mmproj,
+        fused=fused,
+        chosen_quants=plan.chosen,
+        notes=plan.notes,
+    )
+    return _write_records(plan, files, quality)
+
+
+def _gguf_path(plan: ExportPlan, quant: str) -> Path:
+    """``<name>-<QUANT>.gguf``; the eval's temporary reference is a hidden ``.eval.gguf``."""
+    if quant == plan.eval_reference:
+        return plan.out_dir / f".{plan.name}-{quant}.eval.gguf"
+    return plan.out_dir / f"{plan.name}-{quant}.gguf"
+
+
+def _write_ggufs(plan: ExportPlan, *, progress: bool) -> list[ExportedFile]:
+    """Every text GGUF in one pass over the checkpoint; the files kept (not the eval's
+    temporary reference), hashed."""
+    from ._manifest import sha256
     from ._writer import Output, write_text_ggufs
 
-    src, base, ckpt, i4, vocab, hp = (
-        plan.source,
-        plan.base,
-        plan.ckpt,
-        plan.int4,
-        plan.vocab,
-        plan.hp,
-    )
-    variant, name, chosen, out_dir, info, notes = (
-        plan.variant,
-        plan.name,
-        plan.chosen,
-        plan.out_dir,
-        plan.info,
-        plan.notes,
-    )
-    emb_type, plans = plan.embedding_type, plan.tensors
-    vplan, mmproj_type, ollama_format = plan.vision, plan.mmproj_type, plan.ollama_format
-    multimodal = vplan is not None
-    llama = set(plan.llama_types)
-    tmp_ref = plan.eval_reference
     outputs = [
         Output(
-            out_dir / (f".{name}-{q}.eval.gguf" if q == tmp_ref else f"{name}-{q}.gguf"),
+            _gguf_path(plan, q),
             q,
-            plans[q],
-            plan.imatrix_by_tensor if q in llama else None,
+            plan.tensors[q],
+            plan.imatrix_by_tensor if q in plan.llama_types else None,
         )
         for q in plan.outputs
     ]
-    _log(progress, f"writing {', '.join(plan.outputs)} in one pass over {Path(src).name}")
+    _log(progress, f"writing {', '.join(plan.outputs)} in one pass over {Path(plan.source).name}")
     t0 = time.perf_counter()
-    write_text_ggufs(ckpt, outputs, hp=hp, vocab=vocab, info=info, progress=progress)
+    write_text_ggufs(
+        plan.ckpt, outputs, hp=plan.hp, vocab=plan.vocab, info=plan.info, progress=progress
+    )
     secs = time.perf_counter() - t0
     _log(progress, f"wrote {', '.join(o.path.name for o in outputs)} in {secs:.1f} s")
-    models = [
-        ExportedFile(
-            o.path, o.quant, o.path.stat().st_size, _manifest.sha256(o.path), round(secs, 3)
-        )
+    return [
+        ExportedFile(o.path, o.quant, o.path.stat().st_size, sha256(o.path), round(secs, 3))
         for o in outputs
-        if o.quant != tmp_ref
+        if o.quant != plan.eval_reference
     ]
-    quality = None
-    if plan.evaluate:
-        try:
-            quality = _evaluate(plan, [o.path for o in outputs], progress=progress)
-        finally:
-            if tmp_ref is not None:
-                outputs[-1].path.unlink(missing_ok=True)
 
-    mm_file = fused_file = None
-    if multimodal:
-        from ._mmproj import mmproj_filename, write_mmproj
 
-        t0 = time.perf_counter()
-        mm_path = write_mmproj(
-            ckpt,
-            out_dir / mmproj_filename(name, mmproj_type),  # type: ignore[arg-type]
-            dtype=mmproj_type,  # type: ignore[arg-type]
-            name=name,
-            basename=info.basename,
-            progress=progress,
-            plan=vplan,
-        )
-        mm_file = ExportedFile(
-            mm_path,
-            mmproj_type.upper(),
-            mm_path.stat().st_size,
-            _manifest.sha256(mm_path),
-            round(time.perf_counter() - t0, 3),
-        )
-        if ollama_format == "fused":
-            from ._fused import write_fused
+def _measure(plan: ExportPlan, *, progress: bool) -> _Quality | None:
+    """``--eval`` over the GGUFs just written (None without it); the temporary reference is
+    removed afterwards, whatever happens."""
+    if not plan.evaluate:
+        return None
+    try:
+        return _evaluate(plan, [_gguf_path(plan, q) for q in plan.outputs], progress=progress)
+    finally:
+        if plan.eval_reference is not None:
+            _gguf_path(plan, plan.eval_reference).unlink(missing_ok=True)
 
-            t0 = time.perf_counter()
-            fpath = write_fused(
-                models[0].path,
-                ckpt,
-                out_dir / f"{name}-{models[0].quant}-ollama.gguf",
-                progress=progress,
-                plan=vplan,
-            )
-            fused_file = ExportedFile(
-                fpath,
-                models[0].quant,
-                fpath.stat().st_size,
-                _manifest.sha256(fpath),
-                round(time.perf_counter() - t0, 3),
-            )
 
-    if fused_file is not None:
-        modelfile = _manifest.write_modelfile_for(out_dir, fused_file.path, tools=plan.tools)
+def _hashed(path: Path, quant: str, t0: float) -> ExportedFile:
+    """``path`` as written since ``t0`` (the seconds include hashing it)."""
+    from ._manifest import sha256
+
+    return ExportedFile(
+        path, quant, path.stat().st_size, sha256(path), round(time.perf_counter() - t0, 3)
+    )
+
+
+def _write_projector(plan: ExportPlan, *, progress: bool) -> ExportedFile:
+    """The vision projector, ``mmproj-<name>-<TYPE>.gguf``, paired with the text GGUFs."""
+    from ._mmproj import mmproj_filename, write_mmproj
+
+    t0 = time.perf_counter()
+    path = write_mmproj(
+        plan.ckpt,
+        plan.out_dir / mmproj_filename(plan.name, plan.mmproj_type),  # type: ignore[arg-type]
+        dtype=plan.mmproj_type,  # type: ignore[arg-type]
+        name=plan.name,
+        basename=plan.info.basename,
+        progress=progress,
+        plan=plan.vision,
+    )
+    return _hashed(path, plan.mmproj_type.upper(), t0)
+
+
+def _write_fused(plan: ExportPlan, model: ExportedFile, *, progress: bool) -> ExportedFile:
+    """``--ollama-format fused``: ``model`` with the vision tower in one Ollama GGUF."""
+    from ._fused import write_fused
+
+    t0 = time.perf_counter()
+    path = write_fused(
+        model.path,
+        plan.ckpt,
+        plan.out_dir / f"{plan.name}-{model.quant}-ollama.gguf",
+        progress=progress,
+        plan=plan.vision,
+    )
+    return _hashed(path, model.quant, t0)
+
+
+def _entry(x: ExportedFile) -> dict[str, Any]:
+    """A written file as export.json and the model card list it (path relative to the folder)."""
+    return {"path": x.path.name, "quant": x.quant, "size": x.size, "sha256": x.sha256}
+
+
+def _int4_entry(plan: ExportPlan) -> dict[str, Any] | None:
+    """export.json's ``int4``: what an int4 checkpoint became (None for a float one)."""
+    i4 = plan.int4
+    if i4 is None:
+        return None
+    from ._tensors import text_name
+
+    written = "Q4_0" in plan.outputs
+    gguf_names = {t.source: t.name for t in plan.tensors.get("Q4_0", [])}
+    return {
+        "format": i4.format,
+        "repacked_losslessly": [gguf_names[n] for n in i4.repacked if written and n in gguf_names],
+        "int4_tensors": len(i4.repacked),
+        "text_int4_tensors": sum(1 for n in i4.repacked if text_name(n) is not None),
+        "embedding_type": plan.embedding_type if written else None,
+        "dequantized_exactly_for": [q for q in plan.chosen if q != "Q4_0"],
+    }
+
+
+def _write_records(plan: ExportPlan, files: ExportResult, quality: _Quality | None) -> ExportResult:
+    """The Modelfile, export.json, SHA256SUMS and README.md (the model card) for ``files``;
+    returns ``files`` with their paths."""
+    from . import _manifest
+
+    out_dir, models, mm, fused = plan.out_dir, files.models, files.mmproj, files.fused
+    source = Path(plan.source)
+    if fused is not None:
+        modelfile = _manifest.write_modelfile_for(out_dir, fused.path, tools=plan.tools)
     else:
         modelfile = _manifest.write_modelfile_for(
-            out_dir, models[0].path, mm_file.path if mm_file else None, tools=plan.tools
+            out_dir, models[0].path, mm.path if mm else None, tools=plan.tools
         )
-
-    def rel(x: ExportedFile | None) -> dict[str, Any] | None:
-        if x is None:
-            return None
-        return {"path": x.path.name, "quant": x.quant, "size": x.size, "sha256": x.sha256}
-
-    model_entries = [rel(m) for m in models]
-    int4_entry: dict[str, Any] | None = None
-    if i4 is not None:
-        from ._tensors import text_name
-
-        tmap_plan = {t.source: t.name for t in plans.get("Q4_0", [])}
-        int4_entry = {
-            "format": i4.format,
-            "repacked_losslessly": [
-                tmap_plan[n] for n in i4.repacked if "Q4_0" in plan.outputs and n in tmap_plan
-            ],
-            "int4_tensors": len(i4.repacked),
-            "text_int4_tensors": sum(1 for n in i4.repacked if text_name(n) is not None),
-            "embedding_type": emb_type if "Q4_0" in plan.outputs else None,
-            "dequantized_exactly_for": [q for q in chosen if q != "Q4_0"],
-        }
+    model_entries = [_entry(m) for m in models]
+    int4_entry = _int4_entry(plan)
     manifest = _manifest.write_manifest(
         out_dir,
         {
-            "name": name,
-            "source": src if not Path(src).exists() else str(Path(src).resolve()),
-            "base": base if base else None,
-            "variant": variant.name if variant else None,
-            "architecture": ckpt.architecture,
+            "name": plan.name,
+            "source": str(source.resolve()) if source.exists() else plan.source,
+            "base": plan.base if plan.base else None,
+            "variant": files.variant,
+            "architecture": plan.ckpt.architecture,
             "models": model_entries,
-            "mmproj": rel(mm_file),
-            "fused": rel(fused_file),
+            "mmproj": _entry(mm) if mm else None,
+            "fused": _entry(fused) if fused else None,
             "modelfile": modelfile.name,
             "tools": plan.tools,
             "int4": int4_entry,
@@ -671,50 +781,33 @@ def write_outputs(plan: ExportPlan, *, progress: bool = True) -> ExportResult:
     sums = _manifest.write_sums(
         out_dir,
         [
-            (m.path.name, m.sha256)
-            for m in [
-                *models,
-                *([mm_file] if mm_file else []),
-                *([fused_file] if fused_file else []),
-            ]
+            (f.path.name, f.sha256)
+            for f in [*models, *([mm] if mm else []), *([fused] if fused else [])]
         ],
     )
     readme = out_dir / "README.md"
     write_text_atomic(
         readme,
         _manifest.render_card(
-            name=name,
-            source=src,
-            variant=variant.name if variant else None,
-            models=[m for m in model_entries if m],
-            mmproj=rel(mm_file),
+            name=plan.name,
+            source=plan.source,
+            variant=files.variant,
+            models=model_entries,
+            mmproj=_entry(mm) if mm else None,
             int4=int4_entry,
             quality=quality[1] if quality else None,
             tools=plan.tools,
             fits_on=_manifest.fits_on_section(
                 [m.path for m in models],
-                mm_file.path if mm_file else None,
+                mm.path if mm else None,
                 context_length=plan.hp.context_length,
             ),
         ),
     )
-    return ExportResult(
-        name=name,
-        output_dir=out_dir,
-        variant=variant.name if variant else None,
-        models=models,
-        mmproj=mm_file,
-        fused=fused_file,
-        modelfile=modelfile,
-        manifest=manifest,
-        readme=readme,
-        sums=sums,
-        chosen_quants=chosen,
-        notes=notes,
-    )
+    return replace(files, modelfile=modelfile, manifest=manifest, readme=readme, sums=sums)
 
 
-def _evaluate(plan: ExportPlan, paths: list[Path], *, progress: bool) -> tuple[dict[str, Any], str]:
+def _evaluate(plan: ExportPlan, paths: list[Path], *, progress: bool) -> _Quality:
     """``export --eval``: each output against the float one; (export.json entry, card section)."""
     from ._eval import evaluate, markdown_table, write_chart
 
