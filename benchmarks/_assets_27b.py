@@ -1,6 +1,6 @@
 """A 27B-shaped checkpoint for the export benchmark: full Gemma 3 27B widths, a few layers, sharded.
 
-Built like ``tests/_assets_ckpt.hf_checkpoint_4b_shaped`` (random small-magnitude bf16 weights with a
+Built like ``tests/support/_assets_ckpt.hf_checkpoint_4b_shaped`` (random small-magnitude bf16 weights with a
 fixed seed, ``language_model.model.*`` keys, the 262208-row embedding, two shards plus the HF index,
 the tests' tokenizer files) with Google's ``google/gemma-3-27b-it`` config.json, whose text_config
 names the 27B's heads (32 query, 16 KV, head_dim 128) and ``query_pre_attn_scalar`` 168;

@@ -10,8 +10,8 @@
   probe's ``RUSAGE_CHILDREN`` sees only the program it ran.
 * :func:`summary` folds repeated :func:`child` runs into median wall and max peak RSS.
 
-Importing this module also puts ``tests/`` on ``sys.path``: the benchmarks measure the same cached
-files the tests use (``tests/_assets*.py``).
+Importing this module also puts ``tests/support/`` on ``sys.path``: the benchmarks measure the same cached
+files the tests use (``tests/support/_assets*.py``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-if str(ROOT / "tests") not in sys.path:
-    sys.path.insert(0, str(ROOT / "tests"))
+if str(ROOT / "tests" / "support") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 
 def interleaved(

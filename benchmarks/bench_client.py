@@ -1,7 +1,7 @@
 """Benchmark: the SDK's cost over the official ollama client, as ratios measured in one run.
 
 1. Per-call overhead of ``gemma3_pack.Client.chat`` against raw ``ollama.Client.chat`` on the same
-   loopback daemon (tests/_loopback.py, run in its own process so it does not share our GIL). Both
+   loopback daemon (tests/support/_loopback.py, run in its own process so it does not share our GIL). Both
    send the same options dict and get the same reply; calls are interleaved (ABAB, order swapped
    every round) and we compare medians. Goal: <= 5 %.
 2. Blob upload throughput vs file size (sparse files, so the disk is not the bottleneck):
@@ -44,7 +44,7 @@ SERVER = (
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests"))],
+        [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests" / "support"))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

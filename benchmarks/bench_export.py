@@ -48,7 +48,7 @@ from _harness import (
     Child,
     child,
     machine,
-)  # also puts tests/ on sys.path: the tests' cached assets
+)  # also puts tests/support/ on sys.path: the tests' cached assets
 
 # isort: split
 import _assets_ckpt

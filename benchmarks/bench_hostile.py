@@ -11,7 +11,7 @@
     python benchmarks/bench_hostile.py
 
 Prints a markdown table and writes benchmarks/results/hostile.json. Peak RSS is measured per child
-with ``os.wait4`` from a launcher that has imported nothing heavy (see tests/_hostile.py).
+with ``os.wait4`` from a launcher that has imported nothing heavy (see tests/support/_hostile.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
   quantizer to Q4_0 (``llama_model_quantize``, 2 threads) — each step a fresh subprocess.
 
 Wall time around each process; peak RSS of each program (RUSAGE_CHILDREN of a small middle
-process). The fixture is ``tests/_assets_int4.int4_checkpoint("awq")`` (real 270M weights on the
+process). The fixture is ``tests/support/_assets_int4.int4_checkpoint("awq")`` (real 270M weights on the
 int4 grid). Also counts how many weights the alternative moves off the QAT grid, and our peak RSS
 on a 4B-shaped AWQ checkpoint (4B widths, 2 layers, 262208-row embedding) to show it stays flat.
 
@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _harness import ROOT, child  # also puts tests/ on sys.path: the tests' cached assets
+from _harness import ROOT, child  # also puts tests/support/ on sys.path: the tests' cached assets
 
 # isort: split
 import _assets

@@ -2,7 +2,7 @@
 
 ``gemma3_pack.Client(url).chat`` against raw ``openai.OpenAI(...).chat.completions.create`` with the
 same body (Gemma's sampling fields, ``stop``), on a loopback OpenAI-compatible server
-(tests/_loopback_openai.py, llama-server flavour, in its own process so it does not share our GIL).
+(tests/support/_loopback_openai.py, llama-server flavour, in its own process so it does not share our GIL).
 Calls are interleaved (ABAB, order swapped every round); medians and paired ratios are reported, plus
 client CPU per call. What the SDK adds per call: message normalisation, option merging, the guard
 transport (line cap, redirect check) and mapping the reply to ``ollama.ChatResponse``.
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args()
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests"))],
+        [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests" / "support"))],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _harness import ROOT, child  # also puts tests/ on sys.path: the tests' cached assets
+from _harness import ROOT, child  # also puts tests/support/ on sys.path: the tests' cached assets
 
 # isort: split
 import _assets

@@ -18,7 +18,7 @@ import json
 import platform
 import time
 
-from _harness import ROOT  # also puts tests/ on sys.path: the tests' cached assets
+from _harness import ROOT  # also puts tests/support/ on sys.path: the tests' cached assets
 
 # isort: split
 import _assets

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _harness import ROOT, child  # also puts tests/ on sys.path: the tests' cached assets
+from _harness import ROOT, child  # also puts tests/support/ on sys.path: the tests' cached assets
 
 # isort: split
 import _assets

@@ -5,13 +5,13 @@ and how fast a machine compiles must not decide whether the suite passes): a tes
 missing fails at once with one line naming this command. This step builds, in order,
 
 * ``llama.cpp``      llama.cpp's own programs (llama-server, llama-mtmd-cli, llama-quantize,
-                     llama-perplexity, ggml-rpc-server) — ``tests/_engines_llama.py``, CMake/Ninja;
-* ``ollama-0.24.0``  Ollama 0.24.0 from its Go module (cgo) — ``tests/_engines.py``;
-* ``ollama-0.34.4``  Ollama 0.34.4 and its llama-server engine — ``tests/_engines_ollama_new.py``;
-* ``ollama-render``  the small Go program that renders prompts as Ollama does — ``tests/_ollama_render.py``;
+                     llama-perplexity, ggml-rpc-server) — ``tests/support/_engines_llama.py``, CMake/Ninja;
+* ``ollama-0.24.0``  Ollama 0.24.0 from its Go module (cgo) — ``tests/support/_engines.py``;
+* ``ollama-0.34.4``  Ollama 0.34.4 and its llama-server engine — ``tests/support/_engines_ollama_new.py``;
+* ``ollama-render``  the small Go program that renders prompts as Ollama does — ``tests/support/_ollama_render.py``;
 * ``litert-venv``    the ``[litert]`` extra (litert-torch, Google's LiteRT-LM runtime) in a venv of its
                      own, ``pip install`` of its exact pins (3.1 GB of wheels, 6.3 GB installed) —
-                     ``tests/_litert_env.py``
+                     ``tests/support/_litert_env.py``
 
 into the test cache (``$GEMMA3_PACK_TEST_CACHE``, default ``~/.cache/gemma3-pack-tests``). Built
 engines are found and skipped at once. A build that stops (Ctrl-C, a timeout, a crash) resumes on the
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
 import _assets
 import _engines

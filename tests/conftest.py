@@ -90,7 +90,7 @@ def assert_one_line_error(result: CLIResult, *needles: str) -> None:
 @pytest.fixture(scope="session")
 def ollama_daemon(tmp_path_factory: pytest.TempPathFactory):
     """A real Ollama daemon for the session: ``OLLAMA_HOST`` as set when the session started,
-    else ``ollama serve`` from the cached source build (``tests/_engines.py``), stopped after.
+    else ``ollama serve`` from the cached source build (``tests/support/_engines.py``), stopped after.
 
     Never builds: a missing build fails the test with one line naming ``tests/build_engines.py``.
     """
@@ -105,7 +105,7 @@ def ollama_daemon(tmp_path_factory: pytest.TempPathFactory):
 def llama_server_bin() -> Path:
     """llama.cpp's own ``llama-server``, built by ``tests/build_engines.py`` (never by a test).
 
-    See ``tests/_engines_llama.py`` (also ``llama_bin("llama-mtmd-cli" | "llama-quantize")`` and
+    See ``tests/support/_engines_llama.py`` (also ``llama_bin("llama-mtmd-cli" | "llama-quantize")`` and
     the ``llama_server(model, *args)`` context manager).
     """
     import _engines_llama

@@ -626,3 +626,72 @@ def test_pull_of_unknown_model_keeps_the_daemons_message(httpx_mock, client: Cli
     )
     with pytest.raises(OllamaResponseError, match="pull model manifest: file does not exist"):
         client.pull("gemma3:5b", progress=False)
+
+
+# --------------------------------------------------------------------------- backends: one table
+
+
+def test_every_backend_name_is_one_row_of_the_table() -> None:
+    from typing import get_args
+
+    from gemma3_pack._sdk._backend import BACKENDS, BackendName
+
+    assert ["auto", *BACKENDS] == list(get_args(BackendName))
+    with pytest.raises(UsageError, match=r"auto, ollama, openai, vllm or llama-server, not 'x'"):
+        Client("http://h:1", backend="x")  # type: ignore[arg-type]
+
+
+def test_a_new_backend_is_one_class_and_one_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client speaks only the Backend protocol: a class registered under a name gets one
+    ChatRequest, built once from the public arguments (messages normalised, Gemma's settings
+    under the caller's options, the pydantic format as its schema), and its reply is parsed."""
+    import pydantic
+    from ollama import ChatResponse
+
+    from gemma3_pack._family import SAMPLING
+    from gemma3_pack._sdk import _backend
+    from gemma3_pack._sdk._types import Call, ChatRequest
+
+    class City(pydantic.BaseModel):
+        name: str
+
+    seen: list[ChatRequest] = []
+
+    class Lib:
+        def send(self, req: ChatRequest) -> ChatResponse:
+            seen.append(req)
+            message = ollama.Message(role="assistant", content='{"name": "Lyon"}')
+            return ChatResponse(model=req.model, message=message, done=True)
+
+    class Toy:
+        name, DEFAULT_MODEL = "toy", "toy-model"
+
+        def __init__(self, host: str | None, *, is_async: bool) -> None:
+            self.host, self.lib = f"toy://{host}", Lib()
+
+        def resolve_model(self, model):
+            yield from ()
+            return model or self.DEFAULT_MODEL
+
+        def chat(self, req):
+            return (yield Call("send", (req,), model=req.model))
+
+        def translate(self, err, model):
+            return None
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setitem(_backend.BACKENDS, "toy", Toy)
+    with Client("h", backend="toy") as client:  # type: ignore[arg-type]
+        messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "A"}]
+        reply = client.chat(messages, system=None, options={"top_k": 5}, format=City)
+    (req,) = seen
+    assert req.model == "toy-model" and req.stream is False
+    assert req.messages == (
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "A"},
+    )
+    assert req.options == {**SAMPLING, "top_k": 5}
+    assert req.format == City.model_json_schema()
+    assert reply.parsed == City(name="Lyon")

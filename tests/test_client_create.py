@@ -1,6 +1,6 @@
 """Shipping exports into Ollama over real HTTP: HEAD → POST blob → create, against the loopback daemon.
 
-The loopback server (tests/_loopback.py) hashes every uploaded body itself, so a test passes only if
+The loopback server (tests/support/_loopback.py) hashes every uploaded body itself, so a test passes only if
 the SDK streamed exactly the file's bytes under the right digest. Export folders are built with
 gguf-py's writer (a Gemma 3 text GGUF and a ``clip`` projector), as `gemma3-pack export` lays them out.
 """

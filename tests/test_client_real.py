@@ -4,7 +4,7 @@ The same program (system prompt + a second system message mid-conversation + two
 row + a tool prompt + a JSON-schema reply) runs on Ollama's native API, Ollama's ``/v1`` and
 llama.cpp's ``llama-server --jinja`` (Google's template rendered by llama.cpp's own Jinja engine),
 with the real Gemma 3 270M GGUF from PyPI, patched by us. The servers are built from source by the
-session fixtures (``tests/_engines.py``, ``tests/_engines_llama.py``). Generation is capped.
+session fixtures (``tests/support/_engines.py``, ``tests/support/_engines_llama.py``). Generation is capped.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every conversation in CORPUS is rendered twice: with jinja2's sandboxed render of the official
 template (the reference, as Hugging Face and llama.cpp render it) and with Ollama's chat path
 itself: ``tests/go/ollama_render`` imports ``github.com/ollama/ollama`` (the release pinned in its
-go.mod) and builds the prompt as that release's ``/api/chat`` does (``tests/_ollama_render.py``).
+go.mod) and builds the prompt as that release's ``/api/chat`` does (``tests/support/_ollama_render.py``).
 Ollama's prompt must equal the Jinja output minus the leading ``<bos>``, string for string. All
 conversations render in ONE process.
 

@@ -1,7 +1,7 @@
 """``gemma3-pack export org/name`` through huggingface_hub's real ``snapshot_download``.
 
 The repo id path downloads into the Hugging Face cache, where every file of a snapshot is a
-symlink into ``../../blobs``. A loopback Hub (``tests/_hf_hub.py``, ``HF_ENDPOINT`` pointed at it)
+symlink into ``../../blobs``. A loopback Hub (``tests/support/_hf_hub.py``, ``HF_ENDPOINT`` pointed at it)
 serves a tiny Gemma 3 checkpoint the way the Hub API does, so the cache layout is the one the real
 client makes, not a hand-made folder: sharded (with ``model.safetensors.index.json``, the layout
 of every 4B/12B/27B repo) and unsharded. Before the fix the sharded case failed with

@@ -5,7 +5,7 @@ trickles bytes or sends only keep-alives), httpx's whole exception tree mapped, 
 itself chokes on (4,300-digit integers, 100,000-deep nesting), streams that end before ``done``.
 The files half (GGUF header counts, big-endian writers, validation before the first byte, stale
 ``.part`` files, guarded outputs, one JSON reader) follows below, through the real CLI with the
-child's peak RSS and wall time measured (tests/_hostile.py).
+child's peak RSS and wall time measured (tests/support/_hostile.py).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from _fake_ollama import REPLY
 from _hostile import run_measured
 
 from gemma3_pack import Gemma3PackError, ServerResponseError, ServerTimeout
-from gemma3_pack._sdk._backends import HTTPX_ERRORS, _common
 from gemma3_pack._sdk._client import AsyncClient, Client
+from gemma3_pack._sdk._translate import HTTPX_ERRORS, translate_common
 from gemma3_pack._sdk._transport import MAX_LINE
 from gemma3_pack.cli import UNEXPECTED
 
@@ -338,7 +338,7 @@ def test_every_httpx_exception_is_mapped(module: str) -> None:
     classes = _exception_classes(module)
     assert len(classes) >= 25, classes
     for cls in classes:
-        mapped = _common(_instance(cls), "http://h:1", "ollama", 3.0)
+        mapped = translate_common(_instance(cls), "http://h:1", "ollama", 3.0)
         assert isinstance(mapped, Gemma3PackError), (cls, mapped)
         assert "\n" not in str(mapped) and str(mapped), (cls, mapped)
 
@@ -360,7 +360,7 @@ def test_the_table_names_only_classes_httpx_has() -> None:
     ],
 )
 def test_httpx_errors_say_what_happened(cls: str, kind: str, text: str) -> None:
-    mapped = _common(_instance(getattr(httpx, cls)), "http://h:1", "ollama", 3.0)
+    mapped = translate_common(_instance(getattr(httpx, cls)), "http://h:1", "ollama", 3.0)
     assert type(mapped).__name__ == kind and text in str(mapped), mapped
 
 

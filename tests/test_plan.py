@@ -1,7 +1,7 @@
 """`gemma3-pack plan`: the memory plan against what llama.cpp really allocates.
 
-The references are llama.cpp's own allocation log (tests/_llama_alloc.py) for the real 270M and
-for synthetic files at the real 1B and 4B widths (tests/_assets_shapes.py), and llama.cpp's
+The references are llama.cpp's own allocation log (tests/support/_llama_alloc.py) for the real 270M and
+for synthetic files at the real 1B and 4B widths (tests/support/_assets_shapes.py), and llama.cpp's
 quantizer (dry run) for the type mix the family table assumes per quant. KV cache and weights
 must agree within 2 % (they agree to the byte); the compute buffer is an estimate whose
 error is bounded here and stated in the README.

@@ -4,7 +4,7 @@ Unit part: parsing ``HOST:PORT=MEM``, llama.cpp's layer placement (``-ngl``/``-t
 float32 as in ``llama_model_base::load_tensors``), the commands and RPC's warning, bad input.
 
 Real part (llama.cpp's own ``ggml-rpc-server`` and RPC-enabled ``llama-server``, built from the
-llama-cpp-python sdist by ``tests/_engines_llama.py``): two RPC servers run as two separate hosts,
+llama-cpp-python sdist by ``tests/support/_engines_llama.py``): two RPC servers run as two separate hosts,
 each in its own network namespace joined to the test's namespace by a veth pair (made by the
 test as root, removed in a finalizer); where namespaces cannot be made, both run on loopback and
 the test says so. Each server is started with exactly the command ``plan`` prints (plus

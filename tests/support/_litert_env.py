@@ -30,7 +30,7 @@ from pathlib import Path
 
 import _assets
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENV = "GEMMA3_PACK_LITERT_PYTHON"
 # The import check before the venv counts as built: the runtime's native library loads, and the
 # modules the exporter probes for are there (litert_torch itself is only imported by the exporter,

@@ -27,7 +27,7 @@ from typing import Any
 
 import _assets
 
-SOURCE = Path(__file__).resolve().parent / "go" / "ollama_render"
+SOURCE = Path(__file__).resolve().parents[1] / "go" / "ollama_render"
 _FILES = ("main.go", "go.mod", "go.sum")
 # What an image is to the renderer: only the count reaches the prompt.
 _IMAGE = base64.b64encode(b"not an image: only counted").decode()
