@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from gemma3_pack import export
-from gemma3_pack._export._readers._source import open_checkpoint
+from gemma3_pack._export._readers._open import open_checkpoint
 from gemma3_pack._gguf._reader import open_gguf
 
 

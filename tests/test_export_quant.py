@@ -249,7 +249,7 @@ def test_ggml_and_gguf_py_give_the_same_blocks(qtype: str) -> None:
     import gguf
 
     from gemma3_pack._export._ggml import quantize_rows
-    from gemma3_pack._export._readers._source import open_checkpoint
+    from gemma3_pack._export._readers._open import open_checkpoint
 
     ck = open_checkpoint(_assets_ckpt.hf_checkpoint_270m())
     name = next(n for n in ck.names() if n.endswith("embed_tokens.weight"))

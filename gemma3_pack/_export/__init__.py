@@ -397,7 +397,8 @@ def _open_source(src: str, base: str | None, *, progress: bool) -> tuple[Path, C
     """The checkpoint's folder (downloaded for a repo id) and its reader; a LoRA adapter is
     merged onto its base model (``base``, default the adapter's own) on read."""
     from ._readers._lora import is_lora, lora_base, open_lora
-    from ._readers._source import fetch, open_checkpoint
+    from ._readers._open import open_checkpoint
+    from ._readers._source import fetch
 
     root = fetch(src, what="checkpoint")
     if not is_lora(root):

@@ -428,7 +428,8 @@ def plan_litertlm(
     from ._config import match_variant, text_hparams
     from ._guard import check_output_folder
     from ._readers._lora import is_lora, lora_base, open_lora
-    from ._readers._source import fetch, open_checkpoint
+    from ._readers._open import open_checkpoint
+    from ._readers._source import fetch
     from ._tensors import is_text_tensor
     from ._vocab import load_vocab
 

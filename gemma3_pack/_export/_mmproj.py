@@ -57,7 +57,7 @@ def _open(ckpt: Any) -> Any:
     """The exporter's checkpoint reader for a folder path, or the caller's open checkpoint."""
     if not isinstance(ckpt, (str, os.PathLike)):
         return ckpt
-    from ._readers._source import open_checkpoint
+    from ._readers._open import open_checkpoint
 
     return open_checkpoint(ckpt)
 

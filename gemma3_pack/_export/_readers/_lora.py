@@ -200,7 +200,7 @@ class LoraCheckpoint(Checkpoint):
 
 
 def open_lora(adapter: Path, base_dir: Path) -> LoraCheckpoint:
-    from ._source import open_checkpoint
+    from ._open import open_checkpoint
 
     if not base_dir.exists():
         raise InputNotFound(

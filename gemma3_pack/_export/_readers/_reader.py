@@ -1,6 +1,6 @@
 """The checkpoint protocol: what the exporter's planners and writers need from an input reader.
 
-Three readers implement it, one module each, all opened by ``_source.open_checkpoint`` /
+Three readers implement it, one module each, all opened by ``_open.open_checkpoint`` /
 ``_lora.open_lora``:
 
     _source.Checkpoint       float safetensors (bf16 / f16 / f32), zero-copy mmaps, pread

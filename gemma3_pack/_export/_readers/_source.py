@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from ..._errors import CheckpointError, InputNotFound, MissingDependency, NotGemma3, UsageError
+from ..._errors import CheckpointError, InputNotFound, MissingDependency, NotGemma3
 from ..._family import SIZES
-from ..._inputs import check_config, loads_json, read_json_object
+from ..._inputs import loads_json, read_json_object
 
-__all__ = ["Checkpoint", "TensorInfo", "fetch", "open_checkpoint"]
+__all__ = ["Checkpoint", "TensorInfo", "fetch"]
 
 # safetensors dtype -> (numpy dtype of the raw bytes, bytes per element)
 _DTYPES: dict[str, tuple[str, int]] = {"BF16": ("<u2", 2), "F16": ("<f2", 2), "F32": ("<f4", 4)}
@@ -365,54 +365,6 @@ def _weight_files(root: Path) -> list[Path]:
             files.append(p)
         return files
     return sorted(p for p in root.glob("*.safetensors") if not p.name.startswith("adapter_"))
-
-
-def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Open and validate a checkpoint folder; every input refusal is raised here."""
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise InputNotFound(f"checkpoint folder not found: {root}")
-    if root.is_file():
-        raise UsageError(
-            f"{root} is a file: pass the checkpoint folder (with config.json and *.safetensors)"
-        )
-    if (root / "adapter_config.json").is_file() and not (root / "config.json").is_file():
-        raise CheckpointError(
-            f"{root} is a LoRA adapter, not a full checkpoint: export it with `gemma3-pack export "
-            f"{root}` (merged onto its base) or pass --base"
-        )
-    cfg_path = root / "config.json"
-    if not cfg_path.exists():
-        raise CheckpointError(f"{root} has no config.json: not a Hugging Face checkpoint folder")
-    config = _load_json(cfg_path)
-    text = check_config(config)
-    _check_config(config, text)
-    files = _weight_files(root)
-    if not files:
-        pickles = sorted(p.name for p in root.glob("*.bin")) + sorted(
-            p.name for p in root.glob("*.pt")
-        )
-        if pickles:
-            raise CheckpointError(
-                f"only pickle weights found ({pickles[0]}); gemma3-pack never unpickles files: "
-                "re-save with safetensors (model.save_pretrained(dir, safe_serialization=True))"
-            )
-        raise CheckpointError(f"no *.safetensors weights in {root}")
-    qc = config.get("quantization_config") or text.get("quantization_config")
-    if isinstance(qc, dict) and str(qc.get("quant_method", "")).lower() in INT4_METHODS:
-        from ._int4 import open_int4
-
-        int4 = open_int4(root, config, qc, files)  # quantized linears appear as (out, in)
-        _check_shapes(text, int4._tensors)
-        return int4
-    tensors: dict[str, TensorInfo] = {}
-    for f in files:
-        for name, info in _parse_safetensors(f, root).items():
-            if name in tensors:
-                raise CheckpointError(f"tensor {name!r} appears in two files ({f.name}): re-save")
-            tensors[name] = info
-    _check_shapes(text, tensors)
-    return Checkpoint(root, config, tensors)
 
 
 def fetch(
