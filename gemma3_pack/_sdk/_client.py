@@ -1,11 +1,13 @@
 """A Gemma 3 SDK for Ollama and OpenAI-compatible servers (llama-server, vLLM, Ollama's ``/v1``).
 
 The shape follows httpx's ``BaseClient`` + ``Client``/``AsyncClient``, taken one step further: every
-method is written once, as a *plan* (a generator in :class:`_Base` or in a backend of
-:mod:`gemma3_pack._sdk._backends`) that yields the I/O it needs and receives the results. The two public
+method is written once, as a *plan* (a generator in :class:`_Base` or in a backend, see
+:mod:`gemma3_pack._sdk._backend`) that yields the I/O it needs and receives the results. The two public
 classes only drive plans: :meth:`Client._drive` calls each step, :meth:`AsyncClient._drive` awaits
 it. So request building, option merging, message normalisation, response mapping, error translation
-and shipping logic exist once, and the two clients cannot drift.
+and shipping logic exist once, and the two clients cannot drift. The public arguments of ``chat`` and
+``generate`` become one :class:`~gemma3_pack._sdk._types.ChatRequest` / ``GenerateRequest`` here,
+once, and that object is what every layer below takes.
 
 What the SDK adds over the raw clients is what Gemma users keep getting wrong by hand:
 
@@ -21,6 +23,7 @@ What the SDK adds over the raw clients is what Gemma users keep getting wrong by
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -69,25 +72,23 @@ from .._export._manifest import (
     pick_model,
     read_export,
 )
-from .._family import VARIANTS, get_variant
 from .._files import sha256_file
-from ._backends import (
-    Backend,
-    BackendName,
-    Blocking,
-    Call,
-    Each,
-    GemmaModel,
-    OllamaBackend,
-    OpenAIBackend,
-    OptionsLike,
-    Stream,
-    make_backend,
-    merge_options,
-)
+from ._backend import Backend, BackendName, make_backend
 from ._images import ImageLike, encode_images
 from ._messages import Messages, build_messages, has_images, normalise
 from ._progress import ProgressPrinter, ProgressReader, afile_chunks, finish, upload_bar
+from ._types import (
+    Blocking,
+    Call,
+    ChatRequest,
+    Each,
+    GemmaModel,
+    GenerateRequest,
+    OptionsLike,
+    Stream,
+    merge_options,
+    parse_format,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
@@ -106,7 +107,6 @@ __all__ = [
     "read_export",
 ]
 
-DEFAULT_MODEL = OllamaBackend.DEFAULT_MODEL
 Packaging = Literal["auto", "pair", "fused"]
 R = TypeVar("R")
 P = ParamSpec("P")
@@ -140,6 +140,13 @@ class GenerateArgs(_Args, total=False):
     raw: bool
 
 
+def _check_keys(method: str, kw: Mapping[str, Any], args: Any) -> None:
+    """``kw`` has only the keys of the TypedDict ``args`` (as a signature would check)."""
+    for key in kw:
+        if key not in args.__optional_keys__:
+            raise TypeError(f"{method}() got an unexpected keyword argument {key!r}")
+
+
 class ChatReply(ChatResponse):
     """An ``ollama.ChatResponse`` that also carries the reply parsed by ``format=``."""
 
@@ -165,16 +172,6 @@ def _check_quantize(quantize: str | None, source_quant: str | None) -> str | Non
     return q
 
 
-def _vision_suggestion(model: str) -> str:
-    """A vision-capable tag of the same kind as ``model`` (QAT stays QAT)."""
-    try:
-        kind = get_variant(model).kind
-    except UsageError:
-        kind = "it-qat" if "qat" in model else "it"
-    tag = VARIANTS[f"gemma3-4b-{kind}"].ollama_tag
-    return tag or "gemma3:4b"
-
-
 def is_functiongemma(model: str) -> bool:
     """Whether ``model`` is FunctionGemma, by its name (``functiongemma:270m``,
     ``hf.co/unsloth/functiongemma-270m-it-GGUF``, ``my-functiongemma``...): the SDK then uses
@@ -186,22 +183,6 @@ def _modelfile() -> Any:
     from .. import _modelfile  # loaded only when shipping
 
     return _modelfile
-
-
-def _format(fmt: Any) -> tuple[Any, Callable[[str], Any] | None]:
-    """(what to send as the format, how to parse the reply): a pydantic model class becomes its
-    JSON schema and validates the reply into an instance; a schema dict parses it as JSON."""
-    if isinstance(fmt, type) and issubclass(fmt, pydantic.BaseModel):
-        return fmt.model_json_schema(), fmt.model_validate_json
-    if isinstance(fmt, Mapping):
-        return fmt, json.loads
-    if fmt == "json":  # JSON mode: the text is JSON by the server's word; returned as text
-        return fmt, None
-    if fmt is not None:
-        raise UsageError(
-            f'format must be "json", a JSON schema dict or a pydantic model class, not {fmt!r}'
-        )
-    return None, None
 
 
 def _finish(
@@ -346,14 +327,14 @@ class _Base:
     @property
     def ollama(self) -> Any:
         """The wrapped official ``ollama`` client, for anything this SDK does not cover."""
-        if not isinstance(self._backend, OllamaBackend):
+        if self._backend.name != "ollama":
             raise UsageError(f"{self.host} is an OpenAI-compatible server: use .openai")
         return self._backend.lib
 
     @property
     def openai(self) -> Any:
         """The wrapped official ``openai`` client (OpenAI-compatible servers only)."""
-        if not isinstance(self._backend, OpenAIBackend):
+        if self._backend.name != "openai":
             raise UsageError(f"{self.host} is an Ollama server: use .ollama")
         return self._backend.lib
 
@@ -378,7 +359,7 @@ class _Base:
     def _model(self, model: str | None) -> Plan[str]:
         if model:
             return model
-        if self.model is None and isinstance(self._backend, OpenAIBackend):
+        if self.model is None:
             self.model = yield from self._backend.resolve_model(None)
         assert self.model is not None
         return self.model
@@ -404,158 +385,91 @@ class _Base:
 
     def _require_vision(self, model: str) -> Plan[None]:
         if (yield from self._vision_of(model)) is False:
-            if isinstance(self._backend, OpenAIBackend):
-                raise VisionNotSupported(
-                    model, "a 4B/12B/27B GGUF started with its projector (llama-server --mmproj)"
-                )
-            raise VisionNotSupported(model, _vision_suggestion(model))
+            raise VisionNotSupported(model, self._backend.vision_hint(model))
 
-    def _chat(
-        self,
-        prompt_or_messages: Messages,
-        *,
-        model: str | None = None,
-        images: ImageLike | Iterable[ImageLike] | None = None,
-        system: str | None = None,
-        stream: bool = False,
-        options: OptionsLike = None,
-        format: str | dict[str, Any] | type[pydantic.BaseModel] | None = None,
-        keep_alive: float | str | None = None,
-        tools: Iterable[ToolLike] | None = None,
-        run_tools: bool = False,
-        max_tool_rounds: int = 5,
-    ) -> Plan[Any]:
-        messages = build_messages(prompt_or_messages, system=system, images=images)
+    def _chat(self, prompt_or_messages: Messages, stream: bool, kw: Mapping[str, Any]) -> Plan[Any]:
+        """``chat(prompt_or_messages, stream=stream, **kw)``: its :class:`ChatRequest` is built
+        here, once (bad arguments are refused before any request), then sent."""
+        _check_keys("chat", kw, ChatArgs)
+        messages = build_messages(
+            prompt_or_messages, system=kw.get("system"), images=kw.get("images")
+        )
+        run_tools = kw.get("run_tools", False)
+        max_rounds = kw.get("max_tool_rounds", 5)
         if run_tools:
-            return (
-                yield from self._tool_loop(
-                    messages,
-                    list(tools or ()),
-                    max_tool_rounds,
-                    stream=stream,
-                    model=model,
-                    options=options,
-                    format=format,
-                    keep_alive=keep_alive,
-                )
-            )
-        tool_schemas = _tools.schemas(tools)
-        as_typed = messages
-        tool_turns = any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
-        if tool_schemas or tool_turns:
-            messages = normalise(_tools.apply(messages, tool_schemas))
-        if options is not None and not isinstance(options, (Mapping, ollama.Options)):
-            merge_options(options)  # raises the UsageError before any request
-        schema, validate = _format(format)
-        model = yield from self._model(model)
-        if (tool_schemas or tool_turns) and is_functiongemma(model):
-            return (
-                yield from self._functiongemma_chat(
-                    model, as_typed, tool_schemas, stream, options, format, keep_alive
-                )
-            )
-        if has_images(messages):
-            yield from self._require_vision(model)
-        reply = yield from self._backend.chat(
-            model,
-            messages,
+            if stream:
+                raise UsageError("run_tools=True returns the final reply: it cannot stream")
+            if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
+                raise UsageError(f"max_tool_rounds must be a whole number >= 1, not {max_rounds!r}")
+        tools = list(kw.get("tools") or ())
+        schemas = _tools.schemas(tools)
+        options = merge_options(kw.get("options"))
+        schema, parse = parse_format(kw.get("format"))
+        req = ChatRequest(
+            model=kw.get("model"),
             stream=stream,
             options=options,
             format=schema,
-            keep_alive=keep_alive,
+            parse=parse,
+            keep_alive=kw.get("keep_alive"),
+            messages=tuple(messages),
+            tools=tuple(schemas),
         )
-        names = [t["name"] for t in tool_schemas]
-        if isinstance(reply, Stream):
-            return _finishing(reply, names, validate, self.host) if names or validate else reply
-        return _finish(reply, names, validate, self.host)
+        if run_tools:
+            return (yield from self._tool_loop(req, tools, max_rounds))
+        return (yield from self._ask(req))
 
-    def _functiongemma_chat(
-        self,
-        model: str,
-        messages: list[dict[str, Any]],
-        tool_schemas: list[dict[str, Any]],
-        stream: bool,
-        options: OptionsLike,
-        format: Any,
-        keep_alive: float | str | None,
-    ) -> Plan[ChatResponse]:
-        """FunctionGemma's own format instead of Gemma 3's. Ollama: the tools go to its own
-        ``functiongemma`` renderer and parser (the model's RENDERER/PARSER), which keep the call
-        tokens in the reply. OpenAI servers: the prompt that renderer writes, sent raw, with the
-        call tokens kept visible (llama-server ``preserved_tokens``, vLLM
-        ``skip_special_tokens``), read by that parser's rules."""
-        if stream or format is not None or has_images(messages):
+    def _ask(self, req: ChatRequest) -> Plan[Any]:
+        """One chat request: the tools written into Gemma's first turn (FunctionGemma: its own
+        format), images only to a model that takes them, the reply's calls and format parsed."""
+        tool_turns = any(m.get("role") == "tool" or m.get("tool_calls") for m in req.messages)
+        messages = req.messages
+        if req.tools or tool_turns:
+            messages = tuple(normalise(_tools.apply(list(messages), list(req.tools))))
+        model = yield from self._model(req.model)
+        if (req.tools or tool_turns) and is_functiongemma(model):
+            return (yield from self._functiongemma_chat(dataclasses.replace(req, model=model)))
+        req = dataclasses.replace(req, model=model, messages=messages)
+        if has_images(req.messages):
+            yield from self._require_vision(model)
+        reply = yield from self._backend.chat(req)
+        names = [t["name"] for t in req.tools]
+        if isinstance(reply, Stream):
+            if names or req.parse:
+                return _finishing(reply, names, req.parse, self.host)
+            return reply
+        return _finish(reply, names, req.parse, self.host)
+
+    def _functiongemma_chat(self, req: ChatRequest) -> Plan[ChatResponse]:
+        """FunctionGemma's own format instead of Gemma 3's (the backend's ``functiongemma``)."""
+        if req.stream or req.format is not None or has_images(req.messages):
             raise UsageError(
-                f"{model} is FunctionGemma: with tools it answers with one call list, so "
+                f"{req.model} is FunctionGemma: with tools it answers with one call list, so "
                 "stream=True, format= and images are not available"
             )
-        merged = merge_options(options)
-        merged.setdefault("stop", list(_functiongemma.STOPS))
-        if isinstance(self._backend, OllamaBackend):
-            reply = yield from self._backend.chat(
-                model,
-                messages,
-                stream=False,
-                options=merged,
-                format=None,
-                keep_alive=keep_alive,
-                tools=[{"type": "function", "function": s} for s in tool_schemas],
-            )
-            return ChatReply(**reply.model_dump(exclude={"message"}), message=reply.message)
-        target = getattr(self._backend, "target", None)
-        if target == "llama-server":
-            merged.setdefault("preserved_tokens", list(_functiongemma.CONTROL_TOKENS))
-        elif target == "vllm":
-            merged.setdefault("skip_special_tokens", False)
-        # Servers add <bos> themselves.
-        prompt = _functiongemma.render(messages, tool_schemas).removeprefix("<bos>")
-        reply = yield from self._backend.generate(
-            model,
-            prompt,
-            system=None,
-            images=[],
-            stream=False,
-            options=merged,
-            format=None,
-            keep_alive=keep_alive,
-            raw=True,
-        )
-        content, calls = _functiongemma.parse(reply.response or "")
-        data = reply.model_dump(exclude={"response", "context", "thinking"})
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        if calls:
-            message["tool_calls"] = calls
-        return ChatReply(**data, message=ollama.Message.model_validate(message))
+        options = dict(req.options)
+        options.setdefault("stop", list(_functiongemma.STOPS))
+        reply = yield from self._backend.functiongemma(dataclasses.replace(req, options=options))
+        return ChatReply(**reply.model_dump(exclude={"message"}), message=reply.message)
 
-    def _tool_loop(
-        self,
-        messages: list[dict[str, Any]],
-        tools: list[ToolLike],
-        max_rounds: int,
-        *,
-        stream: bool,
-        **kw: Any,
-    ) -> Plan[Any]:
+    def _tool_loop(self, req: ChatRequest, tools: list[ToolLike], max_rounds: int) -> Plan[Any]:
         """``chat(..., run_tools=True)``: while the reply calls tools (at most ``max_rounds``
         times), call the Python functions and send their results back; the last reply is
         returned (its ``tool_calls``, if any, were not run: the bound was reached)."""
-        if stream:
-            raise UsageError("run_tools=True returns the final reply: it cannot stream")
-        if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
-            raise UsageError(f"max_tool_rounds must be a whole number >= 1, not {max_rounds!r}")
-        schemas = _tools.schemas(tools)
         functions = {
-            s["name"]: t for s, t in zip(schemas, tools, strict=True) if not isinstance(t, Mapping)
+            s["name"]: t
+            for s, t in zip(req.tools, tools, strict=True)
+            if not isinstance(t, Mapping)
         }
-        missing = [s["name"] for s in schemas if s["name"] not in functions]
-        if not schemas or missing:
+        missing = [s["name"] for s in req.tools if s["name"] not in functions]
+        if not req.tools or missing:
             raise UsageError(
                 "run_tools=True calls Python functions: pass them as tools"
                 + (f" (no function for {', '.join(missing)})" if missing else "")
             )
-        history = list(messages)
+        history = list(req.messages)
         for round_ in range(max_rounds + 1):
-            reply = yield from self._chat(history, tools=tools, **kw)
+            reply = yield from self._ask(dataclasses.replace(req, messages=tuple(history)))
             calls = reply.message.tool_calls or []
             if not calls or round_ == max_rounds:
                 return reply
@@ -567,37 +481,26 @@ class _Base:
                 history.append({"role": "tool", "content": result})
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _generate(
-        self,
-        prompt: str,
-        *,
-        model: str | None = None,
-        images: ImageLike | Iterable[ImageLike] | None = None,
-        system: str | None = None,
-        stream: bool = False,
-        options: OptionsLike = None,
-        format: str | dict[str, Any] | type[pydantic.BaseModel] | None = None,
-        keep_alive: float | str | None = None,
-        raw: bool = False,
-    ) -> Plan[Any]:
-        model = yield from self._model(model)
-        encoded = encode_images(images)
+    def _generate(self, prompt: str, stream: bool, kw: Mapping[str, Any]) -> Plan[Any]:
+        """``generate(prompt, stream=stream, **kw)``: its :class:`GenerateRequest`, sent."""
+        _check_keys("generate", kw, GenerateArgs)
+        model = yield from self._model(kw.get("model"))
+        encoded = encode_images(kw.get("images"))
         if encoded:
             yield from self._require_vision(model)
-        schema, _ = _format(format)
-        return (
-            yield from self._backend.generate(
-                model,
-                prompt,
-                system=system,
-                images=encoded,
-                stream=stream,
-                options=options,
-                format=schema,
-                keep_alive=keep_alive,
-                raw=raw,
-            )
+        schema, _ = parse_format(kw.get("format"))
+        req = GenerateRequest(
+            model=model,
+            stream=stream,
+            options=merge_options(kw.get("options")),
+            format=schema,
+            keep_alive=kw.get("keep_alive"),
+            prompt=prompt,
+            system=kw.get("system"),
+            images=tuple(encoded),
+            raw=kw.get("raw", False),
         )
+        return (yield from self._backend.generate(req))
 
     @_api
     def version(self) -> Plan[str]:
@@ -901,7 +804,7 @@ class Client(_Base):
         calls the functions and sends the results back until the model answers (at most
         ``max_tool_rounds`` rounds, default 5).
         """
-        return self._drive(self._chat(prompt_or_messages, stream=stream, **kw))
+        return self._drive(self._chat(prompt_or_messages, stream, kw))
 
     @overload
     def generate(
@@ -913,7 +816,7 @@ class Client(_Base):
     ) -> Iterator[GenerateResponse]: ...
     def generate(self, prompt: str, *, stream: bool = False, **kw: Any) -> Any:
         """One-shot completion through the model's template (``raw=True`` skips the template)."""
-        return self._drive(self._generate(prompt, stream=stream, **kw))
+        return self._drive(self._generate(prompt, stream, kw))
 
     def conversation(
         self,
@@ -1000,7 +903,7 @@ class AsyncClient(_Base):
     ) -> AsyncIterator[ChatResponse]: ...
     async def chat(self, prompt_or_messages: Messages, *, stream: bool = False, **kw: Any) -> Any:
         """See :meth:`Client.chat`."""
-        return await self._drive(self._chat(prompt_or_messages, stream=stream, **kw))
+        return await self._drive(self._chat(prompt_or_messages, stream, kw))
 
     @overload
     async def generate(
@@ -1012,7 +915,7 @@ class AsyncClient(_Base):
     ) -> AsyncIterator[GenerateResponse]: ...
     async def generate(self, prompt: str, *, stream: bool = False, **kw: Any) -> Any:
         """See :meth:`Client.generate`."""
-        return await self._drive(self._generate(prompt, stream=stream, **kw))
+        return await self._drive(self._generate(prompt, stream, kw))
 
     def conversation(
         self,
@@ -1086,7 +989,7 @@ class Conversation:
                 turn["images"] = encoded
             history = [*self._messages, turn]
         reply = yield from self.client._chat(
-            history, model=self.model, options=self.options, stream=stream, tools=self.tools
+            history, stream, {"model": self.model, "options": self.options, "tools": self.tools}
         )
         if not isinstance(reply, Stream):
             self._messages = [*history, self._turn(reply.message)]
