@@ -247,7 +247,7 @@ def _run_litert(py: Path, model: Path, tmp: Path, score: list | None = None) -> 
             {"model": str(model), "prompts": PROMPTS, "max_tokens": N_TOKENS, "score": score or []}
         )
     )
-    runner = Path(__file__).with_name("_litertlm_runner.py")
+    runner = Path(__file__).parent / "support" / "_litertlm_runner.py"
     proc = subprocess.run(
         [str(py), str(runner), str(spec)], capture_output=True, text=True, timeout=900
     )

@@ -23,7 +23,9 @@ from gemma3_pack._modelfile import parse_modelfile, render_modelfile, spec_for_v
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = sorted((ROOT / "modelfiles").glob("*.Modelfile"))
+ALL_COMMITTED = sorted((ROOT / "modelfiles").glob("*.Modelfile"))
+# Gemma 3 chat Modelfiles carry our TEMPLATE; FunctionGemma's use Ollama's built-in RENDERER/PARSER
+COMMITTED = [p for p in ALL_COMMITTED if 'TEMPLATE """' in p.read_text(encoding="utf-8")]
 SYSTEM = 'You are terse.\nAnswer in "one" line; never use {{ .System }}.'
 HISTORY = [("user", "Hi there"), ("assistant", "Hello! Ask me anything.")]
 
@@ -41,6 +43,10 @@ def _modelfile(*, system: str | None = None, messages=()) -> str:
 
 def test_committed_modelfiles_are_found() -> None:
     assert len(COMMITTED) >= 10
+    others = [p.stem for p in ALL_COMMITTED if p not in COMMITTED]
+    assert others == ["functiongemma-270m-it"]  # RENDERER functiongemma, no TEMPLATE
+    text = (ROOT / "modelfiles" / "functiongemma-270m-it.Modelfile").read_text(encoding="utf-8")
+    assert "RENDERER functiongemma\n" in text and "PARSER functiongemma\n" in text
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
