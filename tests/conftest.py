@@ -181,32 +181,7 @@ def base_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tool_parser(go_binary) -> Path:
     """``tests/go/ollama_toolparse`` built once (keyed by its source), like the renderer."""
-    import hashlib
-    import os
-    import shutil
-    import tempfile
-
-    import _assets
     import _ollama_render
 
     source = Path(__file__).resolve().parent / "go" / "ollama_toolparse"
-
-    files = ("main.go", "go.mod", "go.sum")
-    digest = hashlib.sha256(b"".join((source / f).read_bytes() for f in files)).hexdigest()
-    out = _assets.cache_dir("ollama-toolparse", digest[:16])
-    exe = out / "ollama_toolparse"
-    if not exe.is_file():
-        with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
-            for f in files:
-                shutil.copyfile(source / f, Path(tmp) / f)
-            proc = subprocess.run(
-                [str(go_binary), "build", "-trimpath", "-buildvcs=false", "-o", exe.name, "."],
-                cwd=tmp,
-                env=_ollama_render._go_env(),
-                capture_output=True,
-                text=True,
-                timeout=1800,
-            )
-            assert proc.returncode == 0, proc.stderr[-4000:]
-            os.replace(Path(tmp) / exe.name, exe)
-    return exe
+    return _ollama_render.go_program(go_binary, source, "ollama-toolparse")

@@ -9,18 +9,13 @@ on how the reply arrives.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import struct
 import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
-import _assets
 import _ollama_render
 import pytest
 
@@ -200,25 +195,7 @@ REPLIES: list[str] = [
 
 @pytest.fixture(scope="module")
 def harness(go_binary) -> Path:
-    files = ("main.go", "go.mod", "go.sum")
-    digest = hashlib.sha256(b"".join((SOURCE / f).read_bytes() for f in files)).hexdigest()
-    out = _assets.cache_dir("ollama-functiongemma", digest[:16])
-    exe = out / "ollama_functiongemma"
-    if not exe.is_file():
-        with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
-            for f in files:
-                shutil.copyfile(SOURCE / f, Path(tmp) / f)
-            proc = subprocess.run(
-                [str(go_binary), "build", "-trimpath", "-buildvcs=false", "-o", exe.name, "."],
-                cwd=tmp,
-                env=_ollama_render._go_env(),
-                capture_output=True,
-                text=True,
-                timeout=1800,
-            )
-            assert proc.returncode == 0, proc.stderr[-4000:]
-            os.replace(Path(tmp) / exe.name, exe)
-    return exe
+    return _ollama_render.go_program(go_binary, SOURCE, "ollama-functiongemma")
 
 
 def _run(exe: Path, body: dict[str, Any]) -> dict[str, Any]:

@@ -76,6 +76,30 @@ def module_dir(go: Path | None = None) -> Path:
     return Path(proc.stdout.strip())
 
 
+def go_program(go: Path, source: Path, cache: str) -> Path:
+    """Build the small Go program in ``source`` (main.go, go.mod, go.sum) once, keyed by its
+    source hash under the tests' cache folder ``cache``, in a temporary copy renamed into place."""
+    files = ("main.go", "go.mod", "go.sum")
+    digest = hashlib.sha256(b"".join((source / f).read_bytes() for f in files)).hexdigest()
+    out = _assets.cache_dir(cache, digest[:16])
+    exe = out / source.name
+    if not exe.is_file():
+        with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
+            for f in files:
+                shutil.copyfile(source / f, Path(tmp) / f)
+            proc = subprocess.run(
+                [str(go), "build", "-trimpath", "-buildvcs=false", "-o", exe.name, "."],
+                cwd=tmp,
+                env=_go_env(),
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+            assert proc.returncode == 0, proc.stderr[-4000:]
+            os.replace(Path(tmp) / exe.name, exe)
+    return exe
+
+
 def binary(go: Path | None = None) -> Path:
     """Build the renderer once (keyed by release and source hash) and return its path.
 
