@@ -57,27 +57,9 @@ def hf_checkpoint_27b_shaped(*, layers: int = 1) -> Path:
                 out[s : s + step] = (chunk * scale).to(torch.bfloat16)
             return out
 
-        tensors: dict[str, Any] = {p + "embed_tokens.weight": rand(vocab, hidden)}
-        for i in range(layers):
-            lp = f"{p}layers.{i}."
-            tensors.update(
-                {
-                    lp + "self_attn.q_proj.weight": rand(heads * head_dim, hidden),
-                    lp + "self_attn.k_proj.weight": rand(kv * head_dim, hidden),
-                    lp + "self_attn.v_proj.weight": rand(kv * head_dim, hidden),
-                    lp + "self_attn.o_proj.weight": rand(hidden, heads * head_dim),
-                    lp + "self_attn.q_norm.weight": rand(head_dim, scale=0.1),
-                    lp + "self_attn.k_norm.weight": rand(head_dim, scale=0.1),
-                    lp + "mlp.gate_proj.weight": rand(ffn, hidden),
-                    lp + "mlp.up_proj.weight": rand(ffn, hidden),
-                    lp + "mlp.down_proj.weight": rand(hidden, ffn),
-                    lp + "input_layernorm.weight": rand(hidden, scale=0.1),
-                    lp + "post_attention_layernorm.weight": rand(hidden, scale=0.1),
-                    lp + "pre_feedforward_layernorm.weight": rand(hidden, scale=0.1),
-                    lp + "post_feedforward_layernorm.weight": rand(hidden, scale=0.1),
-                }
-            )
-        tensors[p + "norm.weight"] = rand(hidden, scale=0.1)
+        tensors = _assets_ckpt.text_tensors(
+            rand, p, layers, hidden, ffn, heads, kv, head_dim, vocab
+        )
         _assets_ckpt._save_shards(folder, tensors, 2)
         config = json.loads(json.dumps(CONFIG_27B))
         config["text_config"]["num_hidden_layers"] = layers

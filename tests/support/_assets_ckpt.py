@@ -454,6 +454,43 @@ def hf_checkpoint_270m(
 _TORCH_DTYPE_NAMES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}
 
 
+def text_tensors(
+    rand: Callable[..., Any],
+    p: str,
+    layers: int,
+    hidden: int,
+    ffn: int,
+    heads: int,
+    kv: int,
+    head_dim: int,
+    vocab: int,
+) -> dict[str, Any]:
+    """A Gemma 3 text model's tensors under prefix ``p``, made by ``rand(*shape, scale=...)`` in a
+    fixed order (the shaped fixtures' bytes depend on it)."""
+    tensors: dict[str, Any] = {p + "embed_tokens.weight": rand(vocab, hidden)}
+    for i in range(layers):
+        lp = f"{p}layers.{i}."
+        tensors.update(
+            {
+                lp + "self_attn.q_proj.weight": rand(heads * head_dim, hidden),
+                lp + "self_attn.k_proj.weight": rand(kv * head_dim, hidden),
+                lp + "self_attn.v_proj.weight": rand(kv * head_dim, hidden),
+                lp + "self_attn.o_proj.weight": rand(hidden, heads * head_dim),
+                lp + "self_attn.q_norm.weight": rand(head_dim, scale=0.1),
+                lp + "self_attn.k_norm.weight": rand(head_dim, scale=0.1),
+                lp + "mlp.gate_proj.weight": rand(ffn, hidden),
+                lp + "mlp.up_proj.weight": rand(ffn, hidden),
+                lp + "mlp.down_proj.weight": rand(hidden, ffn),
+                lp + "input_layernorm.weight": rand(hidden, scale=0.1),
+                lp + "post_attention_layernorm.weight": rand(hidden, scale=0.1),
+                lp + "pre_feedforward_layernorm.weight": rand(hidden, scale=0.1),
+                lp + "post_feedforward_layernorm.weight": rand(hidden, scale=0.1),
+            }
+        )
+    tensors[p + "norm.weight"] = rand(hidden, scale=0.1)
+    return tensors
+
+
 def hf_checkpoint_4b_shaped(*, layers: int = 2) -> Path:
     """A synthetic checkpoint with Gemma 3 4B shapes, ``layers`` text layers and Google's config.
 
@@ -475,27 +512,7 @@ def hf_checkpoint_4b_shaped(*, layers: int = 2) -> Path:
         def rand(*shape: int, scale: float = 0.02) -> Any:
             return (torch.randn(*shape, generator=gen) * scale).to(torch.bfloat16)
 
-        tensors: dict[str, Any] = {p + "embed_tokens.weight": rand(vocab, hidden)}
-        for i in range(layers):
-            lp = f"{p}layers.{i}."
-            tensors.update(
-                {
-                    lp + "self_attn.q_proj.weight": rand(heads * head_dim, hidden),
-                    lp + "self_attn.k_proj.weight": rand(kv * head_dim, hidden),
-                    lp + "self_attn.v_proj.weight": rand(kv * head_dim, hidden),
-                    lp + "self_attn.o_proj.weight": rand(hidden, heads * head_dim),
-                    lp + "self_attn.q_norm.weight": rand(head_dim, scale=0.1),
-                    lp + "self_attn.k_norm.weight": rand(head_dim, scale=0.1),
-                    lp + "mlp.gate_proj.weight": rand(ffn, hidden),
-                    lp + "mlp.up_proj.weight": rand(ffn, hidden),
-                    lp + "mlp.down_proj.weight": rand(hidden, ffn),
-                    lp + "input_layernorm.weight": rand(hidden, scale=0.1),
-                    lp + "post_attention_layernorm.weight": rand(hidden, scale=0.1),
-                    lp + "pre_feedforward_layernorm.weight": rand(hidden, scale=0.1),
-                    lp + "post_feedforward_layernorm.weight": rand(hidden, scale=0.1),
-                }
-            )
-        tensors[p + "norm.weight"] = rand(hidden, scale=0.1)
+        tensors = text_tensors(rand, p, layers, hidden, ffn, heads, kv, head_dim, vocab)
         _save_shards(folder, tensors, 2)
         config = json.loads(json.dumps(CONFIG_4B))
         config["text_config"]["num_hidden_layers"] = layers
