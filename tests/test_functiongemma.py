@@ -18,6 +18,9 @@ from typing import Any
 
 import _ollama_render
 import pytest
+from _tool_conversations import bot as a
+from _tool_conversations import tool as t
+from _tool_conversations import user as u
 
 from gemma3_pack import UsageError, get_variant
 from gemma3_pack._chat._functiongemma import CONTROL_TOKENS, DEFAULT_SYSTEM, parse, render
@@ -80,21 +83,6 @@ BOOK = {
 
 def _call(name: str, **arguments: Any) -> dict[str, Any]:
     return {"function": {"name": name, "arguments": arguments}}
-
-
-def u(text: str) -> dict[str, Any]:
-    return {"role": "user", "content": text}
-
-
-def a(text: str, *calls: dict[str, Any]) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": text}
-    if calls:
-        message["tool_calls"] = list(calls)
-    return message
-
-
-def t(text: str) -> dict[str, Any]:
-    return {"role": "tool", "content": text}
 
 
 CONVERSATIONS: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
