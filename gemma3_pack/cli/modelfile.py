@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from ._json import dumps
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _is_path(target: str) -> bool:
@@ -41,6 +45,19 @@ def num_ctx_arg(value: str | None) -> int | str | None:
         return value
 
 
+def budget_options(command: F) -> F:
+    """``--memory`` and ``--gpu``: the budget ``--num-ctx auto`` plans against (modelfile, create)."""
+    command = click.option(
+        "--gpu",
+        multiple=True,
+        metavar="SIZE|NAME",
+        help="For --num-ctx auto: the GPU(s) it must fit, every layer offloaded (24GB, rtx4090).",
+    )(command)
+    return click.option(
+        "--memory", default=None, help="Memory budget for --num-ctx auto (16GB, 12GiB)."
+    )(command)
+
+
 @click.command()
 @click.argument("target", required=False)
 @click.argument("mmproj", required=False, type=click.Path(path_type=Path))
@@ -60,13 +77,7 @@ def num_ctx_arg(value: str | None) -> int | str | None:
     default=None,
     help="Context length in tokens (num_ctx), or `auto`: the largest that fits --memory.",
 )
-@click.option("--memory", default=None, help="Memory budget for --num-ctx auto (16GB, 12GiB).")
-@click.option(
-    "--gpu",
-    multiple=True,
-    metavar="SIZE|NAME",
-    help="For --num-ctx auto: the GPU(s) it must fit, every layer offloaded (24GB, rtx4090).",
-)
+@budget_options
 @click.option(
     "--check",
     "check",

@@ -10,7 +10,7 @@ import click
 
 from .._errors import UsageError
 from ._json import dumps
-from .modelfile import num_ctx_arg
+from .modelfile import budget_options, num_ctx_arg
 
 _HOST_HELP = (
     "Ollama host [default: $OLLAMA_HOST or 127.0.0.1:11434], or an OpenAI-compatible URL "
@@ -182,13 +182,7 @@ def pull(model: str, host: str | None, quiet: bool, as_json: bool, timeout: floa
     default=None,
     help="Context length baked into the model, or `auto`: the largest that fits --memory/--gpu.",
 )
-@click.option("--memory", default=None, help="Memory budget for --num-ctx auto (16GB, 12GiB).")
-@click.option(
-    "--gpu",
-    multiple=True,
-    metavar="SIZE|NAME",
-    help="For --num-ctx auto: the GPU(s) it must fit, every layer offloaded (24GB, rtx4090).",
-)
+@budget_options
 @click.option(
     "--tools/--no-tools",
     default=None,
