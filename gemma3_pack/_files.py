@@ -22,6 +22,7 @@ from pathlib import Path
 from ._errors import Gemma3PackError, OutputError
 
 __all__ = [
+    "HashingWriter",
     "atomic_path",
     "refuse_overwrite",
     "refuse_special_output",
@@ -220,3 +221,198 @@ def sha256_file(path: Path, *, progress: bool = False, bufsize: int = 4 << 20) -
             digest.update(chunk)
             bar.update(len(chunk))
     return digest.hexdigest()
+
+
+class HashingWriter:
+    """A write-only binary file that computes its own sha256 while it is written.
+
+    The digest is the file's, byte for byte, without reading the file back: every write is queued,
+    in order, to one hashing thread (hashlib releases the GIL, so hashing runs on another core
+    beside the writing). :meth:`copy_range` puts bytes of another file into this one inside the
+    kernel (``copy_file_range``; a plain read/write where the kernel cannot), and the thread
+    hashes them from that file's page cache. Small writes are gathered; ``tell`` counts every
+    byte. Written buffers wait in the queue until hashed, at most ``pending`` bytes of them, so
+    memory stays flat whatever the file's size. Duck-types what ``gguf.GGUFWriter`` needs of its
+    ``fout`` (``write``, ``tell``, ``flush``, ``close``); :meth:`hexdigest` once closed.
+
+    The file is opened without truncation (it must be new and empty, as :func:`atomic_path`
+    makes it): on ext4 an ``O_TRUNC`` open makes ``close`` flush every dirty page (its
+    ``auto_da_alloc``), which cost ~0.6 s per GB written.
+    """
+
+    SMALL = 1 << 20  # writes below this size are gathered before they reach the file
+    COPY_STEP = 1 << 30
+
+    def __init__(self, path: Path, *, pending: int = 256 << 20) -> None:
+        import collections
+
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+        if os.fstat(fd).st_size:
+            os.ftruncate(fd, 0)
+        self._fh = os.fdopen(fd, "wb", buffering=0)
+        self._buf = bytearray()
+        self._pos = 0
+        self._digest = hashlib.sha256()
+        self._jobs: collections.deque[object] = collections.deque()
+        self._cond = threading.Condition()
+        self._pending, self._limit = 0, pending
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._hash_jobs, name="sha256", daemon=True)
+        self._thread.start()
+        self.closed = False
+
+    # -- the hashing thread ------------------------------------------------------------------
+    def _hash_jobs(self) -> None:
+        buf: bytearray | None = None
+        while True:
+            with self._cond:
+                while not self._jobs:
+                    self._cond.wait()
+                job = self._jobs.popleft()
+            if job is None:
+                return
+            size = 0
+            try:
+                if isinstance(job, tuple):
+                    path, offset, count = job
+                    buf = buf if buf is not None else bytearray(8 << 20)
+                    view = memoryview(buf)
+                    with open(path, "rb", buffering=0) as src:
+                        src.seek(offset)
+                        while count > 0:
+                            n = src.readinto(view[: min(count, len(buf))])
+                            if not n:
+                                raise OSError(errno.EIO, f"{path} ended while being copied")
+                            self._digest.update(view[:n])
+                            count -= n
+                else:
+                    size = len(job)  # type: ignore[arg-type]
+                    if self._error is None:
+                        self._digest.update(job)  # type: ignore[arg-type]
+            except BaseException as err:  # re-raised in the writer's thread
+                self._error = err
+            finally:
+                with self._cond:
+                    self._pending -= size
+                    self._cond.notify_all()
+
+    def _queue(self, job: object, size: int = 0) -> None:
+        if self._error is not None:
+            raise self._error
+        with self._cond:
+            while size and self._pending and self._pending + size > self._limit:
+                self._cond.wait()
+            self._pending += size
+            self._jobs.append(job)
+            self._cond.notify_all()
+
+    # -- writing -------------------------------------------------------------------------------
+    def _write_all(self, data: memoryview) -> None:
+        while len(data):
+            n = self._fh.write(data)
+            data = data[n:]
+
+    def _drain(self) -> None:
+        if self._buf:
+            data = bytes(self._buf)
+            self._buf.clear()
+            self._write_all(memoryview(data))
+            self._queue(data, len(data))
+
+    def write(self, data: object) -> int:
+        view = memoryview(data).cast("B")  # type: ignore[arg-type]
+        n = len(view)
+        if n < self.SMALL:
+            self._buf += view
+            if len(self._buf) >= self.SMALL:
+                self._drain()
+        else:
+            self._drain()
+            self._write_all(view)
+            self._queue(view, n)  # the caller's buffer stays alive in the queue until hashed
+        self._pos += n
+        return n
+
+    def copy_range(self, src: Path, offset: int, count: int) -> None:
+        """Append ``count`` bytes of ``src`` from ``offset``, copied by the kernel where it can."""
+        self._drain()
+        done = 0
+        with open(src, "rb", buffering=0) as fh:
+            copy = getattr(os, "copy_file_range", None)
+            while copy is not None and done < count:
+                try:
+                    n = copy(
+                        fh.fileno(),
+                        self._fh.fileno(),
+                        min(count - done, self.COPY_STEP),
+                        offset + done,
+                    )
+                except OSError as err:
+                    if err.errno not in (
+                        errno.EXDEV,
+                        errno.EINVAL,
+                        errno.ENOSYS,
+                        errno.EOPNOTSUPP,
+                        errno.EPERM,
+                    ):
+                        raise
+                    copy = None  # this pair of file systems: read and write instead
+                    break
+                if n == 0:
+                    raise OSError(errno.EIO, f"{src} ended while being copied")
+                done += n
+            if done < count:
+                fh.seek(offset + done)
+                buf = bytearray(8 << 20)
+                while done < count:
+                    n = fh.readinto(memoryview(buf)[: min(count - done, len(buf))])
+                    if not n:
+                        raise OSError(errno.EIO, f"{src} ended while being copied")
+                    self._write_all(memoryview(buf)[:n])
+                    done += n
+        self._queue((src, offset, count))
+        self._pos += count
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        self._drain()
+
+    def fileno(self) -> int:
+        return self._fh.fileno()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self._drain()
+        finally:
+            self._stop()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Stop the thread and close the file without raising (the write failed elsewhere)."""
+        if not self.closed:
+            self._error = self._error or OSError("aborted")
+            self._stop()
+
+    def _stop(self) -> None:
+        self.closed = True
+        with self._cond:
+            self._jobs.append(None)
+            self._cond.notify_all()
+        self._thread.join()
+        self._fh.close()
+
+    def hexdigest(self) -> str:
+        if not self.closed:
+            raise ValueError("the sha256 is known once the file is closed")
+        return self._digest.hexdigest()
+
+    def __enter__(self) -> HashingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

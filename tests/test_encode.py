@@ -77,7 +77,9 @@ def test_padding() -> None:
 
 def test_gguf_writer_bulk_arrays_are_gguf_py_bytes(tmp_path: Path) -> None:
     """Arrays long enough for the bulk path (strings, ints, floats) pack to gguf-py's bytes."""
-    tokens = [f"tok{i}" if i % 7 else f"▁ü{i}" for i in range(3000)]
+    tokens: list = [f"tok{i}" if i % 7 else f"▁ü{i}" for i in range(3000)]
+    tokens[1::11] = [b""] * len(tokens[1::11])  # empty items, and bytes as the vocabulary has them
+    tokens[2::13] = [f"<b{i}>".encode() for i in range(len(tokens[2::13]))]
     scores = [float(-i) / 3 for i in range(3000)]
     types = [1 + i % 5 for i in range(3000)]
     out = {}

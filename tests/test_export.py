@@ -315,3 +315,26 @@ def test_card_fits_on_table_is_the_gpu_planners(
     assert cells[0] == "- / -" and cells[-1] == "32K / 32K" and len(set(cells)) >= 3, cells
     assert "| file | 1 GB | 1.8 GB | 24 GB |\n" in section
     assert f"\n| `{gguf_270m.name}` | " + " | ".join(cells) + " |\n" in section
+
+
+def test_vocab_without_the_protobuf_reader_is_the_same(
+    ckpt270: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vocabulary is read through sentencepiece's ModelProto (fast); where that module cannot
+    load, through the processor's per-id calls, as llama.cpp's converter does. Both give the same
+    tokens, scores and types (the fast one is also checked against the converter above)."""
+    import sys
+
+    import sentencepiece
+
+    from gemma3_pack._export._vocab import load_vocab
+
+    with monkeypatch.context() as m:  # the fast way makes no per-id calls
+        m.setattr(sentencepiece.SentencePieceProcessor, "IdToPiece", None)
+        fast = load_vocab(ckpt270, 262_150)  # past the model's 262144 ids: [PADn] slots
+    monkeypatch.delattr(sentencepiece, "sentencepiece_model_pb2", raising=False)
+    monkeypatch.setitem(sys.modules, "sentencepiece.sentencepiece_model_pb2", None)
+    slow = load_vocab(ckpt270, 262_150)
+    assert fast.tokens == slow.tokens and fast.scores == slow.scores and fast.types == slow.types
+    assert fast.tokens[-1] == b"[PAD262149]" and fast.types[-1] == 5  # UNUSED
+    assert set(fast.types) == {1, 3, 4, 5, 6}  # <unk> is CONTROL once added tokens apply

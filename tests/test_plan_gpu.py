@@ -378,3 +378,33 @@ def test_num_ctx_auto_on_a_gpu_is_the_gpu_plans_largest_context(cli) -> None:
     assert_one_line_error(
         cli("modelfile", "gemma3-27b-it", "--num-ctx", "auto", "--gpu", "8GB"), "does not fit"
     )
+
+
+def test_read_ggufs_once_reads_each_header_once(
+    sparse: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planning a file for eight cards (the model card's table) reads its header once inside
+    read_ggufs_once, with the same results; outside it, every plan reads the file again."""
+    from gemma3_pack._gguf import _reader
+    from gemma3_pack._memory._plan import read_ggufs_once
+    from gemma3_pack._memory._plan_gpu import TABLE_CARDS
+
+    path = next(iter(sparse.values()))
+    opened: list[Path] = []
+    real = _reader.open_gguf
+
+    def counting(p, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(Path(p))
+        return real(p, *args, **kwargs)
+
+    monkeypatch.setattr(_reader, "open_gguf", counting)
+    plain = [fit_gpus(card, path)[0] for card in TABLE_CARDS]
+    assert len(opened) >= 2 * len(TABLE_CARDS)
+    opened.clear()
+    with read_ggufs_once():
+        once = [fit_gpus(card, path)[0] for card in TABLE_CARDS]
+    assert once == plain
+    assert opened == [path, path]  # the header for the plan, the tensor table for placing
+    opened.clear()
+    fit_gpus(TABLE_CARDS[0], path)
+    assert len(opened) >= 2  # outside the block: read again

@@ -643,7 +643,6 @@ def _gguf_path(plan: ExportPlan, quant: str) -> Path:
 def _write_ggufs(plan: ExportPlan, *, progress: bool) -> list[ExportedFile]:
     """Every text GGUF in one pass over the checkpoint; the files kept (not the eval's
     temporary reference), hashed."""
-    from ._manifest import sha256
     from ._writer import Output, write_text_ggufs
 
     outputs = [
@@ -657,14 +656,14 @@ def _write_ggufs(plan: ExportPlan, *, progress: bool) -> list[ExportedFile]:
     ]
     _log(progress, f"writing {', '.join(plan.outputs)} in one pass over {Path(plan.source).name}")
     t0 = time.perf_counter()
-    write_text_ggufs(
+    written = write_text_ggufs(
         plan.ckpt, outputs, hp=plan.hp, vocab=plan.vocab, info=plan.info, progress=progress
     )
     secs = time.perf_counter() - t0
     _log(progress, f"wrote {', '.join(o.path.name for o in outputs)} in {secs:.1f} s")
     return [
-        ExportedFile(o.path, o.quant, o.path.stat().st_size, sha256(o.path), round(secs, 3))
-        for o in outputs
+        ExportedFile(o.path, o.quant, size, digest, round(secs, 3))
+        for o, (size, digest) in zip(outputs, written, strict=True)
         if o.quant != plan.eval_reference
     ]
 

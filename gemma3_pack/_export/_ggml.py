@@ -10,10 +10,12 @@ Rows are independent in every ggml type, so the split does not change a byte.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import functools
 import importlib.util
 import os
+from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,15 @@ from .._quants import GGML
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["available", "library_path", "quantize_rows", "requires_imatrix", "row_size", "threads"]
+__all__ = [
+    "available",
+    "library_path",
+    "quantize_rows",
+    "requires_imatrix",
+    "row_size",
+    "submit_rows",
+    "threads",
+]
 
 INSTALL = "pip install 'gemma3-pack[quantize]'"
 _ROWS_PER_TASK_BYTES = 4 << 20  # f32 bytes per task: small enough to keep every core busy
@@ -114,6 +124,23 @@ def quantize_rows(
     With a ``pool`` the rows are split into tasks run on its threads. Each result is checked
     with ``ggml_validate_row_data`` (NaN/Inf scales), as llama-quantize does.
     """
+    return submit_rows(type_name, rows, imatrix=imatrix, pool=pool, validate=validate)()
+
+
+def submit_rows(
+    type_name: str,
+    rows: np.ndarray,
+    *,
+    imatrix: np.ndarray | None = None,
+    pool: Executor | None = None,
+    validate: bool = True,
+) -> Callable[[], np.ndarray]:
+    """:func:`quantize_rows` started on ``pool``: returns ``wait``, which gives the blocks.
+
+    The caller can prepare the next rows while ggml quantizes these. ``wait`` must be called
+    (it keeps ``rows`` and the output alive while the C code reads and writes them), also when
+    something else failed in between; it raises what a task raised, after all have ended.
+    """
     import numpy as np
 
     lib = _lib()
@@ -153,7 +180,15 @@ def quantize_rows(
     if pool is None or len(starts) == 1:
         for s in starts:
             run(s)
-    else:
-        for f in [pool.submit(run, s) for s in starts]:
+        return lambda: out
+    futures = [pool.submit(run, s) for s in starts]
+
+    def wait() -> np.ndarray:
+        keep = (rows, imatrix)  # the C code reads these until every task has ended
+        concurrent.futures.wait(futures)
+        for f in futures:
             f.result()
-    return out
+        del keep
+        return out
+
+    return wait

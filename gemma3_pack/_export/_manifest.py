@@ -166,6 +166,7 @@ def fits_on_section(models: list[Path], mmproj: Path | None, *, context_length: 
     every layer offloaded, as ``gemma3-pack plan FILE --gpu SIZE`` plans it (text only / with the
     vision projector on the GPU when there is one)."""
     from .._errors import Gemma3PackError
+    from .._memory._plan import read_ggufs_once
     from .._memory._plan_gpu import TABLE_CARDS, fit_gpus
 
     def largest(path: Path, card: str, vision: bool) -> int:
@@ -175,16 +176,17 @@ def fits_on_section(models: list[Path], mmproj: Path | None, *, context_length: 
     kinds = [False, True] if mmproj is not None else [False]
     rows = []
     try:
-        for path in models:
-            cells, full = [], dict.fromkeys(kinds, False)
-            for card in TABLE_CARDS:  # smallest first: once the whole context fits, more memory
-                parts = []  # cannot give more, so the larger cards are not planned again
-                for vision in kinds:
-                    n = context_length if full[vision] else largest(path, card, vision)
-                    full[vision] = n >= context_length
-                    parts.append(f"{n // 1024}K" if n else "-")
-                cells.append(" / ".join(parts))
-            rows.append(f"| `{path.name}` | " + " | ".join(cells) + " |")
+        with read_ggufs_once():  # each file's header read once, not once per card
+            for path in models:
+                cells, full = [], dict.fromkeys(kinds, False)
+                for card in TABLE_CARDS:  # smallest first: once the whole context fits, more
+                    parts = []  # memory cannot give more: the larger cards are not planned
+                    for vision in kinds:
+                        n = context_length if full[vision] else largest(path, card, vision)
+                        full[vision] = n >= context_length
+                        parts.append(f"{n // 1024}K" if n else "-")
+                    cells.append(" / ".join(parts))
+                rows.append(f"| `{path.name}` | " + " | ".join(cells) + " |")
     except Gemma3PackError as err:
         return f"## Fits on\n\nNot planned: {err}\n"
     what = ", text only / with the vision projector on the GPU" if mmproj is not None else ""

@@ -16,9 +16,12 @@ This mirrors llama.cpp's ``Gemma3Model.modify_tensors`` + ``ModelBase.prepare_te
 
 from __future__ import annotations
 
+import collections
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -34,6 +37,7 @@ __all__ = [
     "Rows",
     "Sink",
     "encode",
+    "encode_later",
     "is_text_tensor",
     "plan_tensors",
     "text_name",
@@ -53,7 +57,9 @@ _VISION_MARKERS = (
     "mm_input_projection",
     "mm_soft_emb_norm",
 )
-EMBED_CHUNK_BYTES = 64 * 1024 * 1024  # f32 bytes converted at once for big tensors
+# f32 bytes converted at once for big tensors: below glibc's 32 MiB mmap threshold, so the chunks'
+# arrays are reused from the heap instead of being mapped and faulted in afresh for every chunk
+EMBED_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -207,12 +213,23 @@ class Rows:
             self._stored[qtype] = out
         return self._stored[qtype]
 
+    def span(self, t: PlannedTensor) -> tuple[Path, int, int] | None:
+        """Where the file holds these rows exactly as ``t`` stores them (path, offset, bytes), or
+        None. bf16 weights stored as BF16 are the source's bytes unchanged: an output can take
+        them straight from the file, without reading them through memory."""
+        if t.via is not None or t.norm or t.qtype != "BF16" or self.ckpt.dtype(t.source) != "BF16":
+            return None
+        return self.ckpt.file_span(t.source, self.start, self.stop)
+
     def through(self, qtype: str) -> np.ndarray:
         if qtype not in self._through:
+            if qtype == "BF16" and self.ckpt.dtype(self.t.source) == "BF16" and not self.t.norm:
+                return self.f32()  # bf16 values through BF16: the same float32s, converted once
             enc = self.stored(qtype)
             if qtype == "BF16":
-                bits = np.ascontiguousarray(enc).view(np.uint16).astype(np.uint32) << 16
-                out = bits.view(np.float32)
+                out = np.left_shift(
+                    np.ascontiguousarray(enc).view(np.uint16), 16, dtype=np.uint32
+                ).view(np.float32)
             else:
                 out = np.asarray(enc, dtype=np.float32)
             self._through[qtype] = out
@@ -232,23 +249,42 @@ def encode(
     exact values, or from the values of the ``t.via`` float file when ``t`` reproduces
     ``llama-quantize`` run on that file. int4 readers hand Q4_0 blocks out as they are.
     """
+    return encode_later(rows, t, imatrix=imatrix, pool=pool)()
+
+
+def encode_later(
+    rows: Rows,
+    t: PlannedTensor,
+    *,
+    imatrix: np.ndarray | None = None,
+    pool: Executor | None = None,
+) -> Callable[[], np.ndarray]:
+    """:func:`encode`, with ggml's work started on ``pool`` and not waited for: returns ``wait``
+    (which must be called, see :func:`~._ggml.submit_rows`)."""
     if t.via is None:
         typed = rows.ckpt.typed_rows(t.source, t.qtype, rows.start, rows.stop)
         if typed is not None:
-            return typed
+            return lambda: typed
     if t.qtype in FLOAT_TYPES:
         if t.via is None or t.via == t.qtype:
-            return rows.stored(t.qtype)
-        data = rows.through(t.via)
-        return data.astype(np.float16) if t.qtype == "F16" else data
-    from ._ggml import available, quantize_rows
+            done = rows.stored(t.qtype)
+        else:
+            data = rows.through(t.via)
+            done = data.astype(np.float16) if t.qtype == "F16" else data
+        return lambda: done
+    from ._ggml import available, submit_rows
 
     data = rows.through(t.via) if t.via else rows.f32()
     if imatrix is None and t.qtype in _NUMPY_FALLBACK and not available():
         import gguf  # without llama-cpp-python: gguf-py's port, byte-identical (tests prove it)
 
-        return gguf.quants.quantize(data, gguf.GGMLQuantizationType[t.qtype])
-    return quantize_rows(t.qtype, data.reshape(-1, t.shape[-1]), imatrix=imatrix, pool=pool)
+        blocks = gguf.quants.quantize(data, gguf.GGMLQuantizationType[t.qtype])
+        return lambda: blocks
+    return submit_rows(t.qtype, data.reshape(-1, t.shape[-1]), imatrix=imatrix, pool=pool)
+
+
+def _ready(value: object) -> Callable[[], object]:
+    return lambda: value
 
 
 @dataclass
@@ -287,17 +323,60 @@ class ChunkedTensor:
         self.step = t.rows if len(t.shape) == 1 else max(1, EMBED_CHUNK_BYTES // row_f32)
 
     def tofile(self, fh: BinaryIO) -> None:
-        for start in range(0, self.t.rows, self.step):
-            stop = min(self.t.rows, start + self.step)
-            rows = Rows(self.ckpt, self.t, start, stop)
-            for sink in self.sinks:
-                chunk = encode(rows, sink.t, imatrix=sink.imatrix, pool=self.pool)
-                chunk.tofile(sink.fh or fh)
-                sink.written += chunk.nbytes
-            del rows
-            self.ckpt.release(self.t.source, start, stop)
-            if self.on_bytes is not None:
-                self.on_bytes(nbytes_rows(self.t, stop - start))
+        """Encode and write every chunk to every output, in order.
+
+        Pipelined by one chunk: ggml quantizes chunk k on the pool while this thread reads and
+        converts chunk k+1; chunk k is written once its blocks are ready. Memory is two chunks.
+        """
+        pending: collections.deque[tuple[int, int, list[Callable[[], object]]]] = (
+            collections.deque()
+        )
+        try:
+            for start in range(0, self.t.rows, self.step):
+                stop = min(self.t.rows, start + self.step)
+                rows = Rows(self.ckpt, self.t, start, stop)
+                jobs: list[Callable[[], object]] = []
+                for sink in self.sinks:
+                    out = sink.fh or fh
+                    span = rows.span(sink.t) if hasattr(out, "copy_range") else None
+                    if span is not None:
+                        jobs.append(_ready(span))
+                    else:
+                        jobs.append(
+                            encode_later(rows, sink.t, imatrix=sink.imatrix, pool=self.pool)
+                        )
+                del rows
+                pending.append((start, stop, jobs))
+                if len(pending) > 1 or self.pool is None:
+                    self._write(fh, *pending.popleft())
+            while pending:
+                self._write(fh, *pending.popleft())
+        finally:
+            for _, _, jobs in pending:  # after an error: let ggml finish with the buffers
+                for wait in jobs:
+                    with contextlib.suppress(Exception):
+                        wait()
+
+    def _write(self, fh: BinaryIO, start: int, stop: int, jobs: list[Callable[[], object]]) -> None:
+        for k, (sink, wait) in enumerate(zip(self.sinks, jobs, strict=True)):
+            out = sink.fh or fh
+            try:
+                done = wait()
+            except BaseException:
+                for later in jobs[k + 1 :]:  # the others still hold ggml's buffers
+                    with contextlib.suppress(Exception):
+                        later()
+                raise
+            if isinstance(done, tuple):
+                out.copy_range(*done)  # type: ignore[attr-defined]
+                sink.written += done[2]
+                continue
+            chunk = np.ascontiguousarray(done)
+            out.write(chunk.data.cast("B"))
+            sink.written += chunk.nbytes
+        self.ckpt.release(self.t.source, start, stop)
+        if self.on_bytes is not None:
+            self.on_bytes(nbytes_rows(self.t, stop - start))
 
     def byteswap(self, inplace: bool = False) -> ChunkedTensor:
         raise NotImplementedError("gemma3-pack writes little-endian GGUFs only")

@@ -15,7 +15,7 @@ from typing import Any
 
 from .._chat import OFFICIAL_TEMPLATE
 from .._family import EOT_TOKEN_ID, GGUF_SAMPLING
-from .._files import atomic_path
+from .._files import HashingWriter, atomic_path
 from .._progress import progress_bar
 from .._quants import QUANTS
 from ._config import TextHParams
@@ -117,13 +117,14 @@ def write_text_ggufs(
     vocab: Vocab,
     info: GeneralInfo,
     progress: bool = False,
-) -> list[int]:
-    """Write every output in one pass over the checkpoint; returns their sizes in bytes.
+) -> list[tuple[int, str]]:
+    """Write every output in one pass over the checkpoint; returns their (size, sha256).
 
     The plans hold the same tensors in the same order (only types differ): each source tensor is
     read once, chunk by chunk, and each chunk is encoded into every output. Quantized types go
-    through ggml on a small thread pool. Every file is written under a temporary name and renamed
-    into place only when all are complete.
+    through ggml on a small thread pool; bf16 tensors stored as BF16 are copied by the kernel. Each
+    file is hashed while it is written (no second read), written under a temporary name and
+    renamed into place only when all are complete.
     """
     import contextlib
     from concurrent.futures import ThreadPoolExecutor
@@ -131,7 +132,7 @@ def write_text_ggufs(
     import gguf
     import numpy as np
 
-    from .._gguf._encode import gguf_writer
+    from .._gguf._encode import gguf_writer, write_through
     from ._ggml import threads
 
     first = outputs[0].plan
@@ -141,10 +142,12 @@ def write_text_ggufs(
     total = sum(nbytes(t) for t in first)  # the first output's bytes (the bar's unit)
     quantized = any(t.qtype not in FLOAT_TYPES for o in outputs for t in o.plan)
     with contextlib.ExitStack() as stack:
-        writers = []
+        writers, hashers = [], []
         for o in outputs:
             o.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = stack.enter_context(atomic_path(o.path))
+            hashers.append(HashingWriter(tmp))
+            stack.callback(hashers[-1].abort)  # runs first: the file is closed before its removal
             w = gguf_writer(tmp, arch="gemma3")
             _add_metadata(w, hp, vocab, info, o.quant)
             for t in o.plan:
@@ -155,6 +158,7 @@ def write_text_ggufs(
                     nbytes(t),
                     raw_dtype=gguf.GGMLQuantizationType[t.qtype],
                 )
+            write_through(w, hashers[-1])
             w.write_header_to_file(tmp)
             w.write_kv_data_to_file()
             w.write_ti_data_to_file()
@@ -186,7 +190,7 @@ def write_text_ggufs(
                 w.write_padding(w.fout[0], sink.written)
         for w in writers:
             w.close()
-    return [o.path.stat().st_size for o in outputs]
+    return [(o.path.stat().st_size, h.hexdigest()) for o, h in zip(outputs, hashers, strict=True)]
 
 
 def _begin_tensor(w: Any, t: PlannedTensor) -> None:
@@ -213,4 +217,4 @@ def write_text_gguf(
     """Write one GGUF atomically to ``out``; returns its size in bytes."""
     return write_text_ggufs(
         ckpt, [Output(out, outtype, plan)], hp=hp, vocab=vocab, info=info, progress=progress
-    )[0]
+    )[0][0]

@@ -24,8 +24,10 @@ Memory sizes are bytes; ``parse_memory("24GB")`` reads the usual spellings (GB =
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -534,7 +536,40 @@ class _Source:
     vision_dims: tuple[int, int, int, int] | None = None  # from a projector file, else SigLIP
 
 
+_READ_ONCE: contextvars.ContextVar[dict[tuple[Any, ...], Any] | None] = contextvars.ContextVar(
+    "gemma3_pack_read_ggufs_once", default=None
+)
+
+
+@contextlib.contextmanager
+def read_ggufs_once() -> Iterator[None]:
+    """Inside this block, planning reads each GGUF's header once, however often the same file is
+    planned (the model card's "Fits on" table plans every export for every card). The files must
+    not change meanwhile; outside the block every plan reads the file afresh."""
+    token = _READ_ONCE.set({})
+    try:
+        yield
+    finally:
+        _READ_ONCE.reset(token)
+
+
+def read_once(key: tuple[Any, ...], read: Callable[[], Any]) -> Any:
+    """``read()``, or what it gave for ``key`` earlier inside :func:`read_ggufs_once`."""
+    memo = _READ_ONCE.get()
+    if memo is None:
+        return read()
+    if key not in memo:
+        memo[key] = read()
+    return memo[key]
+
+
 def _gguf_source(path: Path, quant: str | None, mmproj_path: Path | None) -> _Source:
+    key = ("source", str(path), str(mmproj_path))
+    source: _Source = read_once(key, lambda: _read_gguf_source(path, None, mmproj_path))
+    return source if quant is None else replace(source, quant=quant)  # a label only
+
+
+def _read_gguf_source(path: Path, quant: str | None, mmproj_path: Path | None) -> _Source:
     from .._family import size_for_layers
     from .._gguf._reader import open_gguf
 

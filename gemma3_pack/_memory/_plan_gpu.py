@@ -62,6 +62,7 @@ from ._plan import (
     largest_context,
     plan_memory,
     quant_tensor_types,
+    read_once,
 )
 
 __all__ = [
@@ -178,30 +179,31 @@ class _Tensor:
     offset: int | None  # in the GGUF's data section
 
 
+def _gguf_tensors(path: Path) -> tuple[_Tensor, ...]:
+    """A GGUF's text tensors, in file order."""
+    from .._gguf._reader import open_gguf
+    from .._quants import ggml_by_id
+
+    with open_gguf(path) as h:
+        out = []
+        for t in h.tensors:
+            if t.name.startswith(("v.", "mm.")):
+                continue
+            gt = ggml_by_id(int(t.ggml_type))
+            out.append(
+                _Tensor(
+                    t.name, int(t.shape[0]), gt.name if gt else None, int(t.nbytes or 0), t.offset
+                )
+            )
+    return tuple(out)
+
+
 def _tensors(src: _Source) -> list[_Tensor]:
     """Every text tensor, in file order: from the GGUF's table, or as the converter writes a
     variant (output_norm, token_embd, then each block)."""
     path = Path(src.name)
     if src.exact and path.is_file():
-        from .._gguf._reader import open_gguf
-        from .._quants import ggml_by_id
-
-        with open_gguf(path) as h:
-            out = []
-            for t in h.tensors:
-                if t.name.startswith(("v.", "mm.")):
-                    continue
-                gt = ggml_by_id(int(t.ggml_type))
-                out.append(
-                    _Tensor(
-                        t.name,
-                        int(t.shape[0]),
-                        gt.name if gt else None,
-                        int(t.nbytes or 0),
-                        t.offset,
-                    )
-                )
-            return out
+        return list(read_once(("tensors", str(path)), lambda: _gguf_tensors(path)))
     table: list[_Tensor] = []
     offset = 0
     rows = quant_tensor_types(src.arch, src.quant)

@@ -259,6 +259,9 @@ class Int4Checkpoint(Checkpoint):
         self._floats = (name, out)
         return out
 
+    def file_span(self, name: str, start: int, stop: int) -> tuple[Path, int, int] | None:
+        return None if name in self.quant else super().file_span(name, start, stop)
+
     def raw(self, name: str) -> np.ndarray:
         if name in self.quant:
             return self.dequantized(name)

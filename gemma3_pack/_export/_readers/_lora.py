@@ -180,6 +180,9 @@ class LoraCheckpoint(Checkpoint):
             return self.read(name)
         return super().read_f32(name)
 
+    def file_span(self, name: str, start: int, stop: int) -> tuple[Path, int, int] | None:
+        return None if name in self._deltas else super().file_span(name, start, stop)
+
     def raw(self, name: str) -> np.ndarray:
         if name not in self._deltas:
             return super().raw(name)

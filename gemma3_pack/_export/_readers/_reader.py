@@ -10,7 +10,9 @@ Three readers implement it, one module each, all opened by ``_open.open_checkpoi
 A reader names its tensors as the checkpoint does (the planners map them to GGUF names and order,
 ``_tensors.plan_tensors``), gives their logical shape and source dtype, and hands out rows:
 ``typed_rows`` already encoded in the planned GGUF type when the reader can do that without
-loss (int4 -> Q4_0), else ``raw`` / ``read_rows`` for the float conversion. A new input format is
+loss (int4 -> Q4_0), else ``raw`` / ``read_rows`` for the float conversion; ``file_span`` says
+where rows lie in a file byte for byte (None for tensors the reader computes), so they can be
+copied without passing through memory. A new input format is
 one new module implementing this, plus one dispatch line in ``open_checkpoint``.
 """
 
@@ -57,3 +59,5 @@ class CheckpointReader(Protocol):
     def typed_rows(self, name: str, qtype: str, start: int, stop: int) -> np.ndarray | None: ...
 
     def release(self, name: str, start: int = 0, stop: int | None = None) -> None: ...
+
+    def file_span(self, name: str, start: int, stop: int) -> tuple[Path, int, int] | None: ...

@@ -61,8 +61,11 @@ class TensorInfo:
 
 
 def _bf16_to_f32(u16: np.ndarray) -> np.ndarray:
-    """bfloat16 is the top half of a float32: widening is a 16-bit shift, exact."""
-    return (u16.astype(np.uint32) << 16).view(np.float32)
+    """bfloat16 is the top half of a float32: widening is a 16-bit shift, exact.
+
+    One ufunc pass into one new array (``astype`` then ``<<`` makes two, and costs 2-8x more).
+    """
+    return np.left_shift(np.asarray(u16), 16, dtype=np.uint32).view(np.float32)
 
 
 def _parse_safetensors(
@@ -227,6 +230,14 @@ class Checkpoint:
         if hi > lo:
             with contextlib.suppress(OSError, ValueError):
                 raw_map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+    def file_span(self, name: str, start: int, stop: int) -> tuple[Path, int, int] | None:
+        """Rows ``start:stop`` of ``name`` as they lie in its file: (path, offset, bytes)."""
+        t = self.info(name)
+        rows = t.shape[0] if t.shape else 1
+        row_bytes = t.nbytes // max(1, rows)
+        stop = min(stop, rows)
+        return t.file, t.offset + start * row_bytes, (stop - start) * row_bytes
 
     def _map(self, file: Path) -> np.memmap:
         mm = self._maps.get(file)
