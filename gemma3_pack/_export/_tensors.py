@@ -29,6 +29,7 @@ import numpy as np
 from .._errors import CheckpointError
 from .._quants import GGML, tensor_bytes
 from ._readers._reader import CheckpointReader
+from ._readers._source import bf16_to_f32
 
 __all__ = [
     "FLOAT_TYPES",
@@ -199,7 +200,7 @@ class Rows:
     def stored(self, qtype: str) -> np.ndarray:
         if qtype not in self._stored:
             t = self.t
-            if qtype == "BF16" and self.ckpt.dtype(t.source) == "BF16" and not t.norm:
+            if qtype == "BF16" and self._bf16_source():
                 raw = self.ckpt.raw(t.source)[self.start : self.stop]
                 out = np.ascontiguousarray(raw)  # bf16 -> f32 -> bf16 is the identity
             elif qtype == "F32":
@@ -213,23 +214,26 @@ class Rows:
             self._stored[qtype] = out
         return self._stored[qtype]
 
+    def _bf16_source(self) -> bool:
+        """Whether these rows' BF16 encoding is the source's own bytes (a bf16 tensor without
+        the norm's +1): bf16 -> f32 -> bf16 is the identity."""
+        return not self.t.norm and self.ckpt.dtype(self.t.source) == "BF16"
+
     def span(self, t: PlannedTensor) -> tuple[Path, int, int] | None:
         """Where the file holds these rows exactly as ``t`` stores them (path, offset, bytes), or
         None. bf16 weights stored as BF16 are the source's bytes unchanged: an output can take
         them straight from the file, without reading them through memory."""
-        if t.via is not None or t.norm or t.qtype != "BF16" or self.ckpt.dtype(t.source) != "BF16":
+        if t.via is not None or t.qtype != "BF16" or not self._bf16_source():
             return None
         return self.ckpt.file_span(t.source, self.start, self.stop)
 
     def through(self, qtype: str) -> np.ndarray:
         if qtype not in self._through:
-            if qtype == "BF16" and self.ckpt.dtype(self.t.source) == "BF16" and not self.t.norm:
+            if qtype == "BF16" and self._bf16_source():
                 return self.f32()  # bf16 values through BF16: the same float32s, converted once
             enc = self.stored(qtype)
             if qtype == "BF16":
-                out = np.left_shift(
-                    np.ascontiguousarray(enc).view(np.uint16), 16, dtype=np.uint32
-                ).view(np.float32)
+                out = bf16_to_f32(np.ascontiguousarray(enc).view(np.uint16))
             else:
                 out = np.asarray(enc, dtype=np.float32)
             self._through[qtype] = out

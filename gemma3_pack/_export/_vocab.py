@@ -170,14 +170,15 @@ def _pieces(model: Path) -> list[tuple[str, float, int]]:
         ) from err
     sp = SentencePieceProcessor()
     try:
-        sp.LoadFromFile(str(model))  # validates the model as the runtime would
+        data = model.read_bytes()  # read once: the processor validates it, the proto lists it
+        sp.LoadFromSerializedProto(data)  # validates the model as the runtime would
     except (OSError, RuntimeError) as err:
         raise CheckpointError(f"{model} is not a SentencePiece model: {err}") from None
     try:
         from sentencepiece import sentencepiece_model_pb2
 
         model_proto = sentencepiece_model_pb2.ModelProto  # type: ignore[attr-defined]
-        proto = model_proto.FromString(model.read_bytes())
+        proto = model_proto.FromString(data)
     except Exception:  # any import or runtime mismatch: the slow, sure way below
         proto = None
     if proto is not None and len(proto.pieces) == sp.vocab_size():

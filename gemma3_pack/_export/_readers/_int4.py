@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from ..._errors import CheckpointError
-from ._source import Checkpoint, TensorInfo, _parse_safetensors
+from ._source import Checkpoint, TensorInfo, _parse_safetensors, bf16_to_f32
 
 __all__ = ["EMBEDDING_TYPES", "Int4Checkpoint", "check_quantization_config", "open_int4"]
 
@@ -170,7 +170,7 @@ def _pread(info: TensorInfo) -> np.ndarray:
 def _scales_f32(info: TensorInfo) -> np.ndarray:
     raw = _pread(info)
     if info.dtype == "BF16":
-        return (raw.astype(np.uint32) << 16).view(np.float32)
+        return bf16_to_f32(raw)
     return raw.astype(np.float32)
 
 

@@ -60,12 +60,21 @@ class TensorInfo:
     shape: tuple[int, ...]
 
 
-def _bf16_to_f32(u16: np.ndarray) -> np.ndarray:
+def bf16_to_f32(u16: np.ndarray) -> np.ndarray:
     """bfloat16 is the top half of a float32: widening is a 16-bit shift, exact.
 
     One ufunc pass into one new array (``astype`` then ``<<`` makes two, and costs 2-8x more).
     """
     return np.left_shift(np.asarray(u16), 16, dtype=np.uint32).view(np.float32)
+
+
+def _row_bytes(t: TensorInfo, start: int, stop: int | None) -> tuple[int, int]:
+    """File offsets [begin, end) of rows ``start:stop`` of ``t`` (``stop`` None or past the end:
+    to the last row)."""
+    rows = t.shape[0] if t.shape else 1
+    row_bytes = t.nbytes // max(1, rows)
+    stop = rows if stop is None else min(stop, rows)
+    return t.offset + start * row_bytes, t.offset + stop * row_bytes
 
 
 def _parse_safetensors(
@@ -220,10 +229,7 @@ class Checkpoint:
         raw_map = getattr(mm, "_mmap", None)
         if raw_map is None or not hasattr(mmap, "MADV_DONTNEED"):
             return
-        rows = t.shape[0] if t.shape else 1
-        row_bytes = t.nbytes // max(1, rows)
-        stop = rows if stop is None else min(stop, rows)
-        begin, end = t.offset + start * row_bytes, t.offset + stop * row_bytes
+        begin, end = _row_bytes(t, start, stop)
         page = mmap.PAGESIZE
         lo = (begin // page) * page
         hi = min(len(raw_map), -(-end // page) * page)
@@ -234,10 +240,8 @@ class Checkpoint:
     def file_span(self, name: str, start: int, stop: int) -> tuple[Path, int, int] | None:
         """Rows ``start:stop`` of ``name`` as they lie in its file: (path, offset, bytes)."""
         t = self.info(name)
-        rows = t.shape[0] if t.shape else 1
-        row_bytes = t.nbytes // max(1, rows)
-        stop = min(stop, rows)
-        return t.file, t.offset + start * row_bytes, (stop - start) * row_bytes
+        begin, end = _row_bytes(t, start, stop)
+        return t.file, begin, end - begin
 
     def _map(self, file: Path) -> np.memmap:
         mm = self._maps.get(file)
@@ -254,7 +258,7 @@ class Checkpoint:
     @staticmethod
     def _to_f32(raw: np.ndarray, dtype: str) -> np.ndarray:
         if dtype == "BF16":
-            return _bf16_to_f32(raw)
+            return bf16_to_f32(raw)
         return (
             np.asarray(raw, dtype=np.float32).copy() if dtype == "F32" else raw.astype(np.float32)
         )
@@ -280,7 +284,7 @@ class Checkpoint:
         if len(buf) != info.nbytes:
             raise CheckpointError(f"{info.file.name} is truncated at tensor {name}: re-download it")
         if info.dtype == "BF16":
-            return (np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+            return bf16_to_f32(np.frombuffer(buf, dtype="<u2"))
         return np.frombuffer(buf, dtype="<f2" if info.dtype == "F16" else "<f4").astype(np.float32)
 
     def typed_rows(self, name: str, qtype: str, start: int, stop: int) -> np.ndarray | None:
